@@ -1,0 +1,105 @@
+// swift-tools-version: 6.2
+// imagectl: OS disk images on Linux (store, import, dissect, verity, container and VM runner).
+// Dependencies come from the machine's package mirror by their GitHub URL; nothing is vendored.
+import PackageDescription
+
+/// System libraries found through pkg-config; the Debian package that provides each is named so
+/// that `swift build` can say what to install.
+func systemLibrary(_ name: String, pkgConfig: String, apt: [String]) -> Target {
+    .systemLibrary(name: name, path: "Sources/\(name)", pkgConfig: pkgConfig, providers: [.apt(apt)])
+}
+
+let strict: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+
+let package = Package(
+    name: "imagectl",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "imagectl", targets: ["imagectl"]),
+        .library(name: "ImageStore", targets: ["ImageStore"]),
+        .library(name: "Import", targets: ["Import"]),
+        .library(name: "Dissect", targets: ["Dissect"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+    ],
+    targets: [
+        // C: ioctl numbers and syscall wrappers that Swift cannot import directly.
+        .target(name: "CShims", path: "Sources/CShims"),
+        systemLibrary("CBlkid", pkgConfig: "blkid", apt: ["libblkid-dev"]),
+        systemLibrary("CCryptsetup", pkgConfig: "libcryptsetup", apt: ["libcryptsetup-dev"]),
+        systemLibrary("CDevmapper", pkgConfig: "devmapper", apt: ["libdevmapper-dev"]),
+        systemLibrary("CLZMA", pkgConfig: "liblzma", apt: ["liblzma-dev"]),
+        systemLibrary("CArchive", pkgConfig: "libarchive", apt: ["libarchive-dev"]),
+        systemLibrary("CBtrfsUtil", pkgConfig: "libbtrfsutil", apt: ["libbtrfsutil-dev"]),
+        systemLibrary("CZlib", pkgConfig: "zlib", apt: ["zlib1g-dev"]),
+        systemLibrary("CZstd", pkgConfig: "libzstd", apt: ["libzstd-dev"]),
+
+        // Swift over the kernel: file descriptors, errno, loop devices, mounts, btrfs, locks.
+        .target(
+            name: "LinuxSystem",
+            dependencies: [
+                "CShims", "CBtrfsUtil",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strict
+        ),
+        // The image pool: names, discovery, locks, clone/snapshot, side files, provenance.
+        .target(
+            name: "ImageStore",
+            dependencies: [
+                "LinuxSystem", "CArchive",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strict
+        ),
+        // Getting images into the store: decompressors, tar extraction, qcow2 conversion.
+        .target(
+            name: "Import",
+            dependencies: [
+                "LinuxSystem", "ImageStore", "CLZMA", "CArchive", "CZlib", "CZstd",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strict
+        ),
+        // From a disk image to a mount plan: GPT/MBR, blkid probing, verity.
+        .target(
+            name: "Dissect",
+            dependencies: [
+                "LinuxSystem", "CBlkid", "CCryptsetup", "CDevmapper",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "imagectl",
+            dependencies: [
+                "LinuxSystem", "ImageStore", "Import", "Dissect",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+
+        // Shared test helpers: privileged-test gating, fixtures, running the CLI.
+        .target(
+            name: "TestSupport",
+            dependencies: ["LinuxSystem"],
+            path: "Tests/TestSupport",
+            swiftSettings: strict
+        ),
+        .testTarget(name: "LinuxSystemTests", dependencies: ["LinuxSystem", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "ImageStoreTests", dependencies: ["ImageStore", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "ImportTests", dependencies: ["Import", "ImageStore", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "DissectTests", dependencies: ["Dissect", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "imagectlTests", dependencies: ["TestSupport", "imagectl"], swiftSettings: strict),
+    ]
+)

@@ -1,0 +1,31 @@
+import Foundation
+import LinuxSystem
+
+/// An error the CLI reports itself, with the exit status it maps to.
+struct CommandFailure: Error {
+    var message: String
+    var status: Int32 = 1
+
+    /// Exit status for an error thrown by the libraries: 16 for a busy image, else 1.
+    static func status(for error: Error) -> Int32 {
+        if let busy = error as? BusyReporting, busy.isBusy { return 16 }
+        return 1
+    }
+}
+
+/// Errors that can say the image was busy (locked), so the CLI exits 16 as documented.
+protocol BusyReporting { var isBusy: Bool { get } }
+
+/// Writes to the standard streams through FileHandle: the C `stderr`/`stdout` globals are not
+/// concurrency-safe in Swift 6.
+enum Terminal {
+    static func standardError(_ text: String) {
+        FileHandle.standardError.write(Data(text.utf8))
+    }
+    static func standardOutput(_ text: String) {
+        FileHandle.standardOutput.write(Data(text.utf8))
+    }
+    /// True when standard output is a terminal (tables get headers and colour only then).
+    static var outputIsTerminal: Bool { isatty(STDOUT_FILENO) == 1 }
+    static var errorIsTerminal: Bool { isatty(STDERR_FILENO) == 1 }
+}

@@ -1,0 +1,22 @@
+import ArgumentParser
+import Foundation
+
+/// Where the image pool is: `--root DIR`, else `IMAGECTL_ROOT`, else /var/lib/machines.
+struct StoreOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("Directory of the writable image pool (default: $IMAGECTL_ROOT or /var/lib/machines).", valueName: "dir"))
+    var root: String?
+
+    /// With an explicit root only that directory is searched; the default root brings the
+    /// system search path (/etc/machines, /run/machines, ..., /usr/lib/machines).
+    var explicitRoot: String? {
+        if let root { return root }
+        if let env = ProcessInfo.processInfo.environment["IMAGECTL_ROOT"], !env.isEmpty { return env }
+        return nil
+    }
+}
+
+/// `--json` for verbs that print data.
+struct OutputOptions: ParsableArguments {
+    @Flag(name: .long, help: "Print JSON instead of a table.")
+    var json = false
+}

@@ -1,0 +1,63 @@
+import ArgumentParser
+import Foundation
+import Logging
+
+/// The root command. Each verb is one type in Commands/<Group>/<Verb>.swift; this file only lists
+/// them and turns errors into one `error:` line and an exit status.
+///
+/// Exit statuses: 0 success; 1 the operation failed (bad image, I/O error, verification failure);
+/// 2 bad arguments or options (usage); 16 the image is busy (locked by another process).
+/// Runner verbs return the payload's own status.
+@main
+struct Imagectl: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "imagectl",
+        abstract: "Import, store, dissect, verify and boot OS disk images.",
+        discussion: """
+            The image pool lives in /var/lib/machines unless --root or IMAGECTL_ROOT names \
+            another directory. Exit status: 0 success, 1 failure, 2 usage error, 16 image busy.
+            """,
+        version: "0.1.0",
+        subcommands: CommandRegistry.subcommands
+    )
+
+    static func main() async {
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = ProcessInfo.processInfo.environment["IMAGECTL_LOG"].flatMap(Logger.Level.init(rawValue:)) ?? .notice
+            return handler
+        }
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(reporting: error)
+        }
+    }
+
+    /// Prints one `error:` line (help and version requests print normally) and exits.
+    static func exit(reporting error: Error) -> Never {
+        if let exitCode = error as? ExitCode {
+            Foundation.exit(exitCode.rawValue)
+        }
+        if let failure = error as? CommandFailure {
+            Terminal.standardError("error: \(failure.message)\n")
+            Foundation.exit(failure.status)
+        }
+        switch exitCode(for: error) {
+        case .success:
+            Self.exit(withError: error)  // --help, --version
+        case .validationFailure:
+            // Unknown option, missing argument, ValidationError from validate(): usage errors.
+            Terminal.standardError("error: \(message(for: error))\n")
+            Foundation.exit(2)
+        default:
+            Terminal.standardError("error: \(String(describing: error))\n")
+            Foundation.exit(CommandFailure.status(for: error))
+        }
+    }
+}

@@ -1,0 +1,74 @@
+import Foundation
+import Testing
+
+/// A facility a privileged test needs. Such a test runs whenever the process is root and the
+/// facility exists; otherwise it is skipped with the reason printed, and when
+/// IMAGECTL_REQUIRE_PRIVILEGED=1 (as CI sets it) the skip becomes a failure, so a broken machine
+/// cannot pass by skipping.
+public enum Facility: Sendable, CustomStringConvertible {
+    case root
+    case loopDevices
+    case btrfs
+    case tool(String)
+    case fixture(String)
+
+    public var description: String {
+        switch self {
+        case .root: "root"
+        case .loopDevices: "loop devices (/dev/loop-control)"
+        case .btrfs: "btrfs (mkfs.btrfs and kernel support)"
+        case .tool(let name): "the tool \(name)"
+        case .fixture(let name): "the fixture \(name) (run fixtures/build.sh)"
+        }
+    }
+
+    /// Why the facility is missing, or nil when it is there.
+    var missingReason: String? {
+        switch self {
+        case .root:
+            return geteuid() == 0 ? nil : "not running as root"
+        case .loopDevices:
+            return FileManager.default.fileExists(atPath: "/dev/loop-control") ? nil : "no /dev/loop-control"
+        case .btrfs:
+            let fs = (try? String(contentsOfFile: "/proc/filesystems", encoding: .utf8)) ?? ""
+            if Tool.path("mkfs.btrfs") == nil { return "mkfs.btrfs not installed" }
+            // The module loads on first mount; /proc/filesystems lists it only once loaded.
+            if !fs.contains("btrfs") && !FileManager.default.fileExists(atPath: "/sys/module/btrfs")
+                && (try? Tool.run("/sbin/modprobe", ["btrfs"]).status) != 0 {
+                return "kernel has no btrfs"
+            }
+            return nil
+        case .tool(let name):
+            return Tool.path(name) == nil ? "\(name) not installed" : nil
+        case .fixture(let name):
+            return Fixtures.path(name) == nil ? "fixture \(name) not built (run fixtures/build.sh)" : nil
+        }
+    }
+}
+
+public enum Privileged {
+    /// True when CI asked for every privileged test to run.
+    public static var required: Bool {
+        ProcessInfo.processInfo.environment["IMAGECTL_REQUIRE_PRIVILEGED"] == "1"
+    }
+
+    /// Returns when every facility is there; otherwise skips the current test (printing why), or
+    /// fails it when IMAGECTL_REQUIRE_PRIVILEGED=1.
+    public static func require(_ facilities: Facility..., sourceLocation: SourceLocation = #_sourceLocation) throws {
+        for facility in facilities {
+            guard let reason = facility.missingReason else { continue }
+            let text = "needs \(facility): \(reason)"
+            if required {
+                Issue.record(Comment(rawValue: "IMAGECTL_REQUIRE_PRIVILEGED=1 but this test \(text)"), sourceLocation: sourceLocation)
+                throw MissingFacility(text: text)
+            }
+            FileHandle.standardError.write(Data("skip: \(text)\n".utf8))
+            try Test.cancel(Comment(rawValue: "skipped: \(text)"), sourceLocation: sourceLocation)
+        }
+    }
+}
+
+struct MissingFacility: Error, CustomStringConvertible {
+    var text: String
+    var description: String { text }
+}
