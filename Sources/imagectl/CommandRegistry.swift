@@ -1,7 +1,7 @@
 import ArgumentParser
 
-/// Every verb of the CLI, in the order `imagectl --help` lists them.
+/// Every verb of the CLI, grouped by the module that does the work.
 enum CommandRegistry {
-    static let subcommands: [ParsableCommand.Type] = [
-    ]
+    static let subcommands: [ParsableCommand.Type] =
+        StoreCommands.all + ImportCommands.all + DissectCommands.all
 }
