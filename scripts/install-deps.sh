@@ -10,7 +10,7 @@ packages=(
   # tools the fixtures, tests and peers use
   systemd-container cryptsetup-bin qemu-utils debootstrap xz-utils zstd bzip2 gzip
   btrfs-progs busybox-static fdisk e2fsprogs squashfs-tools erofs-utils dosfstools
-  attr acl kmod util-linux python3
+  attr acl kmod util-linux python3 xfsprogs mtools openssl systemd
 )
 
 missing=()
