@@ -11,6 +11,9 @@ packages=(
   systemd-container cryptsetup-bin qemu-utils debootstrap xz-utils zstd bzip2 gzip
   btrfs-progs busybox-static fdisk e2fsprogs squashfs-tools erofs-utils dosfstools
   attr acl kmod util-linux python3 xfsprogs mtools openssl systemd
+  # what the Swift toolchain (installed separately under /opt/swift) needs at build time
+  binutils gcc git libc6-dev libedit2 libgcc-12-dev libpython3-dev libsqlite3-0
+  libstdc++-12-dev libxml2-dev libz3-dev tzdata unzip
 )
 
 missing=()
@@ -26,3 +29,8 @@ fi
 # btrfs is a module on Debian's kernels; loading it may fail in a container, which tests report.
 modprobe btrfs 2>/dev/null || true
 modprobe loop 2>/dev/null || true
+# The Swift toolchain is not a Debian package: it is expected under /opt/swift (or on PATH).
+if ! command -v swift >/dev/null && [ ! -x /opt/swift/usr/bin/swift ]; then
+  echo "error: no Swift toolchain: install Swift 6 from swift.org into /opt/swift (or put swift on PATH)" >&2
+  exit 1
+fi
