@@ -62,3 +62,9 @@ int img_wifexited(int status);
 int img_wexitstatus(int status);
 int img_wifsignaled(int status);
 int img_wtermsig(int status);
+
+// File-level calls for the image store (renameat2, OFD locks, xattrs, statx, copy_file_range).
+#include "CShimsFiles.h"
+
+// btrfs filesystem info (the fsid names /sys/fs/btrfs/<fsid>/ for qgroup limits).
+static const unsigned long img_BTRFS_IOC_FS_INFO = BTRFS_IOC_FS_INFO;
