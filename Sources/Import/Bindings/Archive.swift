@@ -1,0 +1,287 @@
+// libarchive: reading a tar (or a bare bzip2 stream) from a ByteSource through archive_read_open
+// callbacks, and extracting entries with archive_write_disk. The entry checks of SECURITY.md 1-4
+// live in TarEntryPolicy (plain Swift); this file only moves bytes and flags.
+import CArchive
+import Foundation
+import Glibc
+
+/// libarchive's status codes (archive.h).
+enum ArchiveStatus {
+    static let eof: Int32 = 1
+    static let ok: Int32 = 0
+    static let retry: Int32 = -10
+    static let warn: Int32 = -20
+    static let failed: Int32 = -25
+    static let fatal: Int32 = -30
+}
+
+/// The client side of archive_read_open: hands libarchive chunks read from a ByteSource. The
+/// chunk handed out must stay valid until the next callback, so it lives in memory owned here.
+private final class ArchiveFeed {
+    let source: ByteSource
+    var chunk: [UInt8]
+    let stable: UnsafeMutableRawPointer
+    let capacity = 1 << 20
+    var error: Swift.Error?
+
+    init(source: ByteSource) {
+        self.source = source
+        chunk = [UInt8](repeating: 0, count: capacity)
+        stable = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 16)
+    }
+
+    deinit { stable.deallocate() }
+}
+
+private func feedRead(_ archive: OpaquePointer?, _ client: UnsafeMutableRawPointer?,
+                      _ buffer: UnsafeMutablePointer<UnsafeRawPointer?>?) -> la_ssize_t {
+    guard let client else { return -1 }
+    let feed = Unmanaged<ArchiveFeed>.fromOpaque(client).takeUnretainedValue()
+    do {
+        let count = try feed.source.read(into: &feed.chunk)
+        feed.chunk.withUnsafeBytes { raw in
+            if count > 0 { feed.stable.copyMemory(from: raw.baseAddress!, byteCount: count) }
+        }
+        buffer?.pointee = UnsafeRawPointer(feed.stable)
+        return la_ssize_t(count)
+    } catch {
+        // archive_set_error is variadic (not callable from Swift); the stored error is what
+        // failure() reports.
+        feed.error = error
+        return -1
+    }
+}
+
+/// An archive_read handle fed from a ByteSource.
+final class ArchiveReader {
+    let handle: OpaquePointer
+    private let feed: ArchiveFeed
+    private var opened = false
+
+    /// `configure` enables formats and filters on the fresh handle before it is opened.
+    init(source: ByteSource, configure: (OpaquePointer) -> Void) throws {
+        guard let handle = archive_read_new() else { throw ArchiveError(message: "cannot allocate a libarchive reader") }
+        self.handle = handle
+        feed = ArchiveFeed(source: source)
+        configure(handle)
+        let status = archive_read_open(handle, Unmanaged.passUnretained(feed).toOpaque(), nil, feedRead, nil)
+        guard status == ArchiveStatus.ok else { throw failure() }
+        opened = true
+    }
+
+    deinit {
+        archive_read_free(handle)
+    }
+
+    /// The error behind a failed call: the source's own error (a decoder's message) when the
+    /// input failed, else libarchive's message.
+    func failure() -> Swift.Error {
+        if let error = feed.error { return error }
+        return ArchiveError(message: Self.message(handle))
+    }
+
+    static func message(_ handle: OpaquePointer) -> String {
+        archive_error_string(handle).map { String(cString: $0) } ?? "unknown libarchive error"
+    }
+}
+
+/// A libarchive failure, with libarchive's own message.
+public struct ArchiveError: Swift.Error, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
+}
+
+/// Decompresses a bzip2 stream with libarchive's bzip2 filter and its "raw" format (zlib, xz and
+/// zstd have direct bindings; libbz2 has no pkg-config file on Debian, libarchive links it anyway).
+public final class Bzip2Decoder: ByteSource {
+    public enum Error: Swift.Error, CustomStringConvertible {
+        case corrupt(String)
+        public var description: String {
+            switch self {
+            case .corrupt(let why): "bzip2 stream is corrupt: \(why)"
+            }
+        }
+    }
+
+    private let reader: ArchiveReader
+    private var done = false
+
+    public init(upstream: ByteSource) throws {
+        do {
+            reader = try ArchiveReader(source: upstream) { handle in
+                archive_read_support_filter_bzip2(handle)
+                archive_read_support_format_raw(handle)
+            }
+            var entry: OpaquePointer?
+            let status = archive_read_next_header(reader.handle, &entry)
+            if status != ArchiveStatus.ok { throw Error.corrupt(String(describing: reader.failure())) }
+        } catch let error as Error {
+            throw error
+        } catch let error as ArchiveError {
+            throw Error.corrupt(error.message)
+        }
+    }
+
+    public func read(into buffer: inout [UInt8]) throws -> Int {
+        if done { return 0 }
+        let count = buffer.count
+        let handle = reader.handle
+        let n = buffer.withUnsafeMutableBytes { raw in archive_read_data(handle, raw.baseAddress, count) }
+        if n < 0 {
+            let failure = reader.failure()
+            if failure is ArchiveError { throw Error.corrupt(String(describing: failure)) }
+            throw failure
+        }
+        if n == 0 { done = true }
+        return n
+    }
+}
+
+/// What one tar entry claims to be, as read from its header.
+public struct TarEntryHeader: Sendable {
+    public enum Kind: Sendable { case file, directory, symlink, hardlink, characterDevice, blockDevice, fifo, socket, other }
+    /// The path as stored (raw bytes: file names need not be UTF-8).
+    public var path: [UInt8]
+    public var kind: Kind
+    /// Target of a hard link (a path inside the archive), if the entry is one.
+    public var hardlinkTarget: [UInt8]?
+
+    public init(path: [UInt8], kind: Kind, hardlinkTarget: [UInt8]? = nil) {
+        self.path = path
+        self.kind = kind
+        self.hardlinkTarget = hardlinkTarget
+    }
+}
+
+/// Extracts a tar stream into a directory with libarchive, asking `check` about every entry
+/// before anything of it is written.
+final class TarExtraction {
+    // libarchive file type bits (AE_IF*), macros with casts that Swift does not import.
+    private static let typeMask: UInt32 = 0o170000
+    private static let types: [UInt32: TarEntryHeader.Kind] = [
+        0o100000: .file, 0o040000: .directory, 0o120000: .symlink, 0o020000: .characterDevice,
+        0o060000: .blockDevice, 0o010000: .fifo, 0o140000: .socket,
+    ]
+
+    /// Flags for archive_write_disk: keep everything an OS tree carries, and the guards.
+    /// SECURE_NOABSOLUTEPATHS cannot be used: entries are handed over with the (absolute) target
+    /// directory prefixed, after TarEntryPolicy refused absolute and `..` paths on the original.
+    static let diskFlags: Int32 = Int32(ARCHIVE_EXTRACT_OWNER | ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_TIME
+        | ARCHIVE_EXTRACT_XATTR | ARCHIVE_EXTRACT_ACL | ARCHIVE_EXTRACT_FFLAGS
+        | ARCHIVE_EXTRACT_SECURE_NODOTDOT | ARCHIVE_EXTRACT_SECURE_SYMLINKS)
+
+    /// Reads entries from `source` (already decompressed by our own decoders; libarchive's filters
+    /// stay enabled for anything else) and writes them under `directory`, an absolute path with no
+    /// symlinks in it. `check` returns the entry's path relative to the directory (normalised) and
+    /// its hard link target, or throws to refuse the whole archive. `cancelled` is polled between
+    /// entries and data blocks.
+    static func run(source: ByteSource, into directory: String,
+                    check: (TarEntryHeader) throws -> (path: [UInt8], hardlink: [UInt8]?),
+                    cancelled: () throws -> Void,
+                    warning: (String) -> Void) throws -> Int {
+        let reader: ArchiveReader
+        do {
+            reader = try ArchiveReader(source: source) { handle in
+                archive_read_support_filter_all(handle)
+                archive_read_support_format_tar(handle)
+                archive_read_support_format_gnutar(handle)
+            }
+        } catch let error as ArchiveError {
+            throw ArchiveError(message: "not a tar archive: \(error.message)")
+        }
+        guard let disk = archive_write_disk_new() else { throw ArchiveError(message: "cannot allocate a libarchive writer") }
+        defer { archive_write_free(disk) }
+        archive_write_disk_set_options(disk, diskFlags)
+        // Owners stay numeric (the image's own /etc/passwd is what counts, not the host's), as
+        // `tar --numeric-owner` does: each entry's user and group names are dropped before it is
+        // written. The lookup is still installed because GNU tar stores ACL entries by name only
+        // ("user:adm:r--", no uid); like GNU tar (and so systemd-import), those names are
+        // resolved on the host, or the ACL could not be restored at all.
+        archive_write_disk_set_standard_lookup(disk)
+
+        var entries = 0
+        var entry: OpaquePointer?
+        while true {
+            try cancelled()
+            let status = archive_read_next_header(reader.handle, &entry)
+            if status == ArchiveStatus.eof { break }
+            if status == ArchiveStatus.warn {
+                warning(ArchiveReader.message(reader.handle))
+            } else if status != ArchiveStatus.ok {
+                if entries == 0, !(reader.failure() is ArchiveError) { throw reader.failure() }
+                if entries == 0 { throw ArchiveError(message: "not a tar archive: \(ArchiveReader.message(reader.handle))") }
+                throw reader.failure()
+            }
+            guard let entry else { throw ArchiveError(message: "libarchive returned no entry") }
+            let header = describe(entry)
+            let checked = try check(header)
+            let prefix = Array(directory.utf8) + [UInt8(ascii: "/")]
+            (prefix + checked.path + [0]).withUnsafeBytes { raw in
+                archive_entry_copy_pathname(entry, raw.baseAddress!.assumingMemoryBound(to: CChar.self))
+            }
+            if let link = checked.hardlink {
+                (prefix + link + [0]).withUnsafeBytes { raw in
+                    archive_entry_copy_hardlink(entry, raw.baseAddress!.assumingMemoryBound(to: CChar.self))
+                }
+            }
+            archive_entry_set_uname(entry, nil)
+            archive_entry_set_gname(entry, nil)
+            let shown = String(decoding: checked.path, as: UTF8.self)
+            let written = archive_write_header(disk, entry)
+            if written == ArchiveStatus.warn {
+                warning("\(shown): \(ArchiveReader.message(disk))")
+            } else if written != ArchiveStatus.ok {
+                throw ArchiveError(message: "cannot extract \(shown): \(ArchiveReader.message(disk))")
+            }
+            if written == ArchiveStatus.ok || written == ArchiveStatus.warn {
+                try copyData(from: reader, to: disk, path: shown, cancelled: cancelled)
+            }
+            let finished = archive_write_finish_entry(disk)
+            if finished == ArchiveStatus.warn {
+                warning("\(shown): \(ArchiveReader.message(disk))")
+            } else if finished != ArchiveStatus.ok {
+                throw ArchiveError(message: "cannot finish \(shown): \(ArchiveReader.message(disk))")
+            }
+            entries += 1
+        }
+        // Closing applies the deferred directory modes and times.
+        if archive_write_close(disk) != ArchiveStatus.ok {
+            throw ArchiveError(message: "cannot finish extraction: \(ArchiveReader.message(disk))")
+        }
+        if entries == 0 { throw ArchiveError(message: "the tar archive has no entries") }
+        return entries
+    }
+
+    private static func copyData(from reader: ArchiveReader, to disk: OpaquePointer, path: String,
+                                 cancelled: () throws -> Void) throws {
+        var block: UnsafeRawPointer?
+        var size = 0
+        var offset: la_int64_t = 0
+        while true {
+            let status = archive_read_data_block(reader.handle, &block, &size, &offset)
+            if status == ArchiveStatus.eof { return }
+            if status != ArchiveStatus.ok && status != ArchiveStatus.warn {
+                throw reader.failure()
+            }
+            // write_data_block keeps holes where the archive has them (sparse entries).
+            let wrote = archive_write_data_block(disk, block, size, offset)
+            if wrote < ArchiveStatus.warn {
+                throw ArchiveError(message: "cannot write \(path): \(ArchiveReader.message(disk))")
+            }
+            try cancelled()
+        }
+    }
+
+    private static func describe(_ entry: OpaquePointer) -> TarEntryHeader {
+        let path = archive_entry_pathname(entry).map(bytes) ?? []
+        let hardlink = archive_entry_hardlink(entry).map(bytes)
+        let type = UInt32(archive_entry_filetype(entry)) & typeMask
+        var kind = types[type] ?? .other
+        if hardlink != nil { kind = .hardlink }
+        return TarEntryHeader(path: path, kind: kind, hardlinkTarget: hardlink)
+    }
+
+    private static func bytes(_ string: UnsafePointer<CChar>) -> [UInt8] {
+        Array(UnsafeBufferPointer(start: UnsafeRawPointer(string).assumingMemoryBound(to: UInt8.self), count: strlen(string)))
+    }
+}

@@ -1,0 +1,59 @@
+import Foundation
+import ImageStore
+
+/// One running import: its cancellation flag and the pending image it writes into, so that a
+/// signal handler can stop it and remove the temporary.
+public final class ImportJob: @unchecked Sendable {
+    // Every mutable field is guarded by `lock`; the worker thread and the signal handler share it.
+    private let lock = NSLock()
+    private var cancelled = false
+    private var pending: PendingImage?
+
+    public enum Error: Swift.Error, CustomStringConvertible {
+        case interrupted
+        public var description: String { "import interrupted" }
+    }
+
+    public init() {}
+
+    /// Asks the worker to stop at its next chunk or entry.
+    public func cancel() {
+        lock.withLock { cancelled = true }
+    }
+
+    public var isCancelled: Bool { lock.withLock { cancelled } }
+
+    func checkCancelled() throws {
+        if isCancelled { throw Error.interrupted }
+    }
+
+    func attach(_ pending: PendingImage?) {
+        lock.withLock { self.pending = pending }
+    }
+
+    /// Removes the temporary right away (used when the worker cannot be reached in time, e.g. it
+    /// is blocked reading a pipe). `discard` is idempotent, so the worker's own cleanup may follow.
+    public func discardNow() {
+        let pending = lock.withLock { self.pending }
+        pending?.discard()
+    }
+}
+
+/// Runs blocking work (C decoders, libarchive, big reads and writes) on a thread of its own, off
+/// the Swift cooperative pool (ARCHITECTURE.md: processes and threads).
+enum BlockingThread {
+    static func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            let thread = Thread {
+                do {
+                    continuation.resume(returning: try body())
+                } catch {
+                    continuation.resume(throwing: error)
+                }
+            }
+            thread.name = "imagectl-import"
+            thread.stackSize = 8 << 20
+            thread.start()
+        }
+    }
+}

@@ -1,0 +1,46 @@
+import Foundation
+
+/// input -> SHA-256 -> size cap -> decompression (detected by magic) -> size cap -> qcow2
+/// conversion or plain copy -> sparse file.
+enum RawImport {
+    static func run(input: InputFile, seekable: Bool, to temporary: String, spoolDirectory: String,
+                    maximumSize: UInt64, job: ImportJob) throws -> Importer.Outcome {
+        let hashing = HashingSource(input)
+        let outer = PeekSource(CancellableSource(LimitedSource(hashing, limit: maximumSize, what: "the input"), job: job))
+        let compression = Compression.detect(try outer.peek(6))
+        let decoded = try compression.decoder(outer)
+        let inner = PeekSource(LimitedSource(decoded, limit: maximumSize, what: "the decompressed image"))
+        let payload = PayloadFormat.detect(try inner.peek(512))
+        let output = try OutputFile(path: temporary)
+        let writer = SparseWriter(file: output)
+        let suffix = compression == .none ? "" : "+\(compression.rawValue)"
+
+        if payload == .qcow2 {
+            let status = try input.status()
+            if compression == .none && seekable && status.isRegular {
+                // Convert straight from the file with positioned reads; the hash then reads the
+                // file once more, sequentially, from where the magic peek left off.
+                let image = try QCOW2Image(file: input, fileSize: status.size, maximumVirtualSize: maximumSize)
+                try image.convert(file: input, to: writer, cancelled: job.checkCancelled)
+            } else {
+                // A compressed (or piped) qcow2 needs random access: spool the decompressed bytes
+                // into an anonymous O_TMPFILE in the pool (nothing to leak on a crash), sparse.
+                let spool = try OutputFile(anonymousIn: spoolDirectory)
+                let spoolWriter = SparseWriter(file: spool)
+                try spoolWriter.copy(from: inner)
+                try spool.truncate(to: spoolWriter.size)
+                let reader = spool.reader()
+                let image = try QCOW2Image(file: reader, fileSize: spoolWriter.size, maximumVirtualSize: maximumSize)
+                try image.convert(file: reader, to: writer, cancelled: job.checkCancelled)
+            }
+            let digest = try hashing.finish()
+            try writer.finish()
+            return Importer.Outcome(sha256: digest, format: "qcow2" + suffix)
+        }
+
+        try writer.copy(from: inner)
+        let digest = try hashing.finish()
+        try writer.finish()
+        return Importer.Outcome(sha256: digest, format: "raw" + suffix)
+    }
+}

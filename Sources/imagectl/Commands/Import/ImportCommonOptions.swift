@@ -1,0 +1,80 @@
+import ArgumentParser
+import Foundation
+import ImageStore
+import Import
+
+/// Options every import verb takes.
+struct ImportCommonOptions: ParsableArguments {
+    @Flag(name: .long, help: "Mark the new image read-only.")
+    var readOnly = false
+
+    @Flag(name: .long, help: "Replace an existing image of the same name in the pool.")
+    var force = false
+
+    @Option(name: .long, help: ArgumentHelp(
+        "Abort when the input or its decompressed content (or a qcow2's virtual size) exceeds this many bytes; suffixes K, M, G, T (powers of 1024) accepted. Default 64G.",
+        valueName: "bytes"))
+    var maxSize: String?
+
+    func importOptions() throws -> ImportOptions {
+        var options = ImportOptions(readOnly: readOnly, force: force)
+        if let maxSize {
+            guard let bytes = Self.parseSize(maxSize), bytes > 0 else {
+                throw ValidationError("--max-size: '\(maxSize)' is not a size in bytes (e.g. 1073741824 or 1G)")
+            }
+            options.maximumSize = bytes
+        }
+        return options
+    }
+
+    func validate() throws {
+        _ = try importOptions()
+    }
+
+    static func parseSize(_ text: String) -> UInt64? {
+        let units: [Character: UInt64] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40]
+        var digits = text.uppercased()
+        var factor: UInt64 = 1
+        if digits.hasSuffix("B") && digits.count > 1 { digits.removeLast() }
+        if let last = digits.last, let unit = units[last] {
+            factor = unit
+            digits.removeLast()
+        }
+        guard let value = UInt64(digits) else { return nil }
+        let (product, overflow) = value.multipliedReportingOverflow(by: factor)
+        return overflow ? nil : product
+    }
+}
+
+/// Shared steps of the import verbs: name, store, signals, the result line.
+enum ImportRunner {
+    /// The image name: given, or derived from the file name (FORMATS.md section 4).
+    static func name(_ given: String?, file: String, derive: (String) -> String) throws -> ImageName {
+        if let given { return try ImageName(validating: given) }
+        if file == "-" { throw ValidationError("a NAME is required when reading from standard input") }
+        let derived = derive(file)
+        do {
+            return try ImageName(validating: derived)
+        } catch {
+            throw CommandFailure(message: "cannot derive an image name from '\(file)' (\(error)); give NAME explicitly")
+        }
+    }
+
+    /// Runs `work` with SIGINT/SIGTERM turned into a clean cancellation, then prints where the
+    /// image went.
+    static func run(store options: StoreOptions, work: @Sendable (ImageStore, ImportJob) async throws -> Image) async throws {
+        let store = try ImageStore(root: options.explicitRoot)
+        let job = ImportJob()
+        let watch = InterruptWatch(job: job)
+        defer { watch.stop() }
+        do {
+            let image = try await work(store, job)
+            Terminal.standardOutput("Imported \(image.name) as \(image.path)\n")
+        } catch {
+            if job.isCancelled {
+                throw CommandFailure(message: "import interrupted; nothing was kept", status: InterruptWatch.interruptedStatus)
+            }
+            throw error
+        }
+    }
+}

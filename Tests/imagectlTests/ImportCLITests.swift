@@ -1,0 +1,219 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// The import verbs as a user runs them: exit statuses, one `error:` line, nothing left behind,
+/// and the same result as systemd-import.
+@Suite("import CLI")
+struct ImportCLITests {
+    final class Box {
+        let dir: TemporaryDirectory
+        var pool: String { dir.appending("pool") }
+        init() throws { dir = try TemporaryDirectory(prefix: "imagectl-import-cli") }
+        func path(_ name: String) -> String { dir.appending(name) }
+
+        /// Pool entries apart from lock files.
+        func leftovers() -> [String] {
+            ((try? FileManager.default.contentsOfDirectory(atPath: pool)) ?? []).filter { !$0.hasSuffix(".lck") }.sorted()
+        }
+    }
+
+    @discardableResult
+    static func sh(_ command: String) throws -> String {
+        let result = try Tool.run("/bin/sh", ["-c", command])
+        guard result.status == 0 else { throw Failure(text: "\(command): \(result.stderr)") }
+        return result.stdout
+    }
+
+    struct Failure: Error, CustomStringConvertible {
+        var text: String
+        var description: String { text }
+    }
+
+    /// 8 MiB: text-like data with 1 MiB zero holes.
+    static func makeDisk(_ path: String) throws {
+        try sh("python3 -c \"import sys,random; r=random.Random(5); sys.stdout.buffer.write(b''.join((bytes(r.choice(b'abcdefgh') for _ in range(1<<20)) if i%2==0 else bytes(1<<20)) for i in range(8)))\" > \(path)")
+    }
+
+    static func expectOneErrorLine(_ result: Tool.Result, containing text: String, sourceLocation: SourceLocation = #_sourceLocation) {
+        #expect(result.status == 1, "exit status \(result.status): \(result.stderr)", sourceLocation: sourceLocation)
+        let lines = result.stderr.split(separator: "\n")
+        #expect(lines.count == 1, "stderr: \(result.stderr)", sourceLocation: sourceLocation)
+        #expect(lines.first?.hasPrefix("error: ") == true, sourceLocation: sourceLocation)
+        #expect(result.stderr.contains(text), "stderr: \(result.stderr)", sourceLocation: sourceLocation)
+    }
+
+    @Test("import-raw: name from the file name, stdin needs NAME, existing name needs --force, --read-only")
+    func rawBasics() throws {
+        try Privileged.require(.tool("python3"))
+        let box = try Box()
+        try Self.makeDisk(box.path("disk.raw"))
+        try Self.sh("xz -T2 -k \(box.path("disk.raw"))")
+        let ok = try Imagectl.run(["import-raw", box.path("disk.raw.xz")], root: box.pool)
+        #expect(ok.status == 0, "\(ok.stderr)")
+        try Self.sh("cmp \(box.path("disk.raw")) \(box.pool)/disk.raw")
+
+        let again = try Imagectl.run(["import-raw", box.path("disk.raw.xz")], root: box.pool)
+        #expect(again.status != 0)
+        #expect(again.stderr.hasPrefix("error: "))
+        let forced = try Imagectl.run(["import-raw", "--force", "--read-only", box.path("disk.raw"), "disk"], root: box.pool)
+        #expect(forced.status == 0, "\(forced.stderr)")
+        #expect(try Self.sh("stat -c %a \(box.pool)/disk.raw").trimmingCharacters(in: .whitespacesAndNewlines) == "444")
+
+        let noName = try Imagectl.run(["import-raw", "-"], root: box.pool, stdin: box.path("disk.raw.xz"))
+        #expect(noName.status == 2)
+        #expect(noName.stderr.contains("NAME is required"))
+        let piped = try Imagectl.run(["import-raw", "-", "piped"], root: box.pool, stdin: box.path("disk.raw.xz"))
+        #expect(piped.status == 0, "\(piped.stderr)")
+        try Self.sh("cmp \(box.path("disk.raw")) \(box.pool)/piped.raw")
+        #expect(box.leftovers() == ["disk.raw", "piped.raw"] || box.leftovers().allSatisfy { !$0.hasPrefix(".#") })
+
+        let missing = try Imagectl.run(["import-raw", box.path("nope.raw")], root: box.pool)
+        Self.expectOneErrorLine(missing, containing: "nope.raw")
+    }
+
+    @Test("bad input: one error line, exit 1, no image, no temporary (SECURITY 1, 6, 7, 10)",
+          arguments: [
+            ("import-tar", "s/absolute.tar", "absolute path"),
+            ("import-tar", "s/symlink-write.tar", "through the symlink"),
+            ("import-tar", "s/hardlink-dotdot.tar", "points outside the tree"),
+            ("import-tar", "s/deep.tar", "levels deep"),
+            ("import-raw", "s/l2-past-eof.qcow2", "L2 table at offset"),
+            ("import-raw", "s/backing.qcow2", "backing file"),
+            ("import-raw", "cut.xz", "xz stream ends early"),
+            ("import-raw", "cut.gz", "gzip stream ends early"),
+            ("import-raw", "cut.zst", "zstd stream ends early"),
+            ("import-raw", "flip.xz", "xz stream is corrupt"),
+          ])
+    func badInput(verb: String, file: String, message: String) throws {
+        try Privileged.require(.tool("python3"), .tool("qemu-img"))
+        let box = try Box()
+        try Self.sh("mkdir -p \(box.path("outside")) && python3 \(Fixtures.repositoryPath("hostile/make-hostile.py")) \(box.path("s")) \(box.path("outside"))")
+        try Self.makeDisk(box.path("d"))
+        try Self.sh("""
+            cd \(box.dir.path)
+            xz -c d > d.xz; head -c 20000 d.xz > cut.xz
+            gzip -c d > d.gz; head -c 20000 d.gz > cut.gz
+            zstd -q -c d > d.zst; head -c 20000 d.zst > cut.zst
+            python3 -c "import sys; b=bytearray(open('d.xz','rb').read()); b[len(b)//2]^=4; open('flip.xz','wb').write(b)"
+            """)
+        let result = try Imagectl.run([verb, box.path(file), "victim"], root: box.pool)
+        Self.expectOneErrorLine(result, containing: message)
+        #expect(box.leftovers().isEmpty, "\(box.leftovers())")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: box.path("outside")).isEmpty)
+    }
+
+    @Test("--max-size stops a decompression bomb (SECURITY 6)")
+    func bomb() throws {
+        let box = try Box()
+        try Self.sh("head -c 200000000 /dev/zero | xz -T2 -c > \(box.path("bomb.raw.xz"))")
+        let result = try Imagectl.run(["import-raw", "--max-size=50M", box.path("bomb.raw.xz")], root: box.pool)
+        Self.expectOneErrorLine(result, containing: "exceeds the size limit of 52428800 bytes")
+        #expect(box.leftovers().isEmpty)
+        let usage = try Imagectl.run(["import-raw", "--max-size=lots", box.path("bomb.raw.xz")], root: box.pool)
+        #expect(usage.status == 2)
+    }
+
+    /// ~200 MiB of compressible data as a two-block xz.
+    static func bigXZ(_ box: Box) throws -> String {
+        let path = box.path("big.raw.xz")
+        try sh("python3 -c \"import sys; sys.stdout.buffer.write((b'imagectl kill test ' * 55189 + bytes(1<<20)) * 100)\" | xz -T2 -1 --block-size=64MiB -c > \(path)")
+        return path
+    }
+
+    @Test("kill -9 at random points leaves no image under the final name; clean removes the rest (SECURITY 11)")
+    func killNine() throws {
+        try Privileged.require(.tool("python3"))
+        let box = try Box()
+        let input = try Self.bigXZ(box)
+        for delay in [0.05, 0.3, 0.7, 1.2] {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: Imagectl.binary)
+            process.arguments = ["import-raw", input, "big"]
+            process.environment = ProcessInfo.processInfo.environment.merging(["IMAGECTL_ROOT": box.pool]) { $1 }
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            Thread.sleep(forTimeInterval: delay)
+            let finishedEarly = !process.isRunning
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            if finishedEarly { continue }
+            #expect(!FileManager.default.fileExists(atPath: "\(box.pool)/big.raw"), "image appeared after kill -9 at \(delay)s")
+        }
+        let clean = try Imagectl.run(["clean"], root: box.pool)
+        if clean.stderr.contains("Unexpected argument 'clean'") || clean.stderr.contains("unknown") {
+            Issue.record("the store's clean verb is not available: \(clean.stderr)")
+            return
+        }
+        #expect(clean.status == 0, "\(clean.stderr)")
+        #expect(box.leftovers().filter { $0.hasPrefix(".#") }.isEmpty, "\(box.leftovers())")
+    }
+
+    @Test("SIGTERM and SIGINT stop the import and remove the temporary")
+    func terminate() throws {
+        try Privileged.require(.tool("python3"))
+        let box = try Box()
+        let input = try Self.bigXZ(box)
+        for signal in [SIGTERM, SIGINT] {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: Imagectl.binary)
+            process.arguments = ["import-raw", input, "big"]
+            process.environment = ProcessInfo.processInfo.environment.merging(["IMAGECTL_ROOT": box.pool]) { $1 }
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            // Wait until the temporary exists, so the signal lands mid-import.
+            for _ in 0..<200 where !box.leftovers().contains(where: { $0.hasPrefix(".#big") }) {
+                Thread.sleep(forTimeInterval: 0.01)
+            }
+            Thread.sleep(forTimeInterval: 0.2)
+            let running = process.isRunning
+            kill(process.processIdentifier, signal)
+            process.waitUntilExit()
+            if !running { continue }
+            #expect(process.terminationStatus == 128 + signal)
+            #expect(box.leftovers().isEmpty, "\(box.leftovers())")
+        }
+    }
+
+    @Test("same result as /lib/systemd/systemd-import raw: identical bytes, no more allocated blocks")
+    func compareRawWithSystemdImport() throws {
+        try Privileged.require(.root, .tool("/lib/systemd/systemd-import"), .tool("python3"))
+        let box = try Box()
+        try Self.makeDisk(box.path("cmp.raw"))
+        try Self.sh("xz -T2 --block-size=2MiB -k \(box.path("cmp.raw")) && mkdir -p \(box.path("peer"))")
+        try Self.sh("/lib/systemd/systemd-import raw \(box.path("cmp.raw.xz")) cmp --image-root=\(box.path("peer")) --sync=no 2>/dev/null")
+        let ours = try Imagectl.run(["import-raw", box.path("cmp.raw.xz")], root: box.pool)
+        #expect(ours.status == 0, "\(ours.stderr)")
+        try Self.sh("cmp \(box.path("peer"))/cmp.raw \(box.pool)/cmp.raw")
+        let peerBlocks = Int(try Self.sh("stat -c %b \(box.path("peer"))/cmp.raw").trimmingCharacters(in: .whitespacesAndNewlines))!
+        let ourBlocks = Int(try Self.sh("stat -c %b \(box.pool)/cmp.raw").trimmingCharacters(in: .whitespacesAndNewlines))!
+        #expect(ourBlocks <= peerBlocks)
+    }
+
+    @Test("same tree as /lib/systemd/systemd-import tar: paths, types, modes, owners, sizes, contents, xattrs")
+    func compareTarWithSystemdImport() throws {
+        try Privileged.require(.root, .tool("/lib/systemd/systemd-import"), .tool("setfattr"))
+        let box = try Box()
+        let tree = box.path("tree")
+        try Self.sh("""
+            set -e; mkdir -p \(tree)/etc/sub \(tree)/dev \(tree)/var/empty; cd \(tree)
+            echo a > etc/a; chown 10:20 etc/a; chmod 600 etc/a; setfattr -n user.t -v 1 etc/a
+            ln etc/a etc/sub/hard; ln -s /etc/a etc/abs-link; mknod dev/zero c 1 5; mkfifo dev/p
+            head -c 300000 /dev/urandom > etc/blob; chmod 1777 var/empty; chmod 2755 etc/sub
+            tar --xattrs --xattrs-include='*' --numeric-owner -C \(tree) -cJf \(box.path("t.tar.xz")) .
+            mkdir -p \(box.path("peer"))
+            """)
+        try Self.sh("/lib/systemd/systemd-import tar \(box.path("t.tar.xz")) t --image-root=\(box.path("peer")) --sync=no 2>/dev/null")
+        let ours = try Imagectl.run(["import-tar", box.path("t.tar.xz")], root: box.pool)
+        #expect(ours.status == 0, "\(ours.stderr)")
+        // user.source_url on the image root is the store's provenance record, not tree content.
+        let listing = "find . -printf '%p %y %m %U:%G %s %l\\n' | sort; find . -type f -exec sha256sum {} + | sort; getfattr -R -d -m user. . 2>/dev/null | grep -v '^#' | grep -v '^user.source_url=' | sort"
+        try Self.sh("cmp \(tree)/etc/blob \(box.pool)/t/etc/blob")
+        let peer = try Self.sh("cd \(box.path("peer"))/t && \(listing)")
+        let mine = try Self.sh("cd \(box.pool)/t && \(listing)")
+        #expect(peer == mine)
+        #expect(mine.contains("user.t=\"1\""))
+    }
+}
