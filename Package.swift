@@ -74,7 +74,7 @@ let package = Package(
         .target(
             name: "Dissect",
             dependencies: [
-                "LinuxSystem", "CBlkid", "CCryptsetup", "CDevmapper",
+                "LinuxSystem", "CBlkid", "CCryptsetup", "CDevmapper", "CZlib", "CShims",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),

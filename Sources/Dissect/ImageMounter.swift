@@ -1,0 +1,285 @@
+import CShims
+import Foundation
+import Glibc
+import LinuxSystem
+import SystemPackage
+
+/// What `ImageMounter.mount` set up, written to /run/imagectl/mounts/ so that `umount` can find
+/// the loop devices again (they also detach by themselves: autoclear).
+public struct MountRecord: Sendable, Codable, Equatable {
+    public var image: String
+    public var target: String
+    public var loopDevices: [Int]
+    /// Mount points in the order they were mounted.
+    public var mountPoints: [String]
+    /// How each verity-protected partition was checked before mounting.
+    public var verity: [String]
+}
+
+/// Applies a `MountPlan`: one loop device per partition, the mounts in plan order, mount targets
+/// opened beneath the image's root (openat2 RESOLVE_IN_ROOT, so a symlink inside the image cannot
+/// send a mount elsewhere), and complete teardown (every mount under the target, every loop
+/// device) when any step fails. All privileged mount steps for images are in this one type.
+public enum ImageMounter {
+    public enum Error: Swift.Error, CustomStringConvertible {
+        case targetBusy(String)
+        case targetMissing(String)
+        case encrypted(PartitionDesignator)
+        case notMounted(String)
+        case verity(PartitionDesignator, String)
+        case unmountFailed(String, String)
+
+        public var description: String {
+            switch self {
+            case .targetBusy(let dir): "\(dir) already has something mounted on or below it"
+            case .targetMissing(let dir): "\(dir) does not exist (use --mkdir to create it)"
+            case .encrypted(let d): "the \(d.rawValue) partition is LUKS-encrypted: unlocking needs device-mapper, which this kernel does not have (/dev/mapper/control is absent)"
+            case .notMounted(let dir): "nothing of an image is mounted at \(dir)"
+            case .verity(let d, let message): "verity check of the \(d.rawValue) partition failed, nothing mounted: \(message)"
+            case .unmountFailed(let path, let why): "unmounting \(path) failed: \(why)"
+            }
+        }
+    }
+
+    public struct Options: Sendable {
+        /// Create the target directory and missing mount points inside the tree.
+        public var mkdir: Bool
+        /// Progress and "which verity path was taken" lines.
+        public var log: @Sendable (String) -> Void
+        /// Write the state record under /run/imagectl/mounts (off for private temporary mounts).
+        public var record: Bool
+        public init(mkdir: Bool = false, record: Bool = true, log: @escaping @Sendable (String) -> Void = { _ in }) {
+            self.mkdir = mkdir
+            self.record = record
+            self.log = log
+        }
+    }
+
+    public static var recordDirectory: String {
+        ProcessInfo.processInfo.environment["IMAGECTL_MOUNT_RECORDS"] ?? "/run/imagectl/mounts"
+    }
+
+    /// Mounts the plan at `target`. On any failure everything set up so far is torn down before
+    /// the error is thrown.
+    public static func mount(_ plan: MountPlan, at target: String, options: Options = Options()) async throws -> MountRecord {
+        let target = URL(fileURLWithPath: target).standardizedFileURL.path
+        if !FileManager.default.fileExists(atPath: target) {
+            guard options.mkdir else { throw Error.targetMissing(target) }
+            try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: true)
+        }
+        let resolvedTarget = URL(fileURLWithPath: target).resolvingSymlinksInPath().path
+        guard Mount.mounts(under: resolvedTarget).isEmpty else { throw Error.targetBusy(resolvedTarget) }
+
+        let session = Session(record: MountRecord(image: plan.imagePath, target: resolvedTarget, loopDevices: [], mountPoints: [], verity: []))
+        do {
+            for planned in plan.mounts {
+                try await session.apply(planned, plan: plan, target: resolvedTarget, options: options)
+            }
+            session.finish()
+            if options.record { try? writeRecord(session.record) }
+            return session.record
+        } catch {
+            session.closeRoot()
+            teardown(target: resolvedTarget, loops: session.loops)
+            throw error
+        }
+    }
+
+    /// State of one mount operation: the loop devices attached and the root directory opened,
+    /// so that a failure at any step knows what to undo.
+    final class Session {
+        var record: MountRecord
+        var loops: [LoopDevice] = []
+        var root: FileDescriptor?
+
+        init(record: MountRecord) { self.record = record }
+        deinit { try? root?.close() }
+
+        func closeRoot() {
+            try? root?.close()
+            root = nil
+        }
+
+        /// The mounts hold the loop devices now; with autoclear they detach on unmount.
+        func finish() {
+            for loop in loops { loop.close() }
+            closeRoot()
+        }
+
+        func apply(_ planned: PlannedMount, plan: MountPlan, target resolvedTarget: String, options: Options) async throws {
+            if planned.encrypted, let d = planned.designator { throw Error.encrypted(d) }
+            // Where: the top directory itself, or a directory opened beneath the mounted root.
+            var targetFD: FileDescriptor? = nil
+            let mountPath: String
+            let displayPath: String
+            if planned.target == .path("/") {
+                mountPath = resolvedTarget
+                displayPath = resolvedTarget
+            } else {
+                guard let rootFD = root else { return }
+                guard let inside = try resolveTarget(planned.target, root: rootFD, plan: plan, mkdir: options.mkdir) else {
+                    options.log("\(planned.designator?.rawValue ?? "?"): no \(planned.target) directory in the image, not mounted (use --mkdir to create it)")
+                    return
+                }
+                let fd = try OpenBeneath.open(inside, in: rootFD, flags: OpenBeneath.pathOnly | O_DIRECTORY)
+                targetFD = fd
+                // mount(2) on the /proc/self/fd link mounts on the directory the descriptor
+                // names, whatever happens to the path afterwards.
+                mountPath = "/proc/self/fd/\(fd.rawValue)"
+                displayPath = resolvedTarget + inside
+            }
+            do {
+                try await mount(planned, plan: plan, at: mountPath, options: options)
+                try? targetFD?.close()
+            } catch {
+                try? targetFD?.close()
+                throw error
+            }
+            record.mountPoints.append(displayPath)
+            if planned.target == .path("/") {
+                root = try FileDescriptor.open(FilePath(resolvedTarget), .readOnly, options: [.directory, .closeOnExec])
+            }
+        }
+
+        func mount(_ planned: PlannedMount, plan: MountPlan, at mountPath: String, options: Options) async throws {
+            var flags: MountFlags = [.noDev]
+            if planned.readOnly { flags.insert(.readOnly) }
+            if planned.noSuid { flags.insert(.noSuid) }
+            if planned.noExec { flags.insert(.noExec) }
+            let data: String? = planned.options.isEmpty ? nil : planned.options.joined(separator: ",")
+            switch planned.source {
+            case .tmpfs:
+                try Mount.mount(source: "tmpfs", target: mountPath, type: "tmpfs", flags: flags, data: data)
+            case .partition(_, let offset, let size):
+                let loop = try LoopDevice.attach(plan.imagePath, LoopDevice.Configuration(offset: offset, sizeLimit: size, readOnly: planned.readOnly))
+                loops.append(loop)
+                record.loopDevices.append(loop.number)
+                if let requirement = planned.verity, let designator = planned.designator {
+                    let how = try await checkVerity(requirement, designator: designator, plan: plan, loop: loop, size: size)
+                    record.verity.append(how)
+                    options.log(how)
+                }
+                try Mount.mount(source: loop.path, target: mountPath, type: planned.fstype, flags: flags, data: data)
+            }
+        }
+    }
+
+    /// Unmounts everything at and below `target` (deepest first), detaches the loop devices the
+    /// record names (and those the mounts used), and removes the record.
+    public static func unmount(_ target: String, removeDirectory: Bool = false) throws {
+        let resolved = URL(fileURLWithPath: target).resolvingSymlinksInPath().path
+        let mounts = Mount.mounts(under: resolved)
+        let record = readRecord(resolved)
+        guard !mounts.isEmpty || record != nil else { throw Error.notMounted(resolved) }
+        let loopsFromMounts = mounts.compactMap { entry -> Int? in
+            guard entry.source.hasPrefix("/dev/loop") else { return nil }
+            return Int(entry.source.dropFirst("/dev/loop".count))
+        }
+        for entry in mounts {
+            do {
+                try Mount.unmount(entry.mountPoint)
+            } catch let error as SystemCallError {
+                throw Error.unmountFailed(entry.mountPoint, error.errno == .resourceBusy ? "busy (a process uses it)" : error.description)
+            }
+        }
+        if let record {
+            for n in Set(record.loopDevices + loopsFromMounts) { _ = try? LoopDevice.detach(number: n, ifBackedBy: record.image) }
+            try? FileManager.default.removeItem(atPath: recordPath(resolved))
+        }
+        if removeDirectory { try FileManager.default.removeItem(atPath: resolved) }
+    }
+
+    /// Best-effort teardown after a failure: every mount under `target`, deepest first (lazily if
+    /// one is busy), then every loop device we attached.
+    static func teardown(target: String, loops: [LoopDevice]) {
+        for entry in Mount.mounts(under: target) {
+            if (try? Mount.unmount(entry.mountPoint)) == nil { try? Mount.unmount(entry.mountPoint, detach: true) }
+        }
+        for loop in loops.reversed() { try? loop.detach(); loop.close() }
+    }
+
+    /// The path (inside the tree) to mount at, creating it with `mkdir`; nil to skip.
+    static func resolveTarget(_ target: MountTarget, root: FileDescriptor, plan: MountPlan, mkdir: Bool) throws -> String? {
+        switch target {
+        case .path(let path):
+            if OpenBeneath.fileType(path, in: root) == S_IFDIR { return path }
+            guard mkdir else { return nil }
+            try makeDirectories(path, in: root)
+            return path
+        case .espDirectory:
+            if OpenBeneath.fileType("/efi", in: root) == S_IFDIR { return "/efi" }
+            let hasXbootldr = plan.mounts.contains { $0.designator == .xbootldr }
+            if !hasXbootldr, OpenBeneath.fileType("/boot", in: root) == S_IFDIR,
+               (OpenBeneath.directoryEntries("/boot", in: root) ?? ["x"]).isEmpty {
+                return "/boot"
+            }
+            guard mkdir else { return nil }
+            try makeDirectories("/efi", in: root)
+            return "/efi"
+        }
+    }
+
+    /// mkdir -p beneath `root`, one component at a time, each opened with RESOLVE_IN_ROOT.
+    static func makeDirectories(_ path: String, in root: FileDescriptor) throws {
+        var current = ""
+        for component in path.split(separator: "/") {
+            let parent = current.isEmpty ? "/" : current
+            current += "/" + component
+            if OpenBeneath.fileType(current, in: root) == S_IFDIR { continue }
+            let dir = try OpenBeneath.open(parent, in: root, flags: O_RDONLY | O_DIRECTORY)
+            defer { try? dir.close() }
+            let name = String(component)
+            // mkdirat(2) directly: EEXIST (a directory made meanwhile) is fine. (A do/catch over
+            // the typed-throws systemCall here sent swift-frontend 6.3 into an endless SIL pass.)
+            if mkdirat(dir.rawValue, name, 0o755) != 0 {
+                let code = Errno(rawValue: img_errno())
+                if code != .fileExists { throw SystemCallError("mkdirat", errno: code, path: current) }
+            }
+        }
+    }
+
+    /// Verifies a verity-protected partition before it is mounted. Without device-mapper (this
+    /// machine) the whole tree is checked in userspace through the loop device that will be
+    /// mounted, and the mount is read-only. Caveat: the loop device reads the image file, so a
+    /// process that rewrites the file after the check can change what the mount sees; dm-verity
+    /// would catch that at read time, the userspace path cannot.
+    static func checkVerity(_ requirement: VerityRequirement, designator: PartitionDesignator, plan: MountPlan,
+                            loop: LoopDevice, size: UInt64) async throws -> String {
+        let hashPath = requirement.hashFile ?? plan.imagePath
+        let hashOffset = requirement.hashFile == nil ? (requirement.hashOffset ?? 0) : 0
+        let hashSize: UInt64
+        if let file = requirement.hashFile {
+            hashSize = (try? FileManager.default.attributesOfItem(atPath: file)[.size] as? UInt64) ?? 0
+        } else {
+            hashSize = requirement.hashSize ?? 0
+        }
+        let target = VerityTarget(dataPath: loop.path, dataOffset: 0, dataSize: size, hashPath: hashPath,
+                                  hashOffset: hashOffset, hashSize: hashSize)
+        do {
+            let report = try await VerityVerifier.verify(target, rootHash: requirement.rootHash)
+            let seconds = String(format: "%.2f", report.seconds)
+            let blocks = report.blocksChecked
+            return "\(designator.rawValue): device-mapper unavailable: verified the whole verity tree in userspace (\(blocks) blocks, \(seconds) s), mounting read-only"
+        } catch {
+            throw Error.verity(designator, String(describing: error))
+        }
+    }
+
+    static func recordPath(_ target: String) -> String {
+        let name = target.utf8.map { String(format: "%02x", $0) }.joined()
+        return "\(recordDirectory)/\(name).json"
+    }
+
+    static func writeRecord(_ record: MountRecord) throws {
+        try FileManager.default.createDirectory(atPath: recordDirectory, withIntermediateDirectories: true)
+        let data = try JSONEncoder().encode(record)
+        let path = recordPath(record.target)
+        try data.write(to: URL(fileURLWithPath: path + ".tmp"))
+        _ = Glibc.rename(path + ".tmp", path)
+    }
+
+    public static func readRecord(_ target: String) -> MountRecord? {
+        guard let data = FileManager.default.contents(atPath: recordPath(target)) else { return nil }
+        return try? JSONDecoder().decode(MountRecord.self, from: data)
+    }
+}

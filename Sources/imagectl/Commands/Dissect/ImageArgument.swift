@@ -1,0 +1,74 @@
+import ArgumentParser
+import Dissect
+import Foundation
+import LinuxSystem
+
+/// Shared by the dissect verbs: turning the IMAGE argument into a path, the verity options, the
+/// image policy, and dissecting with them.
+enum ImageArgument {
+    /// IMAGE may be a path (file, block device, directory) or the name of an image in the pool:
+    /// NAME.raw or NAME/ in --root / $IMAGECTL_ROOT, else in the system search path (FORMATS.md §3).
+    /// A small resolver of its own so that dissect does not depend on the store module.
+    static func resolve(_ argument: String, store: StoreOptions) throws -> String {
+        if argument.contains("/") || FileManager.default.fileExists(atPath: argument) {
+            guard FileManager.default.fileExists(atPath: argument) else {
+                throw CommandFailure(message: "\(argument): no such file or directory")
+            }
+            return argument
+        }
+        let pools = store.explicitRoot.map { [$0] } ?? ["/etc/machines", "/run/machines", "/var/lib/machines", "/var/lib/container",
+                                                         "/usr/local/lib/machines", "/usr/lib/machines"]
+        for pool in pools {
+            for candidate in ["\(pool)/\(argument).raw", "\(pool)/\(argument)"] where FileManager.default.fileExists(atPath: candidate) {
+                return candidate
+            }
+        }
+        throw CommandFailure(message: "no image \(argument): not a path and not in \(pools.joined(separator: ", "))")
+    }
+
+    static func isDirectory(_ path: String) -> Bool {
+        var isDir: ObjCBool = false
+        return FileManager.default.fileExists(atPath: path, isDirectory: &isDir) && isDir.boolValue
+    }
+
+    /// True when this process may set up loop devices and mounts.
+    static var canMount: Bool {
+        geteuid() == 0 && FileManager.default.fileExists(atPath: "/dev/loop-control")
+    }
+}
+
+/// Verity and policy options shared by the dissect verbs.
+struct VerityOptions: ParsableArguments {
+    @Option(name: .customLong("root-hash"), help: ArgumentHelp("Root hash of the root partition's verity tree (hex); overrides xattr and sidecar.", valueName: "hex"))
+    var rootHash: String?
+
+    @Option(name: .customLong("root-hash-sig"), help: ArgumentHelp("PKCS#7 signature of the root hash: a DER file, or base64:DATA.", valueName: "path|base64:..."))
+    var rootHashSignature: String?
+
+    @Option(name: .customLong("verity-data"), help: ArgumentHelp("File holding the verity hash tree (for an image without a verity partition).", valueName: "path"))
+    var verityData: String?
+
+    @Option(name: .customLong("usr-hash"), help: ArgumentHelp("Root hash of the usr partition's verity tree (hex).", valueName: "hex"))
+    var usrHash: String?
+
+    @Option(name: .customLong("image-policy"), help: ArgumentHelp("Image policy in systemd's syntax (e.g. root=verity+signed:=absent); an image that does not comply is refused before anything is mounted.", valueName: "policy"))
+    var imagePolicy: String?
+
+    var explicit: ExplicitVerityOptions {
+        ExplicitVerityOptions(rootHash: rootHash, rootHashSignature: rootHashSignature, verityData: verityData, usrHash: usrHash)
+    }
+
+    /// Dissects `path` (file, block device or directory) and applies the image policy.
+    func dissect(_ path: String, requireRoot: Bool = true) throws -> DissectedImage {
+        var image: DissectedImage
+        if ImageArgument.isDirectory(path) {
+            image = DissectedImage.directory(path)
+        } else {
+            image = try Dissector.dissect(path: path, options: DissectOptions(verity: explicit, requireRoot: requireRoot))
+            if let text = imagePolicy {
+                image = try image.applying(try ImagePolicy.parse(text))
+            }
+        }
+        return image
+    }
+}
