@@ -39,6 +39,7 @@ let package = Package(
         systemLibrary("CBtrfsUtil", pkgConfig: "libbtrfsutil", apt: ["libbtrfsutil-dev"]),
         systemLibrary("CZlib", pkgConfig: "zlib", apt: ["zlib1g-dev"]),
         systemLibrary("CZstd", pkgConfig: "libzstd", apt: ["libzstd-dev"]),
+        systemLibrary("CSeccomp", pkgConfig: "libseccomp", apt: ["libseccomp-dev"]),
 
         // Swift over the kernel: file descriptors, errno, loop devices, mounts, btrfs, locks.
         .target(
@@ -83,10 +84,20 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Running an image: the container runner (`imagectl run`).
+        .target(
+            name: "Runner",
+            dependencies: [
+                "LinuxSystem", "Dissect", "ImageStore", "CShims", "CSeccomp",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "imagectl",
             dependencies: [
-                "LinuxSystem", "ImageStore", "Import", "Dissect",
+                "LinuxSystem", "ImageStore", "Import", "Dissect", "Runner",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -104,6 +115,7 @@ let package = Package(
         .testTarget(name: "ImageStoreTests", dependencies: ["ImageStore", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "ImportTests", dependencies: ["Import", "ImageStore", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "DissectTests", dependencies: ["Dissect", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "RunnerTests", dependencies: ["Runner", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "imagectlTests", dependencies: ["TestSupport", "imagectl"], swiftSettings: strict),
     ]
 )

@@ -68,3 +68,6 @@ int img_wtermsig(int status);
 
 // btrfs filesystem info (the fsid names /sys/fs/btrfs/<fsid>/ for qgroup limits).
 static const unsigned long img_BTRFS_IOC_FS_INFO = BTRFS_IOC_FS_INFO;
+
+// The container child of `imagectl run` (clone, namespaces, mounts, pivot_root, exec).
+#include "CShimsContainer.h"

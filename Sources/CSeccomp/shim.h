@@ -1,0 +1,3 @@
+#include <seccomp.h>
+#include <linux/filter.h>
+#include <sys/ioctl.h>

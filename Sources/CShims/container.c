@@ -1,0 +1,639 @@
+// The container child of `imagectl run`: namespaces, the root, API file systems, pivot_root,
+// identity, capabilities, seccomp, exec. See CShimsContainer.h for why this is C made by clone().
+//
+// Rules inside the child (it is a copy of a multi-threaded process): only system calls and the
+// small string helpers below; no malloc, no stdio, no locale. Every mount target inside the image
+// is opened with openat2(RESOLVE_IN_ROOT) relative to the container root and the mount goes onto
+// /proc/self/fd/N of that descriptor, so a symlink in the image (/proc -> /, a bind target
+// pointing out) cannot move a mount onto the host (runc CVE-2019-16884, CVE-2021-30465).
+#define _GNU_SOURCE
+#include "CShimsContainer.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/openat2.h>
+#include <linux/seccomp.h>
+#include <net/if.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <grp.h>
+#include <unistd.h>
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers that are safe after clone() in a multi-threaded parent.
+
+/// Appends `s` to `buf` (capacity `cap`), keeping it NUL-terminated; returns 0 or -1 if cut.
+static int append(char *buf, size_t cap, const char *s) {
+    size_t n = strlen(buf);
+    size_t m = strlen(s);
+    if (n + m + 1 > cap) return -1;
+    memcpy(buf + n, s, m + 1);
+    return 0;
+}
+
+static void format_int(char *out, long value) {
+    char tmp[24];
+    int i = 0;
+    int negative = value < 0;
+    unsigned long v = negative ? (unsigned long)(-value) : (unsigned long)value;
+    do { tmp[i++] = (char)('0' + v % 10); v /= 10; } while (v && i < 22);
+    int j = 0;
+    if (negative) out[j++] = '-';
+    while (i) out[j++] = tmp[--i];
+    out[j] = 0;
+}
+
+/// "/proc/self/fd/N": the path through which a mount lands exactly on the opened inode.
+static void fd_path(char out[64], int fd) {
+    char num[24];
+    out[0] = 0;
+    append(out, 64, "/proc/self/fd/");
+    format_int(num, fd);
+    append(out, 64, num);
+}
+
+static int error_pipe = -1;
+
+/// Reports a failed step to the parent and ends the child.
+static void die(const char *step, const char *detail) {
+    struct img_container_error report;
+    memset(&report, 0, sizeof report);
+    report.error_number = errno;
+    append(report.step, sizeof report.step, step);
+    if (detail) {
+        append(report.step, sizeof report.step, " ");
+        append(report.step, sizeof report.step, detail);
+    }
+    if (error_pipe >= 0) {
+        ssize_t ignored = write(error_pipe, &report, sizeof report);
+        (void)ignored;
+    }
+    _exit(127);
+}
+
+static int openat2_in(int dirfd, const char *path, uint64_t flags, uint64_t mode, uint64_t resolve) {
+    struct open_how how;
+    memset(&how, 0, sizeof how);
+    how.flags = flags | O_CLOEXEC;
+    how.mode = mode;
+    how.resolve = resolve;
+    long r;
+    do { r = syscall(SYS_openat2, dirfd, path, &how, sizeof how); } while (r < 0 && errno == EINTR);
+    return (int)r;
+}
+
+/// Opens `path` (relative, no leading "/") as O_PATH inside the container root.
+static int open_in_root(int rootfd, const char *path) {
+    return openat2_in(rootfd, path, O_PATH, 0, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS);
+}
+
+/// mkdir -p of `path` inside the root, each step resolved in the root; returns an O_PATH fd of
+/// the directory. A component that is a dangling or escaping symlink ends in an error.
+static int make_directory_in_root(int rootfd, const char *path, mode_t mode) {
+    char prefix[512];
+    size_t len = strlen(path);
+    if (len >= sizeof prefix) { errno = ENAMETOOLONG; return -1; }
+    int fd = -1;
+    for (size_t i = 0; i <= len; i++) {
+        if (path[i] != '/' && path[i] != 0) continue;
+        if (i == 0) continue;
+        memcpy(prefix, path, i);
+        prefix[i] = 0;
+        if (fd >= 0) close(fd);
+        fd = open_in_root(rootfd, prefix);
+        if (fd >= 0) continue;
+        if (errno != ENOENT) return -1;
+        // Create the last component in its parent, which was itself resolved in the root.
+        const char *slash = NULL;
+        for (size_t k = 0; k < i; k++) if (prefix[k] == '/') slash = prefix + k;
+        int parent;
+        const char *name;
+        if (slash) {
+            char parent_path[512];
+            memcpy(parent_path, prefix, (size_t)(slash - prefix));
+            parent_path[slash - prefix] = 0;
+            parent = open_in_root(rootfd, parent_path);
+            name = slash + 1;
+        } else {
+            parent = dup(rootfd);
+            name = prefix;
+        }
+        if (parent < 0) return -1;
+        if (mkdirat(parent, name, mode) < 0 && errno != EEXIST) { close(parent); return -1; }
+        close(parent);
+        fd = open_in_root(rootfd, prefix);
+        if (fd < 0) return -1;
+    }
+    return fd;
+}
+
+/// mount(2) onto the inode behind `target_fd`; `fstype` NULL for binds/remounts.
+static void mount_on(const char *source, int target_fd, const char *fstype, unsigned long flags,
+                     const char *data, const char *what) {
+    char target[64];
+    fd_path(target, target_fd);
+    if (mount(source, target, fstype, flags, data) < 0) die("mount", what);
+}
+
+/// Mounts a file system at `path` inside the root (directory created beneath the root).
+static void mount_fs_in_root(int rootfd, const char *path, const char *fstype, unsigned long flags,
+                             const char *data, mode_t mode) {
+    int fd = make_directory_in_root(rootfd, path, mode);
+    if (fd < 0) die("create mount point", path);
+    mount_on(fstype, fd, fstype, flags, data, path);
+    close(fd);
+}
+
+/// Remounts the bind mount at `path` in the root read-only with nosuid, nodev, noexec.
+static void remount_read_only(int rootfd, const char *path, unsigned long extra) {
+    int fd = open_in_root(rootfd, path);
+    if (fd < 0) die("open for read-only remount", path);
+    mount_on(NULL, fd, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | extra, NULL, path);
+    close(fd);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The set-up steps, in the order the child runs them.
+
+static void reset_signals(void) {
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < _NSIG; sig++) {
+        if (sig == SIGKILL || sig == SIGSTOP) continue;
+        (void)sigaction(sig, &action, NULL);  // fails for the few glibc-internal signals; fine
+    }
+    sigset_t none;
+    sigemptyset(&none);
+    (void)sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+static void join_cgroups(const struct img_container_config *c) {
+    for (const char *const *dir = c->cgroup_directories; dir && *dir; dir++) {
+        char path[512] = "";
+        append(path, sizeof path, *dir);
+        if (append(path, sizeof path, "/cgroup.procs") < 0) { errno = ENAMETOOLONG; die("join cgroup", *dir); }
+        int fd = open(path, O_WRONLY | O_CLOEXEC);
+        if (fd < 0) die("open", path);
+        if (write(fd, "0", 1) != 1) die("join cgroup", *dir);
+        close(fd);
+    }
+    if (unshare(CLONE_NEWCGROUP) < 0) die("unshare", "cgroup namespace");
+}
+
+/// Mounts the container root on `staging` and returns an O_PATH fd of it.
+static int set_up_root(const struct img_container_config *c) {
+    int staging = open(c->staging, O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (staging < 0) die("open", c->staging);
+    int source = open(c->directory, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (source < 0) die("open", c->directory);
+    char source_path[64];
+    fd_path(source_path, source);
+    int root;
+    if (c->ephemeral) {
+        // The throw-away layer is a tmpfs that exists only in this mount namespace: it goes away
+        // with the namespace on every exit path, kill -9 of imagectl included.
+        mount_on("tmpfs", staging, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0700", "ephemeral tmpfs");
+        close(staging);
+        staging = open(c->staging, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        if (staging < 0) die("open", c->staging);
+        struct stat st;
+        if (fstat(source, &st) < 0) die("stat", c->directory);
+        if (mkdirat(staging, "upper", 0755) < 0 || mkdirat(staging, "work", 0700) < 0 ||
+            mkdirat(staging, "root", 0755) < 0)
+            die("mkdir", "ephemeral layer");
+        // The merged root takes the upper directory's owner and mode: copy the source's.
+        if (fchownat(staging, "upper", st.st_uid, st.st_gid, 0) < 0 ||
+            fchmodat(staging, "upper", st.st_mode & 07777, 0) < 0)
+            die("chown", "ephemeral upper layer");
+        int upper = openat(staging, "upper", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        int work = openat(staging, "work", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        root = openat(staging, "root", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (upper < 0 || work < 0 || root < 0) die("open", "ephemeral layer");
+        // Paths through /proc/self/fd: the user's directory name never reaches the option
+        // string, so a "," or ":" in it cannot inject overlay options.
+        char options[256] = "lowerdir=";
+        char p[64];
+        append(options, sizeof options, source_path);
+        append(options, sizeof options, ",upperdir=");
+        fd_path(p, upper);
+        append(options, sizeof options, p);
+        append(options, sizeof options, ",workdir=");
+        fd_path(p, work);
+        append(options, sizeof options, p);
+        mount_on("overlay", root, "overlay", 0, options, "ephemeral overlay");
+        close(upper);
+        close(work);
+        close(root);
+        root = openat(staging, "root", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (root < 0) die("open", "ephemeral root");
+        close(staging);
+    } else {
+        mount_on(source_path, staging, NULL, MS_BIND | MS_REC, NULL, "bind root");
+        close(staging);
+        root = open(c->staging, O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        if (root < 0) die("open", c->staging);
+    }
+    close(source);
+    if (c->read_only) mount_on(NULL, root, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL, "read-only root");
+    return root;
+}
+
+/// A private /dev on tmpfs: fresh device nodes made with the host's numbers and modes (new inodes
+/// in the tmpfs, so a chown or chmod inside never touches the host's nodes), devpts, shm, mqueue.
+static void set_up_dev(int rootfd) {
+    mount_fs_in_root(rootfd, "dev", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=0755,size=4m,nr_inodes=64k", 0755);
+    char p[64];
+    int devpath = open_in_root(rootfd, "dev");
+    if (devpath < 0) die("open", "/dev");
+    fd_path(p, devpath);
+    int dev = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    close(devpath);
+    if (dev < 0) die("open", "/dev");
+    static const char *const nodes[] = {"null", "zero", "full", "random", "urandom", "tty"};
+    mode_t old_umask = umask(0);
+    for (size_t i = 0; i < sizeof nodes / sizeof nodes[0]; i++) {
+        char host[32] = "/dev/";
+        append(host, sizeof host, nodes[i]);
+        struct stat st;
+        if (stat(host, &st) < 0 || !S_ISCHR(st.st_mode)) die("stat host device", host);
+        if (mknodat(dev, nodes[i], S_IFCHR | (st.st_mode & 0777), st.st_rdev) < 0) die("mknod", host);
+    }
+    if (mkdirat(dev, "pts", 0755) < 0 || mkdirat(dev, "shm", 01777) < 0 || mkdirat(dev, "mqueue", 0755) < 0)
+        die("mkdir", "/dev subdirectories");
+    umask(old_umask);
+    if (symlinkat("pts/ptmx", dev, "ptmx") < 0 || symlinkat("/proc/self/fd", dev, "fd") < 0 ||
+        symlinkat("/proc/self/fd/0", dev, "stdin") < 0 || symlinkat("/proc/self/fd/1", dev, "stdout") < 0 ||
+        symlinkat("/proc/self/fd/2", dev, "stderr") < 0)
+        die("symlink", "/dev links");
+    close(dev);
+    int fd = open_in_root(rootfd, "dev/pts");
+    if (fd < 0) die("open", "/dev/pts");
+    // gid 5 is "tty" on Debian and in systemd's defaults, as nspawn uses it.
+    mount_on("devpts", fd, "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620,gid=5", "/dev/pts");
+    close(fd);
+    fd = open_in_root(rootfd, "dev/shm");
+    if (fd < 0) die("open", "/dev/shm");
+    mount_on("tmpfs", fd, "tmpfs", MS_NOSUID | MS_NODEV | MS_STRICTATIME, "mode=01777", "/dev/shm");
+    close(fd);
+    fd = open_in_root(rootfd, "dev/mqueue");
+    if (fd < 0) die("open", "/dev/mqueue");
+    mount_on("mqueue", fd, "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, "/dev/mqueue");
+    close(fd);
+}
+
+/// /proc of the new PID namespace, /proc/sys read-only, and kernel-internal files masked with the
+/// container's own /dev/null on read-only binds. Each mask is checked after it was made (systemd
+/// PR 40833 found masks that silently did not apply).
+static void set_up_proc(int rootfd) {
+    mount_fs_in_root(rootfd, "proc", "proc", MS_NOSUID | MS_NOEXEC | MS_NODEV, NULL, 0555);
+    int fd = open_in_root(rootfd, "proc/sys");
+    if (fd < 0) die("open", "/proc/sys");
+    char p[64];
+    fd_path(p, fd);
+    mount_on(p, fd, NULL, MS_BIND | MS_REC, NULL, "/proc/sys");
+    close(fd);
+    remount_read_only(rootfd, "proc/sys", MS_NOSUID | MS_NODEV | MS_NOEXEC);
+
+    int null_fd = open_in_root(rootfd, "dev/null");
+    if (null_fd < 0) die("open", "/dev/null");
+    struct stat null_st;
+    if (fstat(null_fd, &null_st) < 0) die("stat", "/dev/null");
+    char null_path[64];
+    fd_path(null_path, null_fd);
+    static const char *const masked[] = {"proc/kallsyms", "proc/kcore", "proc/keys", "proc/sysrq-trigger", "proc/timer_list"};
+    for (size_t i = 0; i < sizeof masked / sizeof masked[0]; i++) {
+        int target = open_in_root(rootfd, masked[i]);
+        if (target < 0) {
+            if (errno == ENOENT) continue;  // e.g. /proc/keys without CONFIG_KEYS
+            die("open", masked[i]);
+        }
+        mount_on(null_path, target, NULL, MS_BIND, NULL, masked[i]);
+        close(target);
+        remount_read_only(rootfd, masked[i], MS_NOSUID | MS_NODEV | MS_NOEXEC);
+        int check = open_in_root(rootfd, masked[i]);
+        struct stat st;
+        if (check < 0 || fstat(check, &st) < 0) die("check mask of", masked[i]);
+        close(check);
+        if (!S_ISCHR(st.st_mode) || st.st_rdev != null_st.st_rdev || st.st_ino != null_st.st_ino) {
+            errno = EPERM;
+            die("mask did not apply to", masked[i]);
+        }
+    }
+    close(null_fd);
+}
+
+/// cgroup file systems as nspawn mounts them for a container with a cgroup namespace: on a legacy
+/// or hybrid host a read-only tmpfs at /sys/fs/cgroup holding each v1 controller hierarchy
+/// read-only, the named "systemd" hierarchy writable and (hybrid) the v2 tree at "unified"
+/// writable; on a unified host cgroup2 at /sys/fs/cgroup. The cgroup namespace makes the
+/// container's own cgroup the root of each.
+static void set_up_cgroups(int rootfd, const struct img_container_config *c) {
+    if (c->cgroup_layout == IMG_CGROUP_UNIFIED) {
+        mount_fs_in_root(rootfd, "sys/fs/cgroup", "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, 0755);
+        return;
+    }
+    mount_fs_in_root(rootfd, "sys/fs/cgroup", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755", 0755);
+    for (const char *const *ctl = c->cgroup_controllers; ctl && *ctl; ctl++) {
+        char path[256] = "sys/fs/cgroup/";
+        if (append(path, sizeof path, *ctl) < 0) { errno = ENAMETOOLONG; die("cgroup", *ctl); }
+        mount_fs_in_root(rootfd, path, "cgroup", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, *ctl, 0755);
+        // A joined hierarchy ("cpu,cpuacct") also gets one symlink per controller.
+        if (strchr(*ctl, ',')) {
+            int dir = open_in_root(rootfd, "sys/fs/cgroup");
+            char dp[64];
+            fd_path(dp, dir);
+            int d = open(dp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            close(dir);
+            if (d < 0) die("open", "/sys/fs/cgroup");
+            char name[128];
+            size_t k = 0;
+            for (const char *s = *ctl;; s++) {
+                if (*s == ',' || *s == 0) {
+                    name[k] = 0;
+                    if (k && symlinkat(*ctl, d, name) < 0 && errno != EEXIST) die("symlink", name);
+                    k = 0;
+                    if (!*s) break;
+                } else if (k + 1 < sizeof name) {
+                    name[k++] = *s;
+                }
+            }
+            close(d);
+        }
+    }
+    if (c->cgroup_hybrid)
+        mount_fs_in_root(rootfd, "sys/fs/cgroup/unified", "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, 0755);
+    mount_fs_in_root(rootfd, "sys/fs/cgroup/systemd", "cgroup", MS_NOSUID | MS_NODEV | MS_NOEXEC, "none,name=systemd", 0755);
+    int fd = open_in_root(rootfd, "sys/fs/cgroup");
+    if (fd < 0) die("open", "/sys/fs/cgroup");
+    mount_on(NULL, fd, NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755", "/sys/fs/cgroup read-only");
+    close(fd);
+}
+
+static void set_up_api_filesystems(int rootfd, const struct img_container_config *c) {
+    set_up_dev(rootfd);
+    set_up_proc(rootfd);
+    mount_fs_in_root(rootfd, "sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NOEXEC | MS_NODEV, NULL, 0555);
+    set_up_cgroups(rootfd, c);
+    mount_fs_in_root(rootfd, "run", "tmpfs", MS_NOSUID | MS_NODEV | MS_STRICTATIME, "mode=0755,size=20%,nr_inodes=800k", 0755);
+    mount_fs_in_root(rootfd, "tmp", "tmpfs", MS_NOSUID | MS_NODEV | MS_STRICTATIME, "mode=01777", 01777);
+}
+
+static void enter_root(int rootfd) {
+    // pivot_root(".", ".") stacks the old root on top of the new one; detaching "." then leaves
+    // only the new root (pivot_root(2), NOTES).
+    if (fchdir(rootfd) < 0) die("fchdir", "container root");
+    if (syscall(SYS_pivot_root, ".", ".") < 0) die("pivot_root", NULL);
+    if (umount2(".", MNT_DETACH) < 0) die("umount", "old root");
+    if (chdir("/") < 0) die("chdir", "/");
+    close(rootfd);
+}
+
+static void loopback_up(void) {
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0) die("socket", "loopback");
+    struct ifreq request;
+    memset(&request, 0, sizeof request);
+    memcpy(request.ifr_name, "lo", 3);
+    if (ioctl(s, SIOCGIFFLAGS, &request) < 0) die("SIOCGIFFLAGS", "lo");
+    request.ifr_flags |= IFF_UP | IFF_RUNNING;
+    if (ioctl(s, SIOCSIFFLAGS, &request) < 0) die("SIOCSIFFLAGS", "lo");
+    close(s);
+}
+
+static void drop_bounding_set(uint64_t keep) {
+    int last = img_cap_last_cap();
+    for (int cap = 0; cap <= last; cap++) {
+        if (cap < 64 && (keep & (1ULL << cap))) continue;
+        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL) die("PR_CAPBSET_DROP", NULL);
+    }
+    (void)prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+}
+
+/// Limits the effective, permitted and inheritable sets to `keep` (for the stub init, which never
+/// execs and so would otherwise keep every capability).
+static void limit_capabilities(uint64_t keep) {
+    struct __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct data[2];
+    memset(data, 0, sizeof data);
+    data[0].effective = data[0].permitted = (uint32_t)keep;
+    data[1].effective = data[1].permitted = (uint32_t)(keep >> 32);
+    if (syscall(SYS_capset, &header, data) < 0) die("capset", NULL);
+}
+
+static void install_seccomp(const struct img_container_config *c) {
+    if (!c->seccomp_program_size) return;
+    struct sock_fprog program;
+    program.len = (unsigned short)(c->seccomp_program_size / sizeof(struct sock_filter));
+    program.filter = (struct sock_filter *)c->seccomp_program;
+    if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program, 0, 0) < 0) die("seccomp", NULL);
+}
+
+static const char *env_value(const char *const *envp, const char *name) {
+    size_t n = strlen(name);
+    for (; envp && *envp; envp++)
+        if (strncmp(*envp, name, n) == 0 && (*envp)[n] == '=') return *envp + n + 1;
+    return NULL;
+}
+
+/// execve of argv[0], looked up in the payload's PATH when it has no "/" (execvpe would read the
+/// parent's environment and may allocate).
+static void exec_payload(const struct img_container_config *c) {
+    const char *file = c->argv[0];
+    if (strchr(file, '/')) {
+        execve(file, (char *const *)c->argv, (char *const *)c->envp);
+        die("execute", file);
+    }
+    const char *path = env_value(c->envp, "PATH");
+    if (!path) path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    int saved = ENOENT;
+    for (const char *p = path;;) {
+        const char *end = strchr(p, ':');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        char candidate[512];
+        if (n + strlen(file) + 2 < sizeof candidate && n > 0) {
+            memcpy(candidate, p, n);
+            candidate[n] = 0;
+            append(candidate, sizeof candidate, "/");
+            append(candidate, sizeof candidate, file);
+            execve(candidate, (char *const *)c->argv, (char *const *)c->envp);
+            if (errno != ENOENT && errno != ENOTDIR) saved = errno;
+        }
+        if (!end) break;
+        p = end + 1;
+    }
+    errno = saved;
+    die("execute", file);
+}
+
+/// PID 1 for --as-pid2: forwards every signal it can catch to the payload, reaps every child,
+/// and exits with the payload's status (128+N when a signal ended it).
+static void stub_init(pid_t payload) {
+    sigset_t all;
+    sigfillset(&all);
+    for (;;) {
+        siginfo_t info;
+        int sig = sigwaitinfo(&all, &info);
+        if (sig < 0) continue;
+        if (sig != SIGCHLD) {
+            (void)kill(payload, sig);
+            continue;
+        }
+        for (;;) {
+            int status;
+            pid_t pid = waitpid(-1, &status, WNOHANG);
+            if (pid <= 0) break;
+            if (pid == payload) {
+                if (WIFEXITED(status)) _exit(WEXITSTATUS(status));
+                _exit(128 + WTERMSIG(status));
+            }
+        }
+    }
+}
+
+static int child_main(void *arg) {
+    const struct img_container_config *c = arg;
+    reset_signals();
+    (void)prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    join_cgroups(c);
+    if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0) die("mount", "make / a slave");
+    int rootfd = set_up_root(c);
+    set_up_api_filesystems(rootfd, c);
+    enter_root(rootfd);
+    if (sethostname(c->hostname, strlen(c->hostname)) < 0) die("sethostname", c->hostname);
+    if (c->private_network) loopback_up();
+    if (setsid() < 0) die("setsid", NULL);
+    drop_bounding_set(c->capabilities);
+
+    if (c->as_pid2) {
+        sigset_t all;
+        sigfillset(&all);
+        sigprocmask(SIG_BLOCK, &all, NULL);
+        long pid = syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+        if (pid < 0) die("clone", "payload");
+        if (pid > 0) {
+            // The stub init keeps no capabilities and no way back to the host binary it runs:
+            // non-dumpable, and the kernel refuses writes to a running executable (ETXTBSY).
+            close(error_pipe);
+            error_pipe = -1;
+            (void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+            limit_capabilities(1ULL << CAP_KILL);  // to signal a payload of another uid
+            (void)prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+            install_seccomp(c);
+            (void)syscall(SYS_close_range, 3U, ~0U, 0U);
+            stub_init((pid_t)pid);
+        }
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+    }
+
+    if (chdir(c->working_directory) < 0) die("chdir", c->working_directory);
+    if (setgroups(c->group_count, c->groups) < 0) die("setgroups", NULL);
+    if (c->no_new_privileges && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) die("PR_SET_NO_NEW_PRIVS", NULL);
+    // seccomp while still root (CAP_SYS_ADMIN allows it without no_new_privs).
+    install_seccomp(c);
+    if (setresgid(c->gid, c->gid, c->gid) < 0) die("setresgid", NULL);
+    if (setresuid(c->uid, c->uid, c->uid) < 0) die("setresuid", NULL);
+    // Everything from 3 up closes at exec (runc CVE-2024-21626); the error pipe is close-on-exec
+    // already and stays usable until then.
+    if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) < 0) die("close_range", NULL);
+    exec_payload(c);
+    return 127;
+}
+
+pid_t img_container_start(const struct img_container_config *config, int *error_fd) {
+    int pipe_fds[2];
+    if (pipe2(pipe_fds, O_CLOEXEC) < 0) return -1;
+    size_t stack_size = 1 << 20;
+    void *stack = mmap(NULL, stack_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (stack == MAP_FAILED) {
+        int saved = errno;
+        close(pipe_fds[0]);
+        close(pipe_fds[1]);
+        errno = saved;
+        return -1;
+    }
+    error_pipe = pipe_fds[1];
+    int flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | SIGCHLD;
+    if (config->private_network) flags |= CLONE_NEWNET;
+    pid_t pid = clone(child_main, (char *)stack + stack_size, flags, (void *)config);
+    int saved = errno;
+    error_pipe = -1;
+    close(pipe_fds[1]);
+    munmap(stack, stack_size);
+    if (pid < 0) {
+        close(pipe_fds[0]);
+        errno = saved;
+        return -1;
+    }
+    *error_fd = pipe_fds[0];
+    return pid;
+}
+
+static volatile sig_atomic_t forward_pidfd = -1;
+static volatile sig_atomic_t forward_signal = SIGKILL;
+static volatile sig_atomic_t forwarded = 0;
+
+/// Runs on whichever thread the kernel picks; only async-signal-safe calls.
+static void forward_handler(int sig) {
+    (void)sig;
+    if (forwarded || forward_pidfd < 0) return;
+    forwarded = 1;
+    int saved = errno;
+    (void)syscall(SYS_pidfd_send_signal, (int)forward_pidfd, (int)forward_signal, NULL, 0);
+    errno = saved;
+}
+
+int img_container_forward_signals(int pidfd, int kill_signal) {
+    forward_pidfd = pidfd;
+    forward_signal = kill_signal;
+    forwarded = 0;
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = forward_handler;
+    action.sa_flags = SA_RESTART;
+    sigemptyset(&action.sa_mask);
+    if (sigaction(SIGTERM, &action, NULL) < 0 || sigaction(SIGINT, &action, NULL) < 0) return -1;
+    return 0;
+}
+
+int img_container_signal_forwarded(void) { return forwarded; }
+
+int img_pidfd_send_signal(int pidfd, int signal) {
+    return (int)syscall(SYS_pidfd_send_signal, pidfd, signal, NULL, 0);
+}
+
+int img_sigrtmin(void) { return SIGRTMIN; }
+
+int img_cap_last_cap(void) {
+    int fd = open("/proc/sys/kernel/cap_last_cap", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        char buf[16];
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (n > 0) {
+            int value = 0;
+            for (ssize_t i = 0; i < n && buf[i] >= '0' && buf[i] <= '9'; i++) value = value * 10 + (buf[i] - '0');
+            if (value > 0 && value < 64) return value;
+        }
+    }
+    return CAP_LAST_CAP;
+}

@@ -1,0 +1,91 @@
+// CShimsContainer: the container child of `imagectl run`.
+//
+// Process model (ARCHITECTURE.md "Processes and threads"): imagectl is a multi-threaded Swift
+// process, and unshare(2)/setns(2)/pivot_root(2) are unsafe there, and a fork() of it may deadlock
+// on locks held by other threads. So the container is a C child made by clone(2) with new mount,
+// PID, UTS, IPC (and network) namespaces. The child only makes system calls: no malloc, no stdio,
+// no locks; everything it needs (paths, argv, environment, ids, capability mask, the seccomp BPF
+// program) is prepared by the Swift parent in the plain struct below before clone(). All
+// privileged mount steps of a container live in container.c and nowhere else.
+#pragma once
+
+#include <stdint.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+/// cgroup layout of the host, decided by the parent from /proc/self/cgroup.
+enum img_cgroup_layout {
+    /// cgroup v1 controllers, a named "systemd" v1 hierarchy, and (hybrid) a v2 tree at "unified".
+    IMG_CGROUP_LEGACY = 0,
+    /// Only cgroup v2, mounted at /sys/fs/cgroup.
+    IMG_CGROUP_UNIFIED = 1,
+};
+
+struct img_container_config {
+    /// Host path of the container's tree (-D).
+    const char *directory;
+    /// An empty host directory the child mounts the root on (in its own mount namespace only).
+    const char *staging;
+    /// Non-zero: overlayfs over `directory` with a throw-away upper layer on a tmpfs.
+    int ephemeral;
+    /// Non-zero: the root is mounted read-only.
+    int read_only;
+    /// Non-zero: a new network namespace with only the loopback interface up.
+    int private_network;
+    /// Non-zero: a small init is PID 1 and the payload is PID 2.
+    int as_pid2;
+    /// The container's host name (UTS namespace).
+    const char *hostname;
+    /// Payload: argv[0] is a path inside the container or a name looked up in PATH of `envp`.
+    const char *const *argv;
+    /// Payload environment, NULL-terminated "NAME=value" strings.
+    const char *const *envp;
+    /// Working directory inside the container.
+    const char *working_directory;
+    uid_t uid;
+    gid_t gid;
+    const gid_t *groups;
+    size_t group_count;
+    /// Capabilities kept in the bounding set (bit N = capability N).
+    uint64_t capabilities;
+    int no_new_privileges;
+    /// A classic BPF seccomp program (struct sock_filter array) and its length in bytes; 0: none.
+    const void *seccomp_program;
+    size_t seccomp_program_size;
+    enum img_cgroup_layout cgroup_layout;
+    /// Host cgroup directories the child moves itself into before it unshares its cgroup
+    /// namespace (NULL-terminated).
+    const char *const *cgroup_directories;
+    /// cgroup v1 controller hierarchies to mount read-only, e.g. "cpu", "cpu,cpuacct"
+    /// (NULL-terminated). Only for IMG_CGROUP_LEGACY.
+    const char *const *cgroup_controllers;
+    /// Non-zero: mount the v2 tree at /sys/fs/cgroup/unified (hybrid). Only for IMG_CGROUP_LEGACY.
+    int cgroup_hybrid;
+};
+
+/// What the child reports on its error pipe when a set-up step fails.
+struct img_container_error {
+    int error_number;
+    char step[240];
+};
+
+/// Starts the container child. Returns its PID (in the caller's PID namespace) and stores in
+/// `*error_fd` the read end of a close-on-exec pipe: it reaches EOF when the payload was exec'd,
+/// or carries one `struct img_container_error` first. Returns -1 and sets errno on failure.
+pid_t img_container_start(const struct img_container_config *config, int *error_fd);
+
+/// Installs SIGTERM and SIGINT handlers (process-wide, whatever thread receives them) that send
+/// `kill_signal` once to the process behind `pidfd`. Returns -1 and sets errno on failure.
+int img_container_forward_signals(int pidfd, int kill_signal);
+
+/// Non-zero once a SIGTERM/SIGINT was forwarded.
+int img_container_signal_forwarded(void);
+
+/// pidfd_send_signal(2) (no glibc 2.36 wrapper). Returns -1 and sets errno on failure.
+int img_pidfd_send_signal(int pidfd, int signal);
+
+/// SIGRTMIN is a function call in glibc; exported as one for Swift.
+int img_sigrtmin(void);
+
+/// CAP_LAST_CAP of the running kernel from /proc/sys/kernel/cap_last_cap (or the header's value).
+int img_cap_last_cap(void);

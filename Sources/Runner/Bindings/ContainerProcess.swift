@@ -1,0 +1,164 @@
+import CShims
+import Glibc
+
+/// The parts of a start the C child needs, as Swift values (converted to C in `start`).
+struct ChildSpec {
+    var directory: String
+    var staging: String
+    var ephemeral: Bool
+    var readOnly: Bool
+    var privateNetwork: Bool
+    var asPID2: Bool
+    var hostname: String
+    var argv: [String]
+    var environment: [String]
+    var workingDirectory: String
+    var uid: UInt32
+    var gid: UInt32
+    var groups: [UInt32]
+    var capabilities: UInt64
+    var noNewPrivileges: Bool
+    var seccompProgram: [UInt8]
+    var cgroupLayout: CgroupTree.HostLayout
+    var cgroupDirectories: [String]
+}
+
+/// How the container's PID 1 ended.
+public enum ContainerTermination: Equatable, Sendable {
+    case exited(Int32)
+    case signaled(Int32)
+}
+
+/// A started container child (see CShimsContainer.h for the process model).
+final class ContainerProcess {
+    let pid: pid_t
+    private let pidfd: Int32
+
+    private init(pid: pid_t, pidfd: Int32) {
+        self.pid = pid
+        self.pidfd = pidfd
+    }
+
+    /// clone()s the child, and returns once it exec'd the payload; a failed set-up step is
+    /// thrown (the child is reaped first).
+    static func start(_ spec: ChildSpec) throws -> ContainerProcess {
+        var owned: [UnsafeMutablePointer<CChar>] = []
+        defer { owned.forEach { free($0) } }
+        func c(_ s: String) -> UnsafePointer<CChar> {
+            let p = strdup(s)!
+            owned.append(p)
+            return UnsafePointer(p)
+        }
+        func list(_ items: [String]) -> [UnsafePointer<CChar>?] { items.map { c($0) } + [nil] }
+
+        let argv = list(spec.argv)
+        let envp = list(spec.environment)
+        let cgroupDirectories = list(spec.cgroupDirectories)
+        let controllers = list(spec.cgroupLayout.controllers)
+        let groups = spec.groups.map { gid_t($0) }
+        var errorFD: Int32 = -1
+        let pid: pid_t = argv.withUnsafeBufferPointer { argvBuffer in
+            envp.withUnsafeBufferPointer { envBuffer in
+                cgroupDirectories.withUnsafeBufferPointer { cgroupBuffer in
+                    controllers.withUnsafeBufferPointer { controllerBuffer in
+                        groups.withUnsafeBufferPointer { groupBuffer in
+                            spec.seccompProgram.withUnsafeBytes { program in
+                                var config = img_container_config()
+                                config.directory = c(spec.directory)
+                                config.staging = c(spec.staging)
+                                config.ephemeral = spec.ephemeral ? 1 : 0
+                                config.read_only = spec.readOnly ? 1 : 0
+                                config.private_network = spec.privateNetwork ? 1 : 0
+                                config.as_pid2 = spec.asPID2 ? 1 : 0
+                                config.hostname = c(spec.hostname)
+                                config.argv = argvBuffer.baseAddress
+                                config.envp = envBuffer.baseAddress
+                                config.working_directory = c(spec.workingDirectory)
+                                config.uid = spec.uid
+                                config.gid = spec.gid
+                                config.groups = groupBuffer.baseAddress
+                                config.group_count = groupBuffer.count
+                                config.capabilities = spec.capabilities
+                                config.no_new_privileges = spec.noNewPrivileges ? 1 : 0
+                                config.seccomp_program = program.baseAddress
+                                config.seccomp_program_size = program.count
+                                config.cgroup_layout = spec.cgroupLayout.unified ? IMG_CGROUP_UNIFIED : IMG_CGROUP_LEGACY
+                                config.cgroup_directories = cgroupBuffer.baseAddress
+                                config.cgroup_controllers = controllerBuffer.baseAddress
+                                config.cgroup_hybrid = spec.cgroupLayout.hybrid ? 1 : 0
+                                return img_container_start(&config, &errorFD)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        guard pid > 0 else { throw RunnerError.startFailed(step: "clone", errno: errno) }
+        defer { close(errorFD) }
+
+        // EOF: the payload was exec'd. Otherwise one report of the failed step.
+        var report = img_container_error()
+        let expected = MemoryLayout<img_container_error>.size
+        var got = 0
+        withUnsafeMutableBytes(of: &report) { raw in
+            while got < expected {
+                let n = read(errorFD, raw.baseAddress! + got, expected - got)
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { break }
+                got += n
+            }
+        }
+        if got > 0 {
+            var status: Int32 = 0
+            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+            let step = withUnsafeBytes(of: report.step) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            throw RunnerError.startFailed(step: got == expected ? step : "the child's report was cut short", errno: report.error_number)
+        }
+        let pidfd = img_pidfd_open(pid, 0)
+        return ContainerProcess(pid: pid, pidfd: pidfd)
+    }
+
+    /// From now on SIGTERM/SIGINT to imagectl send `signal` to PID 1 of the container, once.
+    func forwardTerminationSignals(as signal: Int32) {
+        if pidfd >= 0 { _ = img_container_forward_signals(pidfd, signal) }
+    }
+
+    /// Waits for PID 1 to end.
+    func wait() throws -> ContainerTermination {
+        var status: Int32 = 0
+        while true {
+            if waitpid(pid, &status, 0) >= 0 { break }
+            if errno != EINTR { throw RunnerError.startFailed(step: "waitpid", errno: errno) }
+        }
+        if pidfd >= 0 { close(pidfd) }
+        if img_wifexited(status) != 0 { return .exited(img_wexitstatus(status)) }
+        return .signaled(img_wtermsig(status))
+    }
+}
+
+/// Host-side file system helpers for the start (mkdir/rmdir of the staging directory, the
+/// image root as a descriptor for reads beneath it).
+enum HostFiles {
+    static func makeStagingDirectory(_ path: String) throws {
+        var prefix = ""
+        for component in path.split(separator: "/") {
+            prefix += "/" + component
+            if mkdir(prefix, 0o700) != 0 && errno != EEXIST { throw RunnerError.startFailed(step: "mkdir \(prefix)", errno: errno) }
+        }
+    }
+
+    static func removeDirectory(_ path: String) { _ = rmdir(path) }
+
+    static func isDirectory(_ path: String) -> Bool {
+        var st = stat()
+        return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
+    }
+
+    static var processID: Int32 { getpid() }
+}
+
+extension ContainerProcess {
+    static var signalForwarded: Bool { img_container_signal_forwarded() != 0 }
+}

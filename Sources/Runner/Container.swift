@@ -1,0 +1,126 @@
+import Foundation
+import LinuxSystem
+import SystemPackage
+
+/// Runs a directory tree as a container: the host-side half of `imagectl run` (what to run, as
+/// whom, with which environment, cgroup and seccomp filter); the namespaces and mounts are made by
+/// the C child in CShims/container.c.
+public enum Container {
+    /// Value of $container for the payload. nspawn sets "systemd-nspawn"; imagectl names itself,
+    /// so systemd inside reports the virtualization as "container-other" and units conditioned on
+    /// ConditionVirtualization=systemd-nspawn do not run.
+    public static let containerEnvironmentName = "imagectl"
+
+    /// PATH given to the payload: nspawn's default, with /sbin and /bin for split-usr images.
+    public static let defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+    static let initCandidates = ["/usr/lib/systemd/systemd", "/lib/systemd/systemd", "/sbin/init"]
+
+    /// What was decided before the start, for messages and tests.
+    public struct Plan: Sendable {
+        public var machine: String
+        public var argv: [String]
+        public var environment: [String]
+        public var workingDirectory: String
+        public var uid: UInt32
+        public var gid: UInt32
+        public var groups: [UInt32]
+        public var killSignal: Int32
+    }
+
+    public struct Outcome: Sendable {
+        public var machine: String
+        public var termination: ContainerTermination
+        /// True when a SIGTERM/SIGINT to imagectl was forwarded as the kill signal.
+        public var killed: Bool
+    }
+
+    /// Resolves payload, user, environment and working directory against the image's tree.
+    public static func plan(_ configuration: ContainerConfiguration, hostEnvironment: [String: String]) throws -> Plan {
+        try configuration.validate()
+        let machine = try configuration.resolvedMachineName
+        guard HostFiles.isDirectory(configuration.directory) else { throw RunnerError.notADirectory(configuration.directory) }
+        let root = try FileDescriptor.open(configuration.directory, .readOnly, options: [.directory, .closeOnExec])
+        defer { try? root.close() }
+
+        let passwd = (try OpenBeneath.readFile("etc/passwd", in: root)).map { UserDatabase.parsePasswd(String(decoding: $0, as: UTF8.self)) } ?? []
+        let groupDB = (try OpenBeneath.readFile("etc/group", in: root)).map { UserDatabase.parseGroups(String(decoding: $0, as: UTF8.self)) } ?? []
+        let entry: PasswdEntry
+        if let user = configuration.user {
+            guard let found = UserDatabase.resolve(user, passwd: passwd) else { throw RunnerError.userNotFound(user) }
+            entry = found
+        } else {
+            entry = passwd.first { $0.uid == 0 } ?? PasswdEntry(name: "root", uid: 0, gid: 0, home: "/root", shell: "/bin/sh")
+        }
+        let groups = UserDatabase.supplementaryGroups(of: entry.name, primary: entry.gid, groups: groupDB)
+
+        func isExecutableFile(_ path: String) -> Bool { OpenBeneath.fileType(path, in: root) == S_IFREG }
+        var argv: [String]
+        if configuration.boot {
+            guard let initPath = initCandidates.first(where: isExecutableFile) else { throw RunnerError.noInit(configuration.directory) }
+            argv = [initPath] + configuration.command
+        } else if !configuration.command.isEmpty {
+            argv = configuration.command
+        } else {
+            let shell = [entry.shell, "/bin/sh"].first { !$0.isEmpty && isExecutableFile($0) }
+            guard let shell else { throw RunnerError.noShell(configuration.directory) }
+            argv = [shell, "-l"]
+        }
+
+        let uuid = configuration.uuid ?? UUID()
+        var environment = [
+            "PATH=\(defaultPath)",
+            "container=\(containerEnvironmentName)",
+            "container_uuid=\(uuid.uuidString.lowercased())",
+            "HOME=\(entry.home.isEmpty ? "/" : entry.home)",
+            "USER=\(entry.name)",
+            "LOGNAME=\(entry.name)",
+        ]
+        if !configuration.boot && !entry.shell.isEmpty { environment.append("SHELL=\(entry.shell)") }
+        if let term = hostEnvironment["TERM"] { environment.append("TERM=\(term)") }
+        for assignment in configuration.environment {
+            let name = assignment.prefix { $0 != "=" }
+            environment.removeAll { $0.hasPrefix(name + "=") }
+            environment.append(assignment)
+        }
+
+        let workingDirectory: String
+        if let chdir = configuration.workingDirectory {
+            workingDirectory = chdir
+        } else if !configuration.boot && !entry.home.isEmpty && OpenBeneath.fileType(entry.home, in: root) == S_IFDIR {
+            workingDirectory = entry.home
+        } else {
+            workingDirectory = "/"
+        }
+        let killSignal = configuration.killSignal ?? (configuration.boot ? Signals.realtimeMinimum + 3 : SIGKILL)
+        return Plan(machine: machine, argv: argv, environment: environment, workingDirectory: workingDirectory,
+                    uid: entry.uid, gid: entry.gid, groups: groups, killSignal: killSignal)
+    }
+
+    /// Starts the container, calls `started` once the payload runs, and waits for it to end.
+    /// Cgroups and the staging directory are removed on every return path; the ephemeral layer
+    /// lives only in the container's mount namespace and disappears with it.
+    public static func run(_ configuration: ContainerConfiguration, plan: Plan, started: (Plan) -> Void = { _ in }) throws -> Outcome {
+        let seccomp = configuration.seccomp ? try SeccompFilter.program() : []
+        let cgroups = try CgroupTree.create(machine: plan.machine)
+        defer { cgroups.remove() }
+        let staging = "/run/imagectl/runner/\(plan.machine).\(HostFiles.processID)"
+        try HostFiles.makeStagingDirectory(staging)
+        defer { HostFiles.removeDirectory(staging) }
+
+        let spec = ChildSpec(
+            directory: configuration.directory, staging: staging, ephemeral: configuration.ephemeral,
+            readOnly: configuration.readOnly, privateNetwork: configuration.privateNetwork,
+            asPID2: configuration.asPID2, hostname: configuration.hostname ?? plan.machine,
+            argv: plan.argv, environment: plan.environment, workingDirectory: plan.workingDirectory,
+            uid: plan.uid, gid: plan.gid, groups: plan.groups,
+            capabilities: Capability.mask(configuration.boundingSet),
+            noNewPrivileges: configuration.noNewPrivileges, seccompProgram: seccomp,
+            cgroupLayout: cgroups.layout, cgroupDirectories: cgroups.directories)
+        let process = try ContainerProcess.start(spec)
+        process.forwardTerminationSignals(as: plan.killSignal)
+        started(plan)
+        let termination = try process.wait()
+        return Outcome(machine: plan.machine, termination: termination, killed: ContainerProcess.signalForwarded)
+    }
+}

@@ -1,0 +1,152 @@
+import ArgumentParser
+import Foundation
+import Runner
+
+/// `imagectl run -D DIR [COMMAND [ARGS...]]`: a directory tree as a container, with
+/// systemd-nspawn's option names and defaults.
+struct RunCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run a command or boot an OS tree in a container (like systemd-nspawn).",
+        discussion: """
+            The payload runs as PID 1 (or PID 2 with --as-pid2) in new mount, PID, UTS, IPC and \
+            cgroup namespaces, with /proc (/proc/sys read-only; kallsyms, kcore, keys, \
+            sysrq-trigger and timer_list masked), read-only /sys, a private /dev, /run and /tmp on \
+            tmpfs, and a cgroup tree systemd accepts. The capability bounding set is nspawn's \
+            default; keyring, bpf, kexec, open_by_handle_at, perf_event_open, swapon/swapoff and \
+            the TIOCSTI/TIOCLINUX ioctls are denied by seccomp; file descriptors from 3 up are \
+            closed. The payload shares imagectl's standard input and output (no pty) and gets a \
+            new session. Needs root.
+            Exit status: the payload's exit code; 128+N when a signal N ended it; 0 when a booted \
+            system powered off; 1 when the container could not start; 2 for bad options.
+            Not available yet: -i/--image, -M from the pool, --template, --bind, --private-users, \
+            --resolv-conf, --timezone, a pty console.
+            """)
+
+    @Option(name: [.customShort("D"), .customLong("directory")], help: "Directory to use as the container's root file system.")
+    var directory: String
+
+    @Flag(name: [.customShort("x"), .customLong("ephemeral")], help: "Run on a throw-away overlay over the directory; the directory is left unchanged.")
+    var ephemeral = false
+
+    @Flag(name: .customLong("read-only"), help: "Mount the root file system read-only.")
+    var readOnly = false
+
+    @Flag(name: [.customShort("b"), .customLong("boot")], help: "Boot the tree's init (systemd); COMMAND ARGS become its arguments, e.g. systemd.unit=poweroff.target.")
+    var boot = false
+
+    @Flag(name: [.customShort("a"), .customLong("as-pid2")], help: "Run a minimal init as PID 1 that reaps processes and forwards signals; the payload is PID 2.")
+    var asPID2 = false
+
+    @Option(name: [.customShort("M"), .customLong("machine")], help: "Machine name (default: the directory's name). Also the default host name.")
+    var machine: String?
+
+    @Option(name: .customLong("hostname"), help: "Host name inside the container (default: the machine name).")
+    var hostname: String?
+
+    @Option(name: .customLong("uuid"), help: "Machine UUID passed as $container_uuid (default: random).")
+    var uuid: String?
+
+    @Option(name: .customLong("chdir"), help: "Absolute working directory inside the container (default: the user's home, / with --boot).")
+    var chdir: String?
+
+    @Option(name: [.customShort("u"), .customLong("user")], help: "User to run as: a name from the image's /etc/passwd or a numeric UID.")
+    var user: String?
+
+    @Option(name: [.customShort("E"), .customLong("setenv")], help: "Set NAME=VALUE in the payload's environment (repeatable).")
+    var setenv: [String] = []
+
+    @Option(name: .customLong("kill-signal"), help: "Signal sent to PID 1 when imagectl gets SIGTERM or SIGINT (default SIGKILL; SIGRTMIN+3 with --boot).")
+    var killSignal: String?
+
+    @Option(name: .customLong("capability"), help: "Capabilities to add to the bounding set, comma-separated, or \"all\" (repeatable).")
+    var capability: [String] = []
+
+    @Option(name: .customLong("drop-capability"), help: "Capabilities to remove from the bounding set, comma-separated, or \"all\" (repeatable).")
+    var dropCapability: [String] = []
+
+    @Option(name: .customLong("no-new-privileges"), help: "yes: set no_new_privs, so setuid binaries and file capabilities grant nothing (default no).")
+    var noNewPrivileges: String?
+
+    @Flag(name: .customLong("private-network"), help: "A new network namespace with only the loopback interface, up.")
+    var privateNetwork = false
+
+    @Flag(name: [.customShort("q"), .customLong("quiet")], help: "Print no status messages (errors and a payload killed by a signal are still reported).")
+    var quiet = false
+
+    @Argument(parsing: .captureForPassthrough, help: "Command and arguments to run (default: a login shell), or init arguments with --boot.")
+    var command: [String] = []
+
+    func makeConfiguration() throws -> ContainerConfiguration {
+        var c = ContainerConfiguration(directory: directory)
+        c.command = command.first == "--" ? Array(command.dropFirst()) : command
+        c.boot = boot
+        c.asPID2 = asPID2
+        c.ephemeral = ephemeral
+        c.readOnly = readOnly
+        c.machineName = machine
+        c.hostname = hostname
+        if let uuid {
+            guard let parsed = UUID(uuidString: uuid) ?? Self.parseUndashedUUID(uuid) else { throw RunnerError.invalidUUID(uuid) }
+            c.uuid = parsed
+        }
+        c.workingDirectory = chdir
+        c.user = user
+        c.environment = setenv
+        if let killSignal { c.killSignal = try Signals.parse(killSignal) }
+        for item in capability { c.addCapabilities.formUnion(try Capability.parseList(item)) }
+        for item in dropCapability { c.dropCapabilities.formUnion(try Capability.parseList(item)) }
+        if let noNewPrivileges { c.noNewPrivileges = try ContainerConfiguration.parseBoolean(noNewPrivileges, option: "--no-new-privileges") }
+        c.privateNetwork = privateNetwork
+        try c.validate()
+        return c
+    }
+
+    /// systemd also accepts 32 hex digits without dashes.
+    static func parseUndashedUUID(_ text: String) -> UUID? {
+        guard text.count == 32, text.allSatisfy(\.isHexDigit) else { return nil }
+        let chars = Array(text)
+        let dashed = String(chars[0..<8]) + "-" + String(chars[8..<12]) + "-" + String(chars[12..<16]) + "-" + String(chars[16..<20]) + "-" + String(chars[20..<32])
+        return UUID(uuidString: dashed)
+    }
+
+    func validate() throws {
+        do {
+            _ = try makeConfiguration()
+        } catch let error as RunnerError {
+            throw ValidationError(error.description)
+        }
+    }
+
+    func run() throws {
+        let configuration = try makeConfiguration()
+        guard geteuid() == 0 else { throw CommandFailure(message: "imagectl run needs root (namespaces and mounts)") }
+        let plan = try Container.plan(configuration, hostEnvironment: ProcessInfo.processInfo.environment)
+        if !quiet {
+            Terminal.standardError("Spawning container \(plan.machine) on \(configuration.directory).\n")
+        }
+        let outcome = try Container.run(configuration, plan: plan)
+        let status: Int32
+        switch outcome.termination {
+        case .exited(let code):
+            if !quiet {
+                Terminal.standardError(code == 0 ? "Container \(outcome.machine) exited successfully.\n"
+                                                 : "Container \(outcome.machine) failed with error code \(code).\n")
+            }
+            status = code
+        case .signaled(let signal) where configuration.boot && signal == SIGINT:
+            // A PID namespace's init that calls reboot(POWER_OFF or HALT) is killed by SIGINT:
+            // that is how a booted system's poweroff looks from outside (pid_namespaces(7)).
+            if !quiet { Terminal.standardError("Container \(outcome.machine) has been shut down.\n") }
+            status = 0
+        case .signaled(let signal) where configuration.boot && signal == SIGHUP:
+            // reboot(RESTART) ends the namespace's init with SIGHUP; imagectl does not restart.
+            if !quiet { Terminal.standardError("Container \(outcome.machine) asked for a reboot; it is not restarted.\n") }
+            status = 0
+        case .signaled(let signal):
+            Terminal.standardError("Container \(outcome.machine) terminated by signal \(Signals.name(signal)).\n")
+            status = 128 + signal
+        }
+        throw ExitCode(status)
+    }
+}

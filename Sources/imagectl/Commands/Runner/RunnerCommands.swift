@@ -1,0 +1,8 @@
+import ArgumentParser
+
+/// The runner verbs, in the order `imagectl --help` lists them. Each verb is one file beside this one.
+enum RunnerCommands {
+    static let all: [ParsableCommand.Type] = [
+        RunCommand.self,
+    ]
+}
