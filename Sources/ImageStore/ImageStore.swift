@@ -119,7 +119,7 @@ public actor ImageStore {
         } else {
             do {
                 try FileSystem.makeDirectory(pool, mode: 0o700)
-            } catch let error as SystemCallError where error.errno == .fileExists {
+            } catch where error.errno == .fileExists {
                 // Created by a concurrent process meanwhile.
             }
         }

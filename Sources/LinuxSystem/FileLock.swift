@@ -123,26 +123,53 @@ public final class FileLock: Sendable {
         return type != Int16(F_UNLCK)
     }
 
-    /// The processes that hold locks on the file with this device and inode, read from
-    /// /proc/locks (OFD locks appear as `OFDLCK` with the pid of the process that took them; the
-    /// kernel reports -1 when it does not know). Returns pids, without duplicates, in file order.
+    /// The processes that hold locks on the file with this device and inode. /proc/locks names the
+    /// owner of POSIX and flock locks, but prints -1 for OFD locks (they belong to an open file
+    /// description, not a process), so for those every process's /proc/PID/fdinfo/* is read: the
+    /// kernel lists there the locks held through each descriptor (what lslocks(8) does). Returns
+    /// pids without duplicates; -1 only when the holder could not be found (no access to /proc).
     public static func holders(device: UInt64, inode: UInt64) -> [Int32] {
-        guard let text = try? readSmallTextFile("/proc/locks") else { return [] }
         let major = (device >> 8) & 0xfff | ((device >> 32) & ~0xfff)
         let minor = (device & 0xff) | ((device >> 12) & ~0xff)
-        var pids: [Int32] = []
-        for line in text.split(separator: "\n") {
-            // "1: OFDLCK ADVISORY  WRITE 1234 00:2c:5678 0 EOF" (a "->" prefix marks waiters).
-            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
-            guard fields.count >= 6, !fields.contains("->") else { continue }
+        /// Parses "1: OFDLCK ADVISORY  WRITE 1234 00:2c:5678 0 EOF" into the pid when it is a
+        /// granted lock (not a "->" waiter) on our file.
+        func pid(in line: Substring) -> Int32? {
+            let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+            guard fields.count >= 6, !fields.contains("->") else { return nil }
             let id = fields[5].split(separator: ":")
             guard id.count == 3,
-                  let maj = UInt64(id[0], radix: 16), let min = UInt64(id[1], radix: 16),
-                  let ino = UInt64(id[2]),
-                  maj == major, min == minor, ino == inode,
-                  let pid = Int32(fields[4]) else { continue }
-            if !pids.contains(pid) { pids.append(pid) }
+                  let maj = UInt64(id[0], radix: 16), let min = UInt64(id[1], radix: 16), let ino = UInt64(id[2]),
+                  maj == major, min == minor, ino == inode else { return nil }
+            return Int32(fields[4])
         }
+        guard let text = try? readSmallTextFile("/proc/locks", limit: 64 << 20) else { return [] }
+        var pids: [Int32] = []
+        var unknown = false
+        for line in text.split(separator: "\n") {
+            guard let found = pid(in: line) else { continue }
+            if found > 0 {
+                if !pids.contains(found) { pids.append(found) }
+            } else {
+                unknown = true
+            }
+        }
+        guard unknown else { return pids }
+        var resolved = false
+        for process in (try? FileSystem.entries("/proc")) ?? [] {
+            guard let processID = Int32(process), processID > 0,
+                  let descriptors = try? FileSystem.entries("/proc/\(process)/fdinfo") else { continue }
+            for descriptor in descriptors {
+                guard let info = try? readSmallTextFile("/proc/\(process)/fdinfo/\(descriptor)", limit: 1 << 16),
+                      info.contains("lock:") else { continue }
+                for line in info.split(separator: "\n") where line.hasPrefix("lock:") {
+                    if pid(in: line.dropFirst(5)) != nil {
+                        resolved = true
+                        if !pids.contains(processID) { pids.append(processID) }
+                    }
+                }
+            }
+        }
+        if !resolved { pids.append(-1) }
         return pids
     }
 }

@@ -1,0 +1,37 @@
+import ArgumentParser
+import ImageStore
+
+/// `imagectl clean [--all] [--dry-run]`.
+struct StoreClean: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "clean",
+        abstract: "Remove leftovers of interrupted imports and clones.",
+        discussion: "Removes '.#' temporaries and stale lock files from the pool; never anything whose image is locked by a running process."
+    )
+
+    @OptionGroup var store: StoreOptions
+    @OptionGroup var output: OutputOptions
+    @Flag(name: .long, help: "Also remove hidden images (names starting with '.').")
+    var all = false
+    @Flag(name: .long, help: "Only print what would be removed.")
+    var dryRun = false
+
+    func run() async throws {
+        let cleaned = try await store.openStore().clean(all: all, dryRun: dryRun)
+        if output.json {
+            try Output.printJSON(cleaned)
+            return
+        }
+        let verb = dryRun ? "Would remove" : "Removed"
+        var text = ""
+        for entry in cleaned {
+            let what = switch entry.kind {
+            case .temporary: "temporary"
+            case .lock: "stale lock"
+            case .hiddenImage: "hidden image"
+            }
+            text += "\(verb) \(what) \(entry.path)\n"
+        }
+        Terminal.standardOutput(text + "\(cleaned.count) \(cleaned.count == 1 ? "entry" : "entries") \(dryRun ? "to remove" : "removed").\n")
+    }
+}

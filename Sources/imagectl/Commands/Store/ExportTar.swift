@@ -1,0 +1,27 @@
+import ArgumentParser
+import ImageStore
+
+/// `imagectl export-tar NAME FILE`.
+struct StoreExportTar: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "export-tar",
+        abstract: "Write a directory image as a tarball.",
+        discussion: """
+            A pax tarball with numeric owners, modes, xattrs, ACLs, hard links, device nodes and \
+            sparse files. Compression follows the file suffix (.xz .gz .zst .bz2; none otherwise) \
+            unless --format says otherwise. An existing FILE is not replaced.
+            """
+    )
+
+    @OptionGroup var store: StoreOptions
+    @Argument(help: "The image name.")
+    var name: String
+    @Argument(help: "The tarball to write, or '-' for standard output.")
+    var file: String
+    @Option(name: .long, help: ArgumentHelp("Compression, overriding the suffix: \(ExportCompression.allCases.map(\.rawValue).joined(separator: ", ")).", valueName: "format"))
+    var format: ExportCompression?
+
+    func run() async throws {
+        try await store.openStore().exportTar(name, to: file, compression: format)
+    }
+}

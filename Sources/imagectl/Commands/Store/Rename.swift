@@ -1,0 +1,21 @@
+import ArgumentParser
+import ImageStore
+
+/// `imagectl rename OLD NEW`.
+struct StoreRename: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rename",
+        abstract: "Rename an image (its side files follow)."
+    )
+
+    @OptionGroup var store: StoreOptions
+    @Argument(help: "The current name.")
+    var old: String
+    @Argument(help: "The new name.")
+    var new: String
+
+    func run() async throws {
+        let name = try ImageName(validating: new)
+        _ = try await store.openStore().rename(old, to: name)
+    }
+}
