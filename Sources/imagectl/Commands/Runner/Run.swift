@@ -19,7 +19,7 @@ struct RunCommand: ParsableCommand {
             new session. Needs root.
             Exit status: the payload's exit code; 128+N when a signal N ended it; 0 when a booted \
             system powered off; 1 when the container could not start; 2 for bad options.
-            Not available yet: -i/--image, -M from the pool, --template, --bind, --private-users, \
+            Not available yet: -i/--image, -M from the pool, --bind, --private-users, \
             --resolv-conf, --timezone, a pty console.
             """)
 
@@ -28,6 +28,9 @@ struct RunCommand: ParsableCommand {
 
     @Flag(name: [.customShort("x"), .customLong("ephemeral")], help: "Run on a throw-away overlay over the directory; the directory is left unchanged.")
     var ephemeral = false
+
+    @Option(name: .customLong("template"), help: "Directory to copy (or btrfs-snapshot) into the -D directory when that does not exist yet; no effect when it exists.")
+    var template: String?
 
     @Flag(name: .customLong("read-only"), help: "Mount the root file system read-only.")
     var readOnly = false
@@ -98,6 +101,7 @@ struct RunCommand: ParsableCommand {
         for item in dropCapability { c.dropCapabilities.formUnion(try Capability.parseList(item)) }
         if let noNewPrivileges { c.noNewPrivileges = try ContainerConfiguration.parseBoolean(noNewPrivileges, option: "--no-new-privileges") }
         c.privateNetwork = privateNetwork
+        if template != nil && ephemeral { throw RunnerError.conflictingOptions("--template and --ephemeral cannot be combined") }
         try c.validate()
         return c
     }
@@ -121,6 +125,9 @@ struct RunCommand: ParsableCommand {
     func run() throws {
         let configuration = try makeConfiguration()
         guard geteuid() == 0 else { throw CommandFailure(message: "imagectl run needs root (namespaces and mounts)") }
+        if let template, try Template.materialize(template, at: configuration.directory), !quiet {
+            Terminal.standardError("Created \(configuration.directory) from template \(template).\n")
+        }
         let plan = try Container.plan(configuration, hostEnvironment: ProcessInfo.processInfo.environment)
         if !quiet {
             Terminal.standardError("Spawning container \(plan.machine) on \(configuration.directory).\n")
