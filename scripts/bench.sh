@@ -46,7 +46,7 @@ rm -rf "$WORK"
 mkdir -p "$WORK"
 [ "$keep" = 1 ] || trap 'rm -rf "$WORK"' EXIT
 
-has_verb() { "$IMAGECTL" help 2>/dev/null | grep -Eq "^ +$1( |$)"; }
+has_verb() { "$IMAGECTL" help 2>/dev/null | grep -Eq "^  $1( |$)"; }
 
 # Prints the wall-clock seconds a command took; its output goes to $WORK/last.log.
 timed() {

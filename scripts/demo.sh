@@ -30,9 +30,11 @@ run() {
 step "Dependencies (Debian packages)"
 run scripts/install-deps.sh
 
-step "Build imagectl (debug build, .build/debug/imagectl)"
-run swift build --product imagectl
-BIN_DIR=$(swift build --show-bin-path)
+# IMAGECTL_SCRATCH picks another build directory (default .build, shared with scripts/test.sh).
+SCRATCH=${IMAGECTL_SCRATCH:-.build}
+step "Build imagectl (debug build, $SCRATCH/debug/imagectl)"
+run swift build --scratch-path "$SCRATCH" --product imagectl
+BIN_DIR=$(swift build --scratch-path "$SCRATCH" --show-bin-path)
 IMAGECTL=$BIN_DIR/imagectl
 # The tour calls it as `imagectl`, as a user with it on PATH would.
 export PATH="$BIN_DIR:$PATH"
@@ -44,7 +46,7 @@ TAR=$FIX/busybox.tar.xz
 RAW=$FIX/gpt-verity-signed.raw
 
 # Which verbs this build has (the project grows verb by verb; the tour shows what exists).
-VERBS=$("$IMAGECTL" help 2>&1 | awk '/^SUBCOMMANDS:/ { on = 1; next } on && /^  +[a-z]/ { print $1 }')
+VERBS=$("$IMAGECTL" help 2>&1 | awk '/^SUBCOMMANDS:/ { on = 1; next } on && /^  [a-z]/ { print $1 }')
 has() { grep -qx "$1" <<<"$VERBS"; }
 echo "verbs in this build: $(echo $VERBS)"
 
@@ -82,14 +84,23 @@ if has clone && has remove && [ "$shown" = 1 ]; then
     run imagectl remove demo-copy
     has list && run imagectl list
 fi
+# The raw image by its pool name when it was imported, else by its path.
+target=$RAW
+has import-raw && target=demo-raw
 if has dissect; then
     step "Dissect the raw image (partitions, filesystems, verity, OS release)"
-    run imagectl dissect "$RAW"
-    run imagectl dissect --json "$RAW"
+    run imagectl dissect "$target"
+    run imagectl dissect --json "$target"
 fi
 if has verify; then
-    step "Verify the whole dm-verity hash tree in userspace (root hash from the signature partition)"
-    run imagectl verify "$RAW"
+    step "Verify the whole dm-verity hash tree in userspace, and the root hash signature"
+    # The image was signed with the fixtures' self-signed test certificate: trust it for the
+    # demo in a keyring of its own (the default keyring is /etc/verity.d).
+    mkdir -p "$DEMO/keyring"
+    cp "$FIX/verity-cert.pem" "$DEMO/keyring/"
+    run imagectl verify "$target" --verity-keyring "$DEMO/keyring"
+    step "An image without a signature partition: the root hash is given on the command line"
+    run imagectl verify "$FIX/gpt-verity.raw" --root-hash "$(cat "$FIX/gpt-verity.roothash.txt")"
 fi
 
 step "Done. The demo pool is $IMAGECTL_ROOT (remove it with: rm -rf $DEMO)"
