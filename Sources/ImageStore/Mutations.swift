@@ -3,13 +3,21 @@ import LinuxSystem
 
 /// Changes to one image on disk, shared by the store's verbs and by `PendingImage`.
 enum Mutations {
-    /// Makes `image` read-only or writable, per type (FORMATS.md §3): the btrfs subvolume flag,
+    /// Makes `image` read-only or writable, per type (FORMATS.md §3): the btrfs subvolume flag (on
+    /// nested subvolumes too),
     /// `chattr +i` on a directory, the write bits of a raw file (as machinectl: `mode & 0444`, plus
     /// 0200 when writable), BLKROSET on a block device.
     static func setReadOnly(_ image: Image, _ readOnly: Bool) throws {
         switch image.type {
         case .subvolume:
-            if try Btrfs.isReadOnly(image.path) != readOnly { try Btrfs.setReadOnly(image.path, readOnly) }
+            // Subvolumes nested in the image are separate trees with their own flag: set them too,
+            // children first when freezing (so the tree is never writable below a read-only top
+            // midway), the top first when thawing.
+            let nested = try Btrfs.subvolumes(beneath: image.path, postOrder: readOnly)
+            let order = readOnly ? nested + [image.path] : [image.path] + nested
+            for path in order where try Btrfs.isReadOnly(path) != readOnly {
+                try Btrfs.setReadOnly(path, readOnly)
+            }
         case .directory:
             try InodeFlags.setImmutable(image.path, readOnly)
         case .raw:
