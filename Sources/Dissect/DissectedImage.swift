@@ -44,6 +44,25 @@ public struct DissectedPartition: Sendable, Codable, Equatable {
 
     /// True when the content is a LUKS container.
     public var isEncrypted: Bool { fstype == "crypto_LUKS" }
+
+    public init(designator: PartitionDesignator, number: Int?, uuid: UUID? = nil, typeUUID: UUID? = nil, label: String? = nil,
+                fstype: String?, fsUUID: String? = nil, fsLabel: String? = nil, architecture: Architecture? = nil,
+                offset: UInt64, size: UInt64, readOnly: Bool = false, growFileSystem: Bool = false, verity: VerityState? = nil) {
+        self.designator = designator
+        self.number = number
+        self.uuid = uuid
+        self.typeUUID = typeUUID
+        self.label = label
+        self.fstype = fstype
+        self.fsUUID = fsUUID
+        self.fsLabel = fsLabel
+        self.architecture = architecture
+        self.offset = offset
+        self.size = size
+        self.readOnly = readOnly
+        self.growFileSystem = growFileSystem
+        self.verity = verity
+    }
 }
 
 /// Facts read from inside the image's filesystems (needs a mount).
@@ -100,6 +119,22 @@ public struct DissectedImage: Sendable {
     /// Root hash, signature and hash tree locations that apply to this image.
     public var verity: VeritySettings
     public var metadata: ImageMetadata?
+
+    public init(path: String, size: UInt64, isBlockDevice: Bool = false, isDirectory: Bool = false, table: PartitionTableKind,
+                sectorSize: Int = 512, diskUUID: UUID? = nil, partitions: [DissectedPartition], warnings: [String] = [],
+                verity: VeritySettings = VeritySettings(), metadata: ImageMetadata? = nil) {
+        self.path = path
+        self.size = size
+        self.isBlockDevice = isBlockDevice
+        self.isDirectory = isDirectory
+        self.table = table
+        self.sectorSize = sectorSize
+        self.diskUUID = diskUUID
+        self.partitions = partitions
+        self.warnings = warnings
+        self.verity = verity
+        self.metadata = metadata
+    }
 
     public func partition(_ designator: PartitionDesignator) -> DissectedPartition? {
         partitions.first { $0.designator == designator }

@@ -112,7 +112,7 @@ public enum Dissector {
             var image = DissectedImage(path: name, size: source.size, isBlockDevice: false, isDirectory: false,
                                        table: .none, sectorSize: usedSectorSize, diskUUID: nil,
                                        partitions: [root], warnings: warnings, verity: verity, metadata: nil)
-            if root.verity != nil { image.partitions[0].readOnly = true }
+            if root.verity != nil || readOnlyFilesystems.contains(whole.type) { image.partitions[0].readOnly = true }
             return image
         } else if let mbr = try MBR.parse(sector0: try source.read(at: 0, count: min(512, Int(source.size))), imageSize: source.size), !mbr.isEmpty {
             table = .mbr
@@ -213,6 +213,11 @@ public enum Dissector {
                 readOnly: c.attributes & GPTPartitionEntry.attributeReadOnly != 0,
                 growFileSystem: c.attributes & GPTPartitionEntry.attributeGrowFileSystem != 0,
                 verity: nil)
+            if let type = p.fstype, readOnlyFilesystems.contains(type) { p.readOnly = true; p.growFileSystem = false }
+            if c.isGeneric && c.type == nil {
+                // As systemd: a generic partition adopted as root carries no label.
+                p.label = nil
+            }
             switch designator {
             case .root, .usr:
                 p.verity = verityState(designator, chosen: chosen, verity: verity)
@@ -222,6 +227,10 @@ public enum Dissector {
                     p.growFileSystem = false
                 }
             case .rootVerity, .usrVerity, .rootVeritySignature, .usrVeritySignature:
+                // libblkid does not know the signature JSON; systemd names it so.
+                if p.fstype == nil, designator == .rootVeritySignature || designator == .usrVeritySignature {
+                    p.fstype = "verity_hash_signature"
+                }
                 p.readOnly = true
                 p.growFileSystem = false
             default: break
@@ -235,6 +244,9 @@ public enum Dissector {
                               sectorSize: usedSectorSize, diskUUID: diskUUID, partitions: partitions,
                               warnings: warnings, verity: verity, metadata: nil)
     }
+
+    /// Filesystems that can only be mounted read-only (systemd's fstype_is_ro).
+    static let readOnlyFilesystems: Set<String> = ["squashfs", "erofs", "iso9660", "cramfs", "romfs"]
 
     static func noAuto(_ c: Candidate) -> Bool { c.attributes & GPTPartitionEntry.attributeNoAuto != 0 }
 
@@ -278,7 +290,8 @@ public enum Dissector {
             return info.signature != nil ? .signed : .yes
         }
         if designator == .root, info.hash != nil, verity.verityDataPath != nil { return .external }
-        return nil
+        // In a partitioned image root and usr are verity candidates: "no" (as systemd-dissect).
+        return .no
     }
 
     static func bareVerityState(_ verity: VeritySettings) -> VerityState? {

@@ -28,6 +28,7 @@ public enum ImageMounter {
         case notMounted(String)
         case verity(PartitionDesignator, String)
         case unmountFailed(String, String)
+        case mountFailed(what: String, fstype: String, target: String, reason: String)
 
         public var description: String {
             switch self {
@@ -37,6 +38,8 @@ public enum ImageMounter {
             case .notMounted(let dir): "nothing of an image is mounted at \(dir)"
             case .verity(let d, let message): "verity check of the \(d.rawValue) partition failed, nothing mounted: \(message)"
             case .unmountFailed(let path, let why): "unmounting \(path) failed: \(why)"
+            case .mountFailed(let what, let fstype, let target, let reason):
+                "mounting \(what) (\(fstype)) on \(target) failed: \(reason)\(reason.contains("No such device") ? " (the kernel does not support \(fstype))" : "")"
             }
         }
     }
@@ -131,6 +134,10 @@ public enum ImageMounter {
             do {
                 try await mount(planned, plan: plan, at: mountPath, options: options)
                 try? targetFD?.close()
+            } catch let error as SystemCallError where error.call == "mount" {
+                try? targetFD?.close()
+                let reason = String(cString: strerror(error.errno.rawValue))
+                throw Error.mountFailed(what: planned.designator?.rawValue ?? "tmpfs", fstype: planned.fstype, target: displayPath, reason: reason)
             } catch {
                 try? targetFD?.close()
                 throw error

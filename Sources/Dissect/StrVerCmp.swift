@@ -11,6 +11,15 @@ public func strverscmp(_ a: String, _ b: String) -> Int {
     func at(_ s: [UInt8], _ i: Int) -> UInt8 { i < s.count ? s[i] : 0 }
     func isDigit(_ c: UInt8) -> Bool { c >= 0x30 && c <= 0x39 }
 
+    /// The longer digit run from `i` on wins; equal lengths keep the first difference.
+    func compareLengths(_ i: Int, _ plain: Int) -> Int {
+        var j = i
+        while isDigit(at(s1, j)) && isDigit(at(s2, j)) { j += 1 }
+        if isDigit(at(s1, j)) { return 1 }
+        if isDigit(at(s2, j)) { return -1 }
+        return plain
+    }
+
     var i = 0
     while at(s1, i) == at(s2, i) {
         if at(s1, i) == 0 { return 0 }
@@ -23,13 +32,12 @@ public func strverscmp(_ a: String, _ b: String) -> Int {
     var start = i
     while start > 0, isDigit(at(s1, start - 1)) { start -= 1 }
     let inRun1 = isDigit(c1), inRun2 = isDigit(c2)
-    let runStartedBefore = start < i
-    if !runStartedBefore && !(inRun1 && inRun2) {
-        // Not inside a common digit run and not both digits: plain comparison, except that a
-        // digit run after a common prefix of digits already ended is handled below.
+    if start == i {
+        // The difference starts a digit run: two runs not starting with 0 compare by length,
+        // anything else byte-wise.
+        if inRun1 && inRun2 && c1 != 0x30 && c2 != 0x30 { return compareLengths(i, plain) }
         return plain
     }
-    if !inRun1 && !inRun2 { return plain }
 
     let fractional = at(s1, start) == 0x30
     if fractional {
@@ -46,10 +54,6 @@ public func strverscmp(_ a: String, _ b: String) -> Int {
     // Integral run: a digit against a non-digit means that side has the longer number.
     if inRun1 && !inRun2 { return 1 }
     if !inRun1 && inRun2 { return -1 }
-    // Both digits: the longer run wins, equal lengths compare by the first difference.
-    var j = i
-    while isDigit(at(s1, j)) && isDigit(at(s2, j)) { j += 1 }
-    if isDigit(at(s1, j)) { return 1 }
-    if isDigit(at(s2, j)) { return -1 }
-    return plain
+    return compareLengths(i, plain)
+
 }

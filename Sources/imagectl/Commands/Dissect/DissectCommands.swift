@@ -4,5 +4,8 @@ import ArgumentParser
 enum DissectCommands {
     static let all: [ParsableCommand.Type] = [
         DissectCommand.self,
+        MountCommand.self,
+        UmountCommand.self,
+        ValidateCommand.self,
     ]
 }

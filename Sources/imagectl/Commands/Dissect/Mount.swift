@@ -1,0 +1,47 @@
+import ArgumentParser
+import Dissect
+import Foundation
+
+/// `imagectl mount IMAGE DIR`: the image's mount plan applied at DIR.
+struct MountCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mount",
+        abstract: "Mount a disk image's partitions at a directory (root, /usr, /home, /srv, /var, /var/tmp, /boot, /efi).",
+        discussion: """
+            One loop device per partition (offset and size limit, no udev); mounts nodev, ESP and \
+            XBOOTLDR also nosuid,noexec. A verity-protected root/usr is verified completely in \
+            userspace first (this kernel has no device-mapper) and mounted read-only; the output \
+            says which path was taken. If any step fails, everything already mounted or attached \
+            is undone. Undo with `imagectl umount DIR`.
+            """)
+
+    @Argument(help: "Image file, block device or pool image name.")
+    var image: String
+
+    @Argument(help: "Directory to mount the image's root at.")
+    var directory: String
+
+    @Flag(name: .customLong("read-only"), help: "Mount every partition read-only.")
+    var readOnly = false
+
+    @Flag(name: .customLong("mkdir"), help: "Create DIR and missing mount points inside the image.")
+    var mkdir = false
+
+    @OptionGroup var verity: VerityOptions
+    @OptionGroup var store: StoreOptions
+
+    func run() async throws {
+        let path = try ImageArgument.resolve(image, store: store)
+        guard !ImageArgument.isDirectory(path) else {
+            throw CommandFailure(message: "\(path) is a directory: nothing to mount (use it directly)")
+        }
+        guard ImageArgument.canMount else { throw CommandFailure(message: "mounting an image needs root and loop devices (/dev/loop-control)") }
+        // The policy is applied inside dissect(): a refused image stops here, before any mount.
+        let dissected = try verity.dissect(path)
+        let plan = try MountPlan.make(dissected, readOnly: readOnly)
+        let record = try await ImageMounter.mount(plan, at: directory, options: ImageMounter.Options(mkdir: mkdir) { line in
+            Terminal.standardError("\(line)\n")
+        })
+        for point in record.mountPoints { Terminal.standardOutput("mounted \(point)\n") }
+    }
+}
