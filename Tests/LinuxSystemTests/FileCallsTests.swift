@@ -1,0 +1,74 @@
+import Foundation
+import LinuxSystem
+import Testing
+import TestSupport
+
+@Suite struct FileCallsTests {
+    @Test func renameNoReplaceAndExchange() throws {
+        let tmp = try TemporaryDirectory()
+        let a = tmp.appending("a"), b = tmp.appending("b")
+        try "A".write(toFile: a, atomically: false, encoding: .utf8)
+        try "B".write(toFile: b, atomically: false, encoding: .utf8)
+        #expect(throws: SystemCallError.self) { try Rename.rename(a, to: b, flags: .noReplace) }
+        do {
+            try Rename.rename(a, to: b, flags: .noReplace)
+        } catch {
+            #expect(error.errno == .fileExists)
+            #expect(error.call == "renameat2")
+        }
+        try Rename.rename(a, to: b, flags: .exchange)
+        #expect(try String(contentsOfFile: a, encoding: .utf8) == "B")
+        #expect(try String(contentsOfFile: b, encoding: .utf8) == "A")
+        try Rename.rename(a, to: tmp.appending("c"), flags: .noReplace)
+        #expect(!FileManager.default.fileExists(atPath: a))
+    }
+
+    @Test func xattrSetGetListRemove() throws {
+        let tmp = try TemporaryDirectory()
+        let file = tmp.appending("f")
+        try "x".write(toFile: file, atomically: false, encoding: .utf8)
+        #expect(try Xattr.get(file, name: "user.missing") == nil)
+        try Xattr.set(file, name: "user.one", string: "1")
+        try Xattr.set(file, name: "user.bin", value: [0, 255, 7])
+        #expect(try Xattr.getString(file, name: "user.one") == "1")
+        #expect(try Xattr.get(file, name: "user.bin") == [0, 255, 7])
+        #expect(Set(try Xattr.list(file)).isSuperset(of: ["user.one", "user.bin"]))
+        // getfattr agrees.
+        #expect(try Tool.run("getfattr", ["-n", "user.one", "--only-values", file]).stdout == "1")
+        #expect(throws: SystemCallError.self) { try Xattr.set(file, name: "user.one", value: [1], mode: .create) }
+        try Xattr.remove(file, name: "user.one")
+        try Xattr.remove(file, name: "user.one")
+        #expect(try Xattr.get(file, name: "user.one") == nil)
+    }
+
+    @Test func immutableFlag() throws {
+        try Privileged.require(.root)
+        let tmp = try TemporaryDirectory()
+        let dir = tmp.appending("d")
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try InodeFlags.setImmutable(dir, true)
+        #expect(try InodeFlags.isImmutable(dir))
+        #expect(try Tool.run("lsattr", ["-d", dir]).stdout.split(separator: " ").first?.contains("i") == true)
+        #expect(!FileManager.default.createFile(atPath: dir + "/x", contents: nil))
+        try InodeFlags.setImmutable(dir, false)
+        #expect(FileManager.default.createFile(atPath: dir + "/x", contents: nil))
+    }
+
+    @Test func statusAndDiskUsage() throws {
+        let tmp = try TemporaryDirectory()
+        let file = tmp.appending("sparse")
+        _ = FileManager.default.createFile(atPath: file, contents: Data(repeating: 1, count: 8192))
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: file))
+        try handle.truncate(atOffset: 100 << 20)
+        try handle.close()
+        let status = try FileStatus.lstat(file)
+        #expect(status.kind == .regular && status.size == 100 << 20)
+        #expect(status.allocatedBytes < 1 << 20)
+        let du = try Tool.run("du", ["-s", "-B1", tmp.path]).stdout.split(separator: "\t").first.flatMap { UInt64($0) }
+        #expect(FileSystem.diskUsage(tmp.path) == du)
+        #expect(try FileStatus.lstatIfPresent(tmp.appending("none")) == nil)
+        let fd = open(file, O_RDONLY)
+        defer { close(fd) }
+        #expect(try FileCopy.dataSegments(of: fd, size: status.size) == [0..<8192])
+    }
+}
