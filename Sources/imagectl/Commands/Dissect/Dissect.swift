@@ -14,11 +14,17 @@ struct DissectCommand: AsyncParsableCommand {
             Linux partition, or a bare filesystem. OS release, hostname, machine ID and "use as" need \
             a private read-only mount (root and loop devices); without them only the partitions are \
             shown. --json keys follow `systemd-dissect --json=short`.
-            Related verbs: mount, umount, copy-from, copy-to, validate; --list and --mtree here.
+            Verbs for images: dissect (with --list / --mtree), mount, umount, copy-from, copy-to, validate.
             """)
 
     @Argument(help: "Image file, block device, directory or pool image name.")
     var image: String
+
+    @Flag(name: .customLong("list"), help: "List every file in the image (mounts it read-only, privately) instead of describing it.")
+    var list = false
+
+    @Flag(name: .customLong("mtree"), help: "Print an mtree manifest of the image (type, mode, owner, size, sha256, link target, mtime per file).")
+    var mtree = false
 
     @OptionGroup var output: OutputOptions
     @OptionGroup var verity: VerityOptions
@@ -26,6 +32,13 @@ struct DissectCommand: AsyncParsableCommand {
 
     func run() async throws {
         let path = try ImageArgument.resolve(image, store: store)
+        if list || mtree {
+            let lines = try await ImageArgument.withTree(path, verity: verity, readOnly: true) { root in
+                list ? try ImageTree.list(root) : try ImageTree.mtree(root)
+            }
+            Terminal.standardOutput(lines.map { $0 + "\n" }.joined())
+            return
+        }
         var dissected = try verity.dissect(path)
         var notes: [String] = dissected.warnings
         if dissected.isDirectory {

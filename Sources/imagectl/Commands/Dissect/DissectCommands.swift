@@ -7,5 +7,7 @@ enum DissectCommands {
         MountCommand.self,
         UmountCommand.self,
         ValidateCommand.self,
+        CopyFromCommand.self,
+        CopyToCommand.self,
     ]
 }

@@ -31,6 +31,16 @@ enum ImageArgument {
         return FileManager.default.fileExists(atPath: path, isDirectory: &isDir) && isDir.boolValue
     }
 
+    /// Runs `body` on the image's assembled tree: a directory image as it is, a disk image
+    /// mounted privately (and torn down afterwards).
+    static func withTree<T: Sendable>(_ path: String, verity: VerityOptions, readOnly: Bool,
+                                      _ body: (String) async throws -> T) async throws -> T {
+        if isDirectory(path) { return try await body(path) }
+        guard canMount else { throw CommandFailure(message: "looking inside a disk image needs root and loop devices (/dev/loop-control)") }
+        let plan = try MountPlan.make(try verity.dissect(path), readOnly: readOnly)
+        return try await ImageTree.withTemporaryMount(plan, body)
+    }
+
     /// True when this process may set up loop devices and mounts.
     static var canMount: Bool {
         geteuid() == 0 && FileManager.default.fileExists(atPath: "/dev/loop-control")
