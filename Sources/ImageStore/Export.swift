@@ -7,41 +7,47 @@ extension ImageStore {
     /// output), compressed per `compression` (default: from the file suffix). The file is written
     /// under a `.#` name beside it and renamed into place when complete; an existing file is not
     /// replaced.
-    public func exportTar(_ name: String, to file: String, compression: ExportCompression? = nil) throws {
+    public func exportTar(_ name: String, to file: String, compression: ExportCompression? = nil) async throws {
         let (image, lock) = try self.lock(named: name, kind: .shared)
         defer { lock.release() }
         guard image.type == .directory || image.type == .subvolume else {
             throw Error.unsupported("export-tar needs a directory or subvolume image; '\(image.name)' is \(image.type.rawValue) (use export-raw)")
         }
         let chosen = compression ?? ExportCompression.fromSuffix(file)
-        try writeOutput(file) { fd in
-            let exporter = try ArchiveExporter(fd: fd.rawValue, format: "pax", compression: chosen)
-            try exporter.writeTree(image.path)
-            try exporter.finish()
+        let path = image.path
+        try await Blocking.run {
+            try Self.writeOutput(file) { fd in
+                let exporter = try ArchiveExporter(fd: fd.rawValue, format: "pax", compression: chosen)
+                try exporter.writeTree(path)
+                try exporter.finish()
+            }
         }
     }
 
     /// Writes raw or block image `name` to `file` ("-" for standard output): compressed per
     /// `compression` (default: from the suffix) through libarchive, or, uncompressed, as a sparse
     /// copy (reflinked where the filesystem allows).
-    public func exportRaw(_ name: String, to file: String, compression: ExportCompression? = nil) throws {
+    public func exportRaw(_ name: String, to file: String, compression: ExportCompression? = nil) async throws {
         let (image, lock) = try self.lock(named: name, kind: .shared)
         defer { lock.release() }
         guard image.type == .raw || image.type == .block else {
             throw Error.unsupported("export-raw needs a raw or block image; '\(image.name)' is \(image.type.rawValue) (use export-tar)")
         }
         let chosen = compression ?? ExportCompression.fromSuffix(file)
-        let source = try FileDescriptor.open(image.path, .readOnly, options: [.closeOnExec])
-        defer { try? source.close() }
         let size = image.type == .block ? try FileSystem.blockDeviceSize(image.path) : try FileStatus.stat(image.path).size
-        try writeOutput(file) { fd in
-            if chosen == .uncompressed {
-                try FileCopy.copyData(from: source.rawValue, to: fd.rawValue, size: file == "-" || image.type == .block ? size : nil,
-                                      reflink: file != "-", path: file)
-            } else {
-                let exporter = try ArchiveExporter(fd: fd.rawValue, format: "raw", compression: chosen)
-                try exporter.writeRaw(from: source, size: size, name: image.name + ".raw")
-                try exporter.finish()
+        let source = image
+        try await Blocking.run {
+            let input = try FileDescriptor.open(source.path, .readOnly, options: [.closeOnExec])
+            defer { try? input.close() }
+            try Self.writeOutput(file) { fd in
+                if chosen == .uncompressed {
+                    try FileCopy.copyData(from: input.rawValue, to: fd.rawValue, size: file == "-" || source.type == .block ? size : nil,
+                                          reflink: file != "-", path: file)
+                } else {
+                    let exporter = try ArchiveExporter(fd: fd.rawValue, format: "raw", compression: chosen)
+                    try exporter.writeRaw(from: input, size: size, name: source.name + ".raw")
+                    try exporter.finish()
+                }
             }
         }
     }
@@ -49,7 +55,7 @@ extension ImageStore {
     /// Runs `body` on the output: standard output for "-", else a `.#` temporary beside `file`
     /// (mode 0644) that is fsynced and renamed into place without replacing anything, and removed
     /// when `body` fails.
-    private func writeOutput(_ file: String, _ body: (FileDescriptor) throws -> Void) throws {
+    private static func writeOutput(_ file: String, _ body: (FileDescriptor) throws -> Void) throws {
         if file == "-" {
             try body(FileDescriptor.standardOutput)
             return

@@ -1,5 +1,6 @@
 import Foundation
 import LinuxSystem
+import Logging
 
 extension ImageStore {
     // MARK: Locks
@@ -30,7 +31,7 @@ extension ImageStore {
     /// when the source is a subvolume on the pool's btrfs, else a copy that reflinks each file when
     /// it can and keeps owners, modes, xattrs, ACLs, hard links and holes. Side files are copied
     /// too. Written under a `.#` name and renamed into place when complete.
-    public func clone(_ source: String, to destination: ImageName, readOnly: Bool) throws -> Image {
+    public func clone(_ source: String, to destination: ImageName, readOnly: Bool) async throws -> Image {
         let sourceName = try ImageName(validating: source)
         if sourceName == destination { throw Error.sameName(destination.rawValue) }
         try ensurePool()
@@ -42,42 +43,10 @@ extension ImageStore {
         defer { destinationLock.release() }
 
         let temporary = PendingImage.temporaryPath(pool: poolPath, name: destination.rawValue)
-        let final: String
-        do {
-            switch original.type {
-            case .subvolume, .directory:
-                final = "\(poolPath)/\(destination.rawValue)"
-                let poolOnBtrfs = (try? Btrfs.isBtrfs(poolPath)) == true
-                if original.type == .subvolume, poolOnBtrfs,
-                   (try? Btrfs.filesystemUUID(original.path)) == (try? Btrfs.filesystemUUID(poolPath)) {
-                    try Btrfs.snapshot(original.path, to: temporary, recursive: true, readOnly: false)
-                    logger.info("cloned by btrfs snapshot", metadata: ["source": "\(original.path)"])
-                } else {
-                    if poolOnBtrfs {
-                        try Btrfs.createSubvolume(temporary)
-                    }
-                    let statistics = try FileCopy.copyTree(original.path, to: temporary)
-                    logger.info("cloned by copy", metadata: ["files": "\(statistics.files)", "reflinked": "\(statistics.reflinked)"])
-                }
-            case .raw:
-                final = "\(poolPath)/\(destination.rawValue).raw"
-                try FileCopy.copyFile(original.path, to: temporary)
-                // A read-only source has no write bits; the clone starts writable, like the tree.
-                let status = try FileStatus.stat(temporary)
-                try FileSystem.setPermissions(temporary, mode_t((status.permissions & 0o7777) | 0o200))
-            case .block:
-                throw Error.unsupported("cannot clone block device image '\(original.name)'; export it with export-raw and import the file")
-            }
-            // Side files, copied beside the temporary first so that a failure leaves only `.#` names.
-            for side in SideFiles.present(for: original) {
-                try FileCopy.copyFile(side.path, to: temporary + side.suffix)
-            }
-            try FileSystem.synchronizeFileSystem(temporary)
-            try Mutations.renameNoReplace(temporary, to: final, name: destination.rawValue)
-        } catch {
-            try? Mutations.removeTree(temporary)
-            for suffix in SideFiles.suffixes { try? FileSystem.removeFileIfPresent(temporary + suffix) }
-            throw error
+        let pool = poolPath
+        let logger = logger
+        let final = try await Blocking.run {
+            try Self.copyImage(original, to: temporary, pool: pool, name: destination.rawValue, logger: logger)
         }
         let base = "\(poolPath)/\(destination.rawValue)"
         for suffix in SideFiles.suffixes where FileSystem.exists(temporary + suffix) {
@@ -91,6 +60,50 @@ extension ImageStore {
             image.readOnly = true
         }
         return image
+    }
+
+    /// The copying part of `clone`, run off the cooperative pool: snapshot or copy `original` to
+    /// `temporary` with its side files, then rename into place. Returns the final path; on failure
+    /// removes everything it wrote.
+    static func copyImage(_ original: Image, to temporary: String, pool poolPath: String, name: String, logger: Logger) throws -> String {
+        let final: String
+        do {
+            switch original.type {
+            case .subvolume, .directory:
+                final = "\(poolPath)/\(name)"
+                let poolOnBtrfs = (try? Btrfs.isBtrfs(poolPath)) == true
+                if original.type == .subvolume, poolOnBtrfs,
+                   (try? Btrfs.filesystemUUID(original.path)) == (try? Btrfs.filesystemUUID(poolPath)) {
+                    try Btrfs.snapshot(original.path, to: temporary, recursive: true, readOnly: false)
+                    logger.info("cloned by btrfs snapshot", metadata: ["source": "\(original.path)"])
+                } else {
+                    if poolOnBtrfs {
+                        try Btrfs.createSubvolume(temporary)
+                    }
+                    let statistics = try FileCopy.copyTree(original.path, to: temporary)
+                    logger.info("cloned by copy", metadata: ["files": "\(statistics.files)", "reflinked": "\(statistics.reflinked)"])
+                }
+            case .raw:
+                final = "\(poolPath)/\(name).raw"
+                try FileCopy.copyFile(original.path, to: temporary)
+                // A read-only source has no write bits; the clone starts writable, like the tree.
+                let status = try FileStatus.stat(temporary)
+                try FileSystem.setPermissions(temporary, mode_t((status.permissions & 0o7777) | 0o200))
+            case .block:
+                throw Error.unsupported("cannot clone block device image '\(original.name)'; export it with export-raw and import the file")
+            }
+            // Side files, copied beside the temporary first so that a failure leaves only `.#` names.
+            for side in SideFiles.present(for: original) {
+                try FileCopy.copyFile(side.path, to: temporary + side.suffix)
+            }
+            try FileSystem.synchronizeFileSystem(temporary)
+            try Mutations.renameNoReplace(temporary, to: final, name: name)
+        } catch {
+            try? Mutations.removeTree(temporary)
+            for suffix in SideFiles.suffixes { try? FileSystem.removeFileIfPresent(temporary + suffix) }
+            throw error
+        }
+        return final
     }
 
     // MARK: Rename
