@@ -58,10 +58,11 @@ public enum VeritySignatureCheck {
             }
         }
         let content = Array(rootHashHex.lowercased().utf8)
-        // No policy beyond a valid chain: the kernel's keyring check ignores validity dates and
-        // key usage too, and a signed image must keep booting after its test certificate expires.
-        let result = await CMS.isValidSignature(dataBytes: content, signatureBytes: pkcs7DER,
-                                                trustRoots: CertificateStore(trusted.map(\.certificate))) {}
+        let signatureBytes = Self.normalizingSignatureAlgorithm(pkcs7DER)
+        let result = await CMS.isValidSignature(dataBytes: content, signatureBytes: signatureBytes,
+                                                trustRoots: CertificateStore(trusted.map(\.certificate))) {
+            VeritySigningPolicy()
+        }
         switch result {
         case .success(let valid):
             let subject = valid.signer.subject.description
@@ -74,6 +75,26 @@ public enum VeritySignatureCheck {
         case .failure(.invalidCMSBlock(let block)):
             throw Error.invalidSignature(block.reason)
         }
+    }
+
+    /// OpenSSL's PKCS7_sign (which systemd-repart and `openssl smime` use) writes two things
+    /// swift-certificates' CMS verifier does not accept although RFC 5652/5754 allow them: the
+    /// signer's algorithm as plain rsaEncryption (1.2.840.113549.1.1.1) instead of
+    /// sha256WithRSAEncryption etc., and digest AlgorithmIdentifiers with NULL parameters. Neither
+    /// identifier is covered by the signature (without signed attributes the RSA signature is over
+    /// the content; with them, over the attributes, which are copied untouched), so the SignedData
+    /// is re-encoded with the combined identifier and parameter-less digests. Certificates and
+    /// everything else are copied byte for byte. Anything that does not have the expected shape is
+    /// passed on unchanged and left to CMS to refuse.
+    static func normalizingSignatureAlgorithm(_ der: [UInt8]) -> [UInt8] {
+        guard let root = try? DER.parse(der) else { return der }
+        var serializer = DER.Serializer()
+        do {
+            try CMSRewrite.contentInfo(root, into: &serializer)
+        } catch {
+            return der
+        }
+        return serializer.serializedBytes
     }
 
     /// Every certificate in the directory's regular files (PEM, possibly several per file, or
@@ -112,5 +133,138 @@ public enum VeritySignatureCheck {
         var serializer = DER.Serializer()
         try serializer.serialize(certificate)
         return Array(SHA256.hash(data: serializer.serializedBytes))
+    }
+}
+
+/// What a signer chain must satisfy beyond valid signatures up to a trusted certificate. Like the
+/// kernel's keyring check for dm-verity signatures, validity dates are not enforced (a signed image
+/// must keep working after a test certificate expires); unlike a bare signature check, a
+/// certificate that signs another one must be a CA (basic constraints) and, when it says how its
+/// key may be used, allowed to sign certificates. A certificate trusted directly needs neither.
+/// These are the critical extensions this policy understands; any other critical extension makes
+/// the chain fail, as RFC 5280 requires.
+struct VeritySigningPolicy: VerifierPolicy {
+    let verifyingCriticalExtensions: [ASN1ObjectIdentifier] = [
+        .X509ExtensionID.basicConstraints, .X509ExtensionID.keyUsage,
+    ]
+
+    func chainMeetsPolicyRequirements(chain: UnverifiedCertificateChain) async -> PolicyEvaluationResult {
+        let certificates = Array(chain)
+        for issuer in certificates.dropFirst() {
+            let constraints: BasicConstraints?
+            let usage: KeyUsage?
+            do {
+                constraints = try issuer.extensions.basicConstraints
+                usage = try issuer.extensions.keyUsage
+            } catch {
+                return .failsToMeetPolicy(reason: "certificate \(issuer.subject) has malformed extensions: \(error)")
+            }
+            guard case .isCertificateAuthority = constraints else {
+                return .failsToMeetPolicy(reason: "certificate \(issuer.subject) signs another but is not a CA")
+            }
+            if let usage, !usage.keyCertSign {
+                return .failsToMeetPolicy(reason: "certificate \(issuer.subject) may not sign certificates (key usage)")
+            }
+        }
+        return .meetsPolicy
+    }
+}
+
+/// The re-encoding behind `VeritySignatureCheck.normalizingSignatureAlgorithm`, one function per
+/// ASN.1 structure of RFC 5652:
+///
+/// ```
+/// ContentInfo ::= SEQUENCE { contentType OID, content [0] EXPLICIT SignedData }
+/// SignedData  ::= SEQUENCE { version, digestAlgorithms SET OF AlgorithmIdentifier,
+///                            encapContentInfo, certificates [0] IMPLICIT?, crls [1] IMPLICIT?,
+///                            signerInfos SET OF SignerInfo }
+/// SignerInfo  ::= SEQUENCE { version, sid, digestAlgorithm, signedAttrs [0] IMPLICIT?,
+///                            signatureAlgorithm, signature OCTET STRING, unsignedAttrs [1] IMPLICIT? }
+/// ```
+enum CMSRewrite {
+    struct Unexpected: Error {}
+
+    static let rsaEncryption: ASN1ObjectIdentifier = [1, 2, 840, 113_549, 1, 1, 1]
+    /// Digest OID -> the matching RSA signature OID.
+    static let rsaWith: [ASN1ObjectIdentifier: ASN1ObjectIdentifier] = [
+        [1, 3, 14, 3, 2, 26]: [1, 2, 840, 113_549, 1, 1, 5],                 // sha1WithRSAEncryption
+        [2, 16, 840, 1, 101, 3, 4, 2, 1]: [1, 2, 840, 113_549, 1, 1, 11],    // sha256WithRSAEncryption
+        [2, 16, 840, 1, 101, 3, 4, 2, 2]: [1, 2, 840, 113_549, 1, 1, 12],    // sha384WithRSAEncryption
+        [2, 16, 840, 1, 101, 3, 4, 2, 3]: [1, 2, 840, 113_549, 1, 1, 13],    // sha512WithRSAEncryption
+    ]
+
+    static func children(_ node: ASN1Node) throws -> [ASN1Node] {
+        guard case .constructed(let nodes) = node.content else { throw Unexpected() }
+        return Array(nodes)
+    }
+
+    static func contentInfo(_ node: ASN1Node, into s: inout DER.Serializer) throws {
+        let fields = try children(node)
+        guard node.identifier == .sequence, fields.count == 2 else { throw Unexpected() }
+        let explicit = try children(fields[1])
+        guard explicit.count == 1 else { throw Unexpected() }
+        try s.appendConstructedNode(identifier: .sequence) { s in
+            s.serialize(fields[0])
+            try s.appendConstructedNode(identifier: fields[1].identifier) { s in
+                try signedData(explicit[0], into: &s)
+            }
+        }
+    }
+
+    static func signedData(_ node: ASN1Node, into s: inout DER.Serializer) throws {
+        let fields = try children(node)
+        guard node.identifier == .sequence, fields.count >= 4, fields[1].identifier == .set,
+              let infos = fields.last, infos.identifier == .set else { throw Unexpected() }
+        try s.appendConstructedNode(identifier: .sequence) { s in
+            s.serialize(fields[0])
+            try s.appendConstructedNode(identifier: .set) { s in
+                for algorithm in try children(fields[1]) { try digestAlgorithm(algorithm, into: &s) }
+            }
+            for field in fields[2..<(fields.count - 1)] { s.serialize(field) }
+            try s.appendConstructedNode(identifier: .set) { s in
+                for info in try children(infos) { try signerInfo(info, into: &s) }
+            }
+        }
+    }
+
+    static func signerInfo(_ node: ASN1Node, into s: inout DER.Serializer) throws {
+        let fields = try children(node)
+        guard node.identifier == .sequence, fields.count >= 5 else { throw Unexpected() }
+        let digestOID = try ASN1ObjectIdentifier(derEncoded: try children(fields[2]).first ?? fields[2])
+        let signatureIndex = fields[3].identifier == .sequence ? 3 : 4
+        try s.appendConstructedNode(identifier: .sequence) { s in
+            for (i, field) in fields.enumerated() {
+                switch i {
+                case 2: try digestAlgorithm(field, into: &s)
+                case signatureIndex: try signatureAlgorithm(field, digest: digestOID, into: &s)
+                default: s.serialize(field)
+                }
+            }
+        }
+    }
+
+    /// AlgorithmIdentifier { OID, NULL } -> { OID } (RFC 5754: absent parameters).
+    static func digestAlgorithm(_ node: ASN1Node, into s: inout DER.Serializer) throws {
+        let fields = try children(node)
+        guard node.identifier == .sequence, let oid = fields.first else { throw Unexpected() }
+        try s.appendConstructedNode(identifier: .sequence) { s in
+            s.serialize(oid)
+            for field in fields.dropFirst() where field.identifier != .null { s.serialize(field) }
+        }
+    }
+
+    /// rsaEncryption -> shaNNNWithRSAEncryption for the signer's digest; others unchanged.
+    static func signatureAlgorithm(_ node: ASN1Node, digest: ASN1ObjectIdentifier, into s: inout DER.Serializer) throws {
+        let fields = try children(node)
+        guard node.identifier == .sequence, let first = fields.first else { throw Unexpected() }
+        let oid = try ASN1ObjectIdentifier(derEncoded: first)
+        guard oid == rsaEncryption, let combined = rsaWith[digest] else {
+            s.serialize(node)
+            return
+        }
+        try s.appendConstructedNode(identifier: .sequence) { s in
+            try s.serialize(combined)
+            for field in fields.dropFirst() { s.serialize(field) }
+        }
     }
 }

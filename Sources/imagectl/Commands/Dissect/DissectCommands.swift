@@ -9,5 +9,6 @@ enum DissectCommands {
         ValidateCommand.self,
         CopyFromCommand.self,
         CopyToCommand.self,
+        VerifyCommand.self,
     ]
 }
