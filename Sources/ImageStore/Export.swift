@@ -14,7 +14,7 @@ extension ImageStore {
             throw Error.unsupported("export-tar needs a directory or subvolume image; '\(image.name)' is \(image.type.rawValue) (use export-raw)")
         }
         let chosen = compression ?? ExportCompression.fromSuffix(file)
-        let path = image.path
+        let path = image.targetPath
         try await Blocking.run {
             try Self.writeOutput(file) { fd in
                 let exporter = try ArchiveExporter(fd: fd.rawValue, format: "pax", compression: chosen)
@@ -37,7 +37,7 @@ extension ImageStore {
         let size = image.type == .block ? try FileSystem.blockDeviceSize(image.path) : try FileStatus.stat(image.path).size
         let source = image
         try await Blocking.run {
-            let input = try FileDescriptor.open(source.path, .readOnly, options: [.closeOnExec])
+            let input = try FileDescriptor.open(source.targetPath, .readOnly, options: [.closeOnExec])
             defer { try? input.close() }
             try Self.writeOutput(file) { fd in
                 if chosen == .uncompressed {

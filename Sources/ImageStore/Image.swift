@@ -1,4 +1,5 @@
 import Foundation
+import LinuxSystem
 
 /// How an image is stored (FORMATS.md §3).
 public enum ImageType: String, Codable, Sendable, CaseIterable {
@@ -52,6 +53,13 @@ public struct Image: Sendable, Codable, Equatable {
     /// The path without `.raw`, to which side-file suffixes are appended (`NAME.roothash`, ...).
     public var sideFileBase: String {
         type == .raw && path.hasSuffix(".raw") ? String(path.dropLast(4)) : path
+    }
+
+    /// The image's own file or directory: `path` with symlinks resolved (an /etc/machines entry is
+    /// a symlink to the real tree). Reads and flag changes go there; rename and remove act on
+    /// `path` itself.
+    public var targetPath: String {
+        (try? FileSystem.canonicalPath(path)) ?? path
     }
 
     /// The directory holding the image.

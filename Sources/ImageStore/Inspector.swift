@@ -56,21 +56,23 @@ enum Inspector {
 
     /// Read-only as FORMATS.md §3 defines it per type, or a read-only mount.
     static func isReadOnly(_ image: Image, status: FileStatus) -> Bool {
-        if FileSystem.isOnReadOnlyMount(image.path) { return true }
+        let path = image.targetPath
+        if FileSystem.isOnReadOnlyMount(path) { return true }
         switch image.type {
-        case .subvolume: return (try? Btrfs.isReadOnly(image.path)) ?? false
-        case .directory: return (try? InodeFlags.isImmutable(image.path)) ?? false
+        case .subvolume: return (try? Btrfs.isReadOnly(path)) ?? false
+        case .directory: return (try? InodeFlags.isImmutable(path)) ?? false
         case .raw: return status.permissions & 0o222 == 0
-        case .block: return (try? FileSystem.isBlockDeviceReadOnly(image.path)) ?? false
+        case .block: return (try? FileSystem.isBlockDeviceReadOnly(path)) ?? false
         }
     }
 
     /// Birth time: the subvolume's otime, else statx's btime of the image file.
     static func creationDate(_ image: Image) -> Date? {
-        if image.type == .subvolume, let time = try? Btrfs.creationTime(image.path) {
+        let path = image.targetPath
+        if image.type == .subvolume, let time = try? Btrfs.creationTime(path) {
             return Date(timeIntervalSince1970: Double(time.seconds) + Double(time.nanoseconds) / 1e9)
         }
-        guard let time = try? FileStatus.birthTime(image.path) else { return nil }
+        guard let time = try? FileStatus.birthTime(path) else { return nil }
         return Date(timeIntervalSince1970: time.timeIntervalSince1970)
     }
 
@@ -78,8 +80,8 @@ enum Inspector {
     static func usage(_ image: Image, status: FileStatus) -> UInt64? {
         switch image.type {
         case .raw: return status.allocatedBytes
-        case .directory, .subvolume: return FileSystem.diskUsage(image.path)
-        case .block: return try? FileSystem.blockDeviceSize(image.path)
+        case .directory, .subvolume: return FileSystem.diskUsage(image.targetPath)
+        case .block: return try? FileSystem.blockDeviceSize(image.targetPath)
         }
     }
 }

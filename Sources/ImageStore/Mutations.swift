@@ -8,24 +8,25 @@ enum Mutations {
     /// `chattr +i` on a directory, the write bits of a raw file (as machinectl: `mode & 0444`, plus
     /// 0200 when writable), BLKROSET on a block device.
     static func setReadOnly(_ image: Image, _ readOnly: Bool) throws {
+        let path = image.targetPath
         switch image.type {
         case .subvolume:
             // Subvolumes nested in the image are separate trees with their own flag: set them too,
             // children first when freezing (so the tree is never writable below a read-only top
             // midway), the top first when thawing.
-            let nested = try Btrfs.subvolumes(beneath: image.path, postOrder: readOnly)
-            let order = readOnly ? nested + [image.path] : [image.path] + nested
+            let nested = try Btrfs.subvolumes(beneath: path, postOrder: readOnly)
+            let order = readOnly ? nested + [path] : [path] + nested
             for path in order where try Btrfs.isReadOnly(path) != readOnly {
                 try Btrfs.setReadOnly(path, readOnly)
             }
         case .directory:
-            try InodeFlags.setImmutable(image.path, readOnly)
+            try InodeFlags.setImmutable(path, readOnly)
         case .raw:
-            let status = try FileStatus.stat(image.path)
+            let status = try FileStatus.stat(path)
             let mode = (status.permissions & 0o444) | (readOnly ? 0 : 0o200)
-            if mode != status.permissions & 0o777 { try FileSystem.setPermissions(image.path, mode_t(mode)) }
+            if mode != status.permissions & 0o777 { try FileSystem.setPermissions(path, mode_t(mode)) }
         case .block:
-            try FileSystem.setBlockDeviceReadOnly(image.path, readOnly)
+            try FileSystem.setBlockDeviceReadOnly(path, readOnly)
         }
     }
 

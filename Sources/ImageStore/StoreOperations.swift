@@ -66,6 +66,8 @@ extension ImageStore {
     /// `temporary` with its side files, then rename into place. Returns the final path; on failure
     /// removes everything it wrote.
     static func copyImage(_ original: Image, to temporary: String, pool poolPath: String, name: String, logger: Logger) throws -> String {
+        // An image reached through a symlink (/etc/machines) is copied from its target.
+        let source = original.targetPath
         let final: String
         do {
             switch original.type {
@@ -73,19 +75,19 @@ extension ImageStore {
                 final = "\(poolPath)/\(name)"
                 let poolOnBtrfs = (try? Btrfs.isBtrfs(poolPath)) == true
                 if original.type == .subvolume, poolOnBtrfs,
-                   (try? Btrfs.filesystemUUID(original.path)) == (try? Btrfs.filesystemUUID(poolPath)) {
-                    try Btrfs.snapshot(original.path, to: temporary, recursive: true, readOnly: false)
+                   (try? Btrfs.filesystemUUID(source)) == (try? Btrfs.filesystemUUID(poolPath)) {
+                    try Btrfs.snapshot(source, to: temporary, recursive: true, readOnly: false)
                     logger.info("cloned by btrfs snapshot", metadata: ["source": "\(original.path)"])
                 } else {
                     if poolOnBtrfs {
                         try Btrfs.createSubvolume(temporary)
                     }
-                    let statistics = try FileCopy.copyTree(original.path, to: temporary)
+                    let statistics = try FileCopy.copyTree(source, to: temporary)
                     logger.info("cloned by copy", metadata: ["files": "\(statistics.files)", "reflinked": "\(statistics.reflinked)"])
                 }
             case .raw:
                 final = "\(poolPath)/\(name).raw"
-                try FileCopy.copyFile(original.path, to: temporary)
+                try FileCopy.copyFile(source, to: temporary)
                 // A read-only source has no write bits; the clone starts writable, like the tree.
                 let status = try FileStatus.stat(temporary)
                 try FileSystem.setPermissions(temporary, mode_t((status.permissions & 0o7777) | 0o200))
@@ -333,7 +335,7 @@ public struct VerityInfo: Sendable, Equatable, Codable {
         var info = VerityInfo()
         let base = image.sideFileBase
         func hash(xattr: String, sidecar: String) -> (String, String)? {
-            if image.type != .block, let value = try? Xattr.getString(image.path, name: xattr), let hash = validHash(value) {
+            if image.type != .block, let value = try? Xattr.getString(image.targetPath, name: xattr), let hash = validHash(value) {
                 return (hash, "xattr \(xattr)")
             }
             // Block devices skip sidecar lookup (FORMATS.md §2).

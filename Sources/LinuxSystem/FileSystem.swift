@@ -233,3 +233,12 @@ extension FileSystem {
         try systemCall("syncfs", path: path) { img_syncfs(fd) }
     }
 }
+
+extension FileSystem {
+    /// The absolute path with every symlink resolved: realpath(3).
+    public static func canonicalPath(_ path: String) throws(SystemCallError) -> String {
+        guard let resolved = realpath(path, nil) else { throw SystemCallError.current("realpath", path: path) }
+        defer { free(resolved) }
+        return String(cString: resolved)
+    }
+}

@@ -161,3 +161,36 @@ import TestSupport
         #expect(json?["locked"] as? Bool == false)
     }
 }
+
+@Suite struct SymlinkedImageTests {
+    /// An /etc/machines-style entry: a symlink to a tree elsewhere. Reads go to the target; the
+    /// symlink itself is what rename and remove act on.
+    @Test func symlinkedDirectoryImage() async throws {
+        let s = try ScratchStore()
+        let target = s.directory.appending("real-tree")
+        try FileManager.default.createDirectory(atPath: target + "/etc", withIntermediateDirectories: true)
+        try String(repeating: "x", count: 100_000).write(toFile: target + "/etc/big", atomically: false, encoding: .utf8)
+        try FileManager.default.createSymbolicLink(atPath: "\(s.pool)/linked", withDestinationPath: target)
+
+        let image = try await s.store.image(named: "linked")
+        #expect(image.type == .directory && image.targetPath == target)
+        let du = try Tool.run("du", ["-s", "-B1", target]).stdout.split(separator: "\t").first.flatMap { UInt64($0) }
+        #expect(image.usage == du)
+
+        let clone = try await s.store.clone("linked", to: try ImageName(validating: "copy"), readOnly: false)
+        #expect(try FileStatus.lstat(clone.path).kind == .directory)
+        #expect(try FileStatus.stat(clone.path + "/etc/big").size == 100_000)
+
+        try await s.store.exportTar("linked", to: s.directory.appending("linked.tar"))
+        #expect(try Tool.run("tar", ["-tf", s.directory.appending("linked.tar")]).stdout.contains("./etc/big"))
+
+        _ = try await s.store.setReadOnly("linked", true)
+        #expect(try InodeFlags.isImmutable(target))
+        #expect(try await s.store.image(named: "linked").readOnly)
+        _ = try await s.store.setReadOnly("linked", false)
+
+        _ = try await s.store.remove(["linked"])
+        #expect(!FileSystem.exists("\(s.pool)/linked"))
+        #expect(FileManager.default.fileExists(atPath: target + "/etc/big"))
+    }
+}
