@@ -14,6 +14,8 @@ public struct MountRecord: Sendable, Codable, Equatable {
     public var mountPoints: [String]
     /// How each verity-protected partition was checked before mounting.
     public var verity: [String]
+    /// dm-verity devices opened for the mount (only where device-mapper exists).
+    public var dmVerityDevices: [String] = []
 }
 
 /// Applies a `MountPlan`: one loop device per partition, the mounts in plan order, mount targets
@@ -83,7 +85,7 @@ public enum ImageMounter {
             return session.record
         } catch {
             session.closeRoot()
-            teardown(target: resolvedTarget, loops: session.loops)
+            teardown(target: resolvedTarget, loops: session.loops, dmDevices: session.record.dmVerityDevices)
             throw error
         }
     }
@@ -148,6 +150,30 @@ public enum ImageMounter {
             }
         }
 
+        /// With device-mapper: the hash tree gets its own loop device (dm-verity wants both areas
+        /// at offset 0 of their devices) and libcryptsetup opens the verity device.
+        func openDMVerity(_ requirement: VerityRequirement, designator: PartitionDesignator, plan: MountPlan,
+                          loop: LoopDevice, size: UInt64) throws -> String {
+            let hashPath: String
+            let hashSize: UInt64
+            if let file = requirement.hashFile {
+                hashPath = file
+                hashSize = (try? FileManager.default.attributesOfItem(atPath: file)[.size] as? UInt64) ?? 0
+            } else {
+                let hashLoop = try LoopDevice.attach(plan.imagePath, LoopDevice.Configuration(
+                    offset: requirement.hashOffset ?? 0, sizeLimit: requirement.hashSize ?? 0, readOnly: true))
+                loops.append(hashLoop)
+                record.loopDevices.append(hashLoop.number)
+                hashPath = hashLoop.path
+                hashSize = requirement.hashSize ?? 0
+            }
+            let name = "imagectl-\(getpid())-\(designator.rawValue)-\(loop.number)"
+            let target = VerityTarget(dataPath: loop.path, dataOffset: 0, dataSize: size, hashPath: hashPath, hashOffset: 0, hashSize: hashSize)
+            let device = try DMVerity.activate(name: name, target: target, rootHash: requirement.rootHash, signature: requirement.signature)
+            record.dmVerityDevices.append(name)
+            return device
+        }
+
         func mount(_ planned: PlannedMount, plan: MountPlan, at mountPath: String, options: Options) async throws {
             var flags: MountFlags = [.noDev]
             if planned.readOnly { flags.insert(.readOnly) }
@@ -161,12 +187,20 @@ public enum ImageMounter {
                 let loop = try LoopDevice.attach(plan.imagePath, LoopDevice.Configuration(offset: offset, sizeLimit: size, readOnly: planned.readOnly))
                 loops.append(loop)
                 record.loopDevices.append(loop.number)
+                var source = loop.path
                 if let requirement = planned.verity, let designator = planned.designator {
-                    let how = try await checkVerity(requirement, designator: designator, plan: plan, loop: loop, size: size)
-                    record.verity.append(how)
-                    options.log(how)
+                    if DMVerity.isAvailable {
+                        source = try openDMVerity(requirement, designator: designator, plan: plan, loop: loop, size: size)
+                        let how = "\(designator.rawValue): opened dm-verity through libcryptsetup (the kernel checks every block as it is read)"
+                        record.verity.append(how)
+                        options.log(how)
+                    } else {
+                        let how = try await checkVerity(requirement, designator: designator, plan: plan, loop: loop, size: size)
+                        record.verity.append(how)
+                        options.log(how)
+                    }
                 }
-                try Mount.mount(source: loop.path, target: mountPath, type: planned.fstype, flags: flags, data: data)
+                try Mount.mount(source: source, target: mountPath, type: planned.fstype, flags: flags, data: data)
             }
         }
     }
@@ -190,6 +224,7 @@ public enum ImageMounter {
             }
         }
         if let record {
+            for name in record.dmVerityDevices.reversed() { try? DMVerity.deactivate(name: name) }
             for n in Set(record.loopDevices + loopsFromMounts) { _ = try? LoopDevice.detach(number: n, ifBackedBy: record.image) }
             try? FileManager.default.removeItem(atPath: recordPath(resolved))
         }
@@ -198,10 +233,11 @@ public enum ImageMounter {
 
     /// Best-effort teardown after a failure: every mount under `target`, deepest first (lazily if
     /// one is busy), then every loop device we attached.
-    static func teardown(target: String, loops: [LoopDevice]) {
+    static func teardown(target: String, loops: [LoopDevice], dmDevices: [String] = []) {
         for entry in Mount.mounts(under: target) {
             if (try? Mount.unmount(entry.mountPoint)) == nil { try? Mount.unmount(entry.mountPoint, detach: true) }
         }
+        for name in dmDevices.reversed() { try? DMVerity.deactivate(name: name) }
         for loop in loops.reversed() { try? loop.detach(); loop.close() }
     }
 

@@ -190,4 +190,21 @@ import Testing
             _ = try? GPT.parse(MemoryByteSource(disk))
         }
     }
+
+    /// MBR records with random bytes (status, type, start, count): parsed or refused, never a trap,
+    /// and every accepted partition lies inside the image.
+    @Test func randomMBRNeverCrashes() throws {
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<5000 {
+            var sector = [UInt8](repeating: 0, count: 512)
+            for i in 446..<510 { sector[i] = UInt8.random(in: 0...255, using: &rng) }
+            if Bool.random(using: &rng) { for i in 0..<4 { sector[446 + i * 16] = Bool.random(using: &rng) ? 0x80 : 0 } }
+            sector[510] = 0x55
+            sector[511] = 0xAA
+            let size = UInt64.random(in: 0...(1 << 40), using: &rng)
+            if let entries = try? MBR.parse(sector0: sector, imageSize: size) {
+                for e in entries { #expect(e.offset + e.size <= size) }
+            }
+        }
+    }
 }
