@@ -33,6 +33,10 @@ struct ArchiveError: Error, CustomStringConvertible {
 /// why this type is not Sendable.
 final class ArchiveExporter {
     private let archive: OpaquePointer
+    /// Read buffer and a block of zeros for holes, allocated once per archive (not per file: a
+    /// Debian tree has thousands of files).
+    private var buffer = [UInt8](repeating: 0, count: 1 << 20)
+    private let zeros = [UInt8](repeating: 0, count: 1 << 16)
 
     /// Opens a writer on `fd` in `format` ("pax" or "raw") with `compression`.
     init(fd: Int32, format: String, compression: ExportCompression) throws {
@@ -84,7 +88,6 @@ final class ArchiveExporter {
         archive_entry_set_perm(entry, 0o644)
         archive_entry_set_size(entry, Int64(size))
         try check(archive_write_header(archive, entry), "write header")
-        var buffer = [UInt8](repeating: 0, count: 1 << 20)
         var done: UInt64 = 0
         while done < size {
             let want = Int(min(UInt64(buffer.count), size - done))
@@ -162,9 +165,8 @@ final class ArchiveExporter {
     private func writeFileData(_ path: String, size: UInt64, name: String) throws {
         let fd = try FileDescriptor.open(path, .readOnly, options: [.closeOnExec, .noFollow])
         defer { try? fd.close() }
-        let zeros = [UInt8](repeating: 0, count: 1 << 16)
-        var buffer = [UInt8](repeating: 0, count: 1 << 20)
         var progress: UInt64 = 0
+        let zeros = zeros
         func writeZeros(until end: UInt64) throws {
             while progress < end {
                 let count = Int(min(UInt64(zeros.count), end - progress))
