@@ -210,3 +210,65 @@ import TestSupport
         }
     }
 }
+
+/// SECURITY.md 11: a clone killed at any point leaves no image under the final name (or a complete
+/// one), and `clean` removes every leftover.
+@Suite struct StoreCrashSafetyTests {
+    @Test func cloneKilledAtRandomPointsLeavesNothingHalfDone() throws {
+        let tmp = try TemporaryDirectory(prefix: "imagectl-cli-kill")
+        let pool = tmp.appending("pool")
+        let source = pool + "/big"
+        for d in 0..<20 {
+            try FileManager.default.createDirectory(atPath: "\(source)/d\(d)", withIntermediateDirectories: true)
+            for f in 0..<150 {
+                _ = FileManager.default.createFile(atPath: "\(source)/d\(d)/f\(f)", contents: Data(repeating: UInt8(f & 0xff), count: 4096))
+            }
+        }
+        let expectedFiles = 20 * 150
+        var generator = SystemRandomNumberGenerator()
+        for round in 0..<4 {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: Imagectl.binary)
+            process.arguments = ["clone", "big", "copy"]
+            process.environment = ProcessInfo.processInfo.environment.merging(["IMAGECTL_ROOT": pool]) { $1 }
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            usleep(UInt32.random(in: 20_000...400_000, using: &generator))
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+
+            // Either no image "copy", or a complete one.
+            let list = try Imagectl.run(["list", "--json"], root: pool)
+            let names = (try JSONSerialization.jsonObject(with: list.stdoutData) as? [[String: Any]])?.compactMap { $0["name"] as? String } ?? []
+            if names.contains("copy") {
+                let files = FileManager.default.enumerator(atPath: pool + "/copy")?.allObjects.count ?? 0
+                #expect(files == expectedFiles + 20, "round \(round): partial image under the final name")
+                #expect(try Imagectl.run(["remove", "copy"], root: pool).status == 0)
+            }
+            // The killed process held no lock any more: clean removes its leftovers.
+            #expect(try Imagectl.run(["clean"], root: pool).status == 0)
+            let leftovers = try FileManager.default.contentsOfDirectory(atPath: pool).filter { $0.hasPrefix(".#") }
+            #expect(leftovers.isEmpty, "round \(round): \(leftovers)")
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: pool).sorted() == ["big"])
+    }
+
+    @Test func cloneOnAFullFilesystemFailsCleanly() throws {
+        try Privileged.require(.root)
+        let tmp = try TemporaryDirectory(prefix: "imagectl-cli-enospc")
+        let pool = tmp.appending("pool")
+        try FileManager.default.createDirectory(atPath: pool, withIntermediateDirectories: true)
+        let mount = try Tool.run("mount", ["-t", "tmpfs", "-o", "size=4m", "tmpfs", pool])
+        try #require(mount.status == 0, "mount tmpfs: \(mount.stderr)")
+        defer { _ = try? Tool.run("umount", [pool]) }
+        try FileManager.default.createDirectory(atPath: pool + "/data", withIntermediateDirectories: true)
+        try Data(repeating: 7, count: 3 << 20).write(to: URL(fileURLWithPath: pool + "/data/blob"))
+
+        let result = try Imagectl.run(["clone", "data", "copy"], root: pool)
+        #expect(result.status == 1)
+        #expect(result.stderr.hasPrefix("error: ") && result.stderr.contains("No space left on device"), "\(result.stderr)")
+        #expect(result.stderr.split(separator: "\n").count == 1)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: pool).sorted() == ["data"])
+    }
+}
