@@ -189,7 +189,7 @@ public enum ImageMounter {
                 record.loopDevices.append(loop.number)
                 var source = loop.path
                 if let requirement = planned.verity, let designator = planned.designator {
-                    if DMVerity.isAvailable {
+                    if deviceMapperUsable {
                         source = try openDMVerity(requirement, designator: designator, plan: plan, loop: loop, size: size)
                         let how = "\(designator.rawValue): opened dm-verity through libcryptsetup (the kernel checks every block as it is read)"
                         record.verity.append(how)
@@ -306,6 +306,14 @@ public enum ImageMounter {
         } catch {
             throw Error.verity(designator, String(describing: error))
         }
+    }
+
+    /// Device-mapper is usable when the kernel registered it (/proc/misc lists "device-mapper"):
+    /// /dev/mapper/control alone is not proof, libdevmapper creates that node by itself even on a
+    /// kernel without device-mapper.
+    static var deviceMapperUsable: Bool {
+        guard DMVerity.isAvailable, let misc = try? String(contentsOfFile: "/proc/misc", encoding: .utf8) else { return false }
+        return misc.split(separator: "\n").contains { $0.hasSuffix(" device-mapper") }
     }
 
     static func recordPath(_ target: String) -> String {

@@ -138,4 +138,46 @@ import TestSupport
         #expect(Mount.mounts(under: target).isEmpty)
         #expect(attachedLoops(path).isEmpty)
     }
+
+    /// LUKS partitions are detected and reported; mounting fails clearly (no device-mapper) and
+    /// leaves nothing behind.
+    @Test func luksPartitionIsReportedAndRefusedCleanly() async throws {
+        try requirements()
+        try Privileged.require(.tool("cryptsetup"))
+        let tree = try TestImages.tree(in: dir)
+        let (path, _) = try TestImages.repart(in: dir, name: "luks", definitions: [
+            "10-root.conf": "[Partition]\nType=root\nFormat=ext4\nCopyFiles=\(tree):/\nSizeMinBytes=20M\n",
+            "20-home.conf": "[Partition]\nType=home\nSizeMinBytes=20M\n",
+        ])
+        var image = try Dissector.dissect(path: path)
+        let home = try #require(image.partition(.home))
+        // Format a LUKS2 container into the home partition's byte range.
+        let luks = dir.appending("home.luks")
+        try TestImages.run("truncate", ["-s", "\(home.size)", luks])
+        let key = dir.appending("key")
+        try "secret".write(toFile: key, atomically: true, encoding: .utf8)
+        let hadControl = FileManager.default.fileExists(atPath: "/dev/mapper/control")
+        try TestImages.run("cryptsetup", ["luksFormat", "--batch-mode", "--type", "luks2", "--pbkdf", "pbkdf2",
+                                          "--pbkdf-force-iterations", "1000", "--key-file", key, luks])
+        // libdevmapper creates /dev/mapper/control even where the kernel has no device-mapper;
+        // remove what this test made so that nothing else mistakes it for a working one.
+        let misc = (try? String(contentsOfFile: "/proc/misc", encoding: .utf8)) ?? ""
+        if !hadControl, !misc.contains("device-mapper") {
+            try? FileManager.default.removeItem(atPath: "/dev/mapper/control")
+            try? FileManager.default.removeItem(atPath: "/dev/mapper")
+        }
+        try TestImages.run("dd", ["if=\(luks)", "of=\(path)", "bs=1M", "seek=\(home.offset >> 20)", "conv=notrunc", "status=none"])
+
+        image = try Dissector.dissect(path: path)
+        let encrypted = try #require(image.partition(.home))
+        #expect(encrypted.fstype == "crypto_LUKS" && encrypted.isEncrypted)
+        #expect(image.protection(of: encrypted) == .encrypted)
+        let plan = try MountPlan.make(image)
+        let target = dir.appending("luks-mnt")
+        await #expect { _ = try await ImageMounter.mount(plan, at: target, options: .init(mkdir: true, record: false)) } throws: { error in
+            "\(error)".contains("LUKS-encrypted") && "\(error)".contains("device-mapper")
+        }
+        #expect(Mount.mounts(under: target).isEmpty)
+        #expect(attachedLoops(path).isEmpty)
+    }
 }
