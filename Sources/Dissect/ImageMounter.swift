@@ -216,6 +216,9 @@ public enum ImageMounter {
             guard entry.source.hasPrefix("/dev/loop") else { return nil }
             return Int(entry.source.dropFirst("/dev/loop".count))
         }
+        // Which file each loop device shows now, so that only our devices are detached later.
+        var backing: [Int: String] = [:]
+        for n in Set(loopsFromMounts + (record?.loopDevices ?? [])) { backing[n] = LoopDevice.backingFile(number: n) }
         for entry in mounts {
             do {
                 try Mount.unmount(entry.mountPoint)
@@ -223,11 +226,14 @@ public enum ImageMounter {
                 throw Error.unmountFailed(entry.mountPoint, error.errno == .resourceBusy ? "busy (a process uses it)" : error.description)
             }
         }
-        if let record {
-            for name in record.dmVerityDevices.reversed() { try? DMVerity.deactivate(name: name) }
-            for n in Set(record.loopDevices + loopsFromMounts) { _ = try? LoopDevice.detach(number: n, ifBackedBy: record.image) }
-            try? FileManager.default.removeItem(atPath: recordPath(resolved))
+        for name in record?.dmVerityDevices.reversed() ?? [] { try? DMVerity.deactivate(name: name) }
+        for (n, file) in backing {
+            // Devices the mounts used, and the record's devices while they still show its image.
+            let ours = loopsFromMounts.contains(n) || record.map { LoopDevice.attached(to: $0.image).contains(n) } == true
+            if ours { _ = try? LoopDevice.detach(number: n, ifBackedBy: file) }
         }
+        waitForDetach(backing)
+        if record != nil { try? FileManager.default.removeItem(atPath: recordPath(resolved)) }
         if removeDirectory { try FileManager.default.removeItem(atPath: resolved) }
     }
 
@@ -238,7 +244,21 @@ public enum ImageMounter {
             if (try? Mount.unmount(entry.mountPoint)) == nil { try? Mount.unmount(entry.mountPoint, detach: true) }
         }
         for name in dmDevices.reversed() { try? DMVerity.deactivate(name: name) }
+        var backing: [Int: String] = [:]
+        for loop in loops { backing[loop.number] = LoopDevice.backingFile(number: loop.number) }
         for loop in loops.reversed() { try? loop.detach(); loop.close() }
+        waitForDetach(backing)
+    }
+
+    /// The kernel finishes an autoclear detach when the filesystem lets go of the device, which
+    /// can trail umount2 by a moment: wait (up to 2 s) until none of `devices` still shows the
+    /// file it had, so that "umount returned" means "nothing is attached".
+    static func waitForDetach(_ devices: [Int: String]) {
+        for _ in 0..<200 {
+            let remaining = devices.filter { n, file in LoopDevice.backingFile(number: n) == file }
+            if remaining.isEmpty { return }
+            usleep(10_000)
+        }
     }
 
     /// The path (inside the tree) to mount at, creating it with `mkdir`; nil to skip.
