@@ -53,9 +53,13 @@ public enum ImageMounter {
         public var log: @Sendable (String) -> Void
         /// Write the state record under /run/imagectl/mounts (off for private temporary mounts).
         public var record: Bool
-        public init(mkdir: Bool = false, record: Bool = true, log: @escaping @Sendable (String) -> Void = { _ in }) {
+        /// Trusted certificates for root hash signatures.
+        public var keyringDirectory: String
+        public init(mkdir: Bool = false, record: Bool = true, keyringDirectory: String = VeritySignatureCheck.defaultKeyringDirectory,
+                    log: @escaping @Sendable (String) -> Void = { _ in }) {
             self.mkdir = mkdir
             self.record = record
+            self.keyringDirectory = keyringDirectory
             self.log = log
         }
     }
@@ -189,6 +193,20 @@ public enum ImageMounter {
                 record.loopDevices.append(loop.number)
                 var source = loop.path
                 if let requirement = planned.verity, let designator = planned.designator {
+                    // A signature is only worth something when a trusted certificate made it:
+                    // an image can carry any root hash and signature it likes.
+                    if let signature = requirement.signature {
+                        do {
+                            let signer = try await VeritySignatureCheck.check(
+                                rootHashHex: VerityHex.encode(requirement.rootHash), pkcs7DER: signature,
+                                keyringDirectory: options.keyringDirectory, certificateFingerprint: requirement.certificateFingerprint)
+                            let line = "\(designator.rawValue): root hash signature by \(signer) is trusted (keyring \(options.keyringDirectory))"
+                            record.verity.append(line)
+                            options.log(line)
+                        } catch {
+                            throw Error.verity(designator, "root hash signature not trusted: \(error)")
+                        }
+                    }
                     if deviceMapperUsable {
                         source = try openDMVerity(requirement, designator: designator, plan: plan, loop: loop, size: size)
                         let how = "\(designator.rawValue): opened dm-verity through libcryptsetup (the kernel checks every block as it is read)"

@@ -9,13 +9,14 @@ import SystemPackage
 public enum ImageTree {
     /// Mounts `plan` on a fresh directory under /run/imagectl/tmp, runs `body` with the tree's
     /// path, and tears everything down afterwards, on every path.
-    public static func withTemporaryMount<T: Sendable>(_ plan: MountPlan, _ body: (String) async throws -> T) async throws -> T {
+    public static func withTemporaryMount<T: Sendable>(_ plan: MountPlan, keyringDirectory: String = VeritySignatureCheck.defaultKeyringDirectory,
+                                                       _ body: (String) async throws -> T) async throws -> T {
         let base = ProcessInfo.processInfo.environment["IMAGECTL_TMP_MOUNTS"] ?? "/run/imagectl/tmp"
         try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
         let target = "\(base)/\(UUID().uuidString.prefix(12))"
         try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: false)
         do {
-            _ = try await ImageMounter.mount(plan, at: target, options: .init(mkdir: false, record: false))
+            _ = try await ImageMounter.mount(plan, at: target, options: .init(mkdir: false, record: false, keyringDirectory: keyringDirectory))
         } catch {
             try? FileManager.default.removeItem(atPath: target)
             throw error

@@ -29,7 +29,10 @@ public enum MountSource: Sendable, Equatable, Codable {
 /// Verity that must be satisfied before the data is mounted.
 public struct VerityRequirement: Sendable, Equatable, Codable {
     public var rootHash: [UInt8]
+    /// PKCS#7 signature of the hex root hash; checked against the trusted keyring before mounting.
     public var signature: [UInt8]?
+    /// SHA-256 of the signing certificate, when the signature partition names it.
+    public var certificateFingerprint: [UInt8]? = nil
     /// Hash tree in the image (offset/size of the verity partition) ...
     public var hashOffset: UInt64?
     public var hashSize: UInt64?
@@ -119,10 +122,12 @@ public struct MountPlan: Sendable, Equatable, Codable {
         let info = image.verity.hash(for: data.rawValue)
         guard let hash = info.hash else { return nil }
         if state == .external {
-            return VerityRequirement(rootHash: hash, signature: info.signature, hashOffset: nil, hashSize: nil, hashFile: image.verity.verityDataPath)
+            return VerityRequirement(rootHash: hash, signature: info.signature, certificateFingerprint: info.fingerprint,
+                                     hashOffset: nil, hashSize: nil, hashFile: image.verity.verityDataPath)
         }
         guard let tree = data.verityDesignator.flatMap(image.partition) else { return nil }
-        return VerityRequirement(rootHash: hash, signature: info.signature, hashOffset: tree.offset, hashSize: tree.size, hashFile: nil)
+        return VerityRequirement(rootHash: hash, signature: info.signature, certificateFingerprint: info.fingerprint,
+                                 hashOffset: tree.offset, hashSize: tree.size, hashFile: nil)
     }
 
     /// Filesystem options for a mount: `norecovery` for read-only ext4/xfs/btrfs (a journal replay

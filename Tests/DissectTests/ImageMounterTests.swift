@@ -180,4 +180,44 @@ import TestSupport
         #expect(Mount.mounts(under: target).isEmpty)
         #expect(attachedLoops(path).isEmpty)
     }
+
+    /// SECURITY.md 14: a signed verity root is mounted only when a trusted certificate made the
+    /// signature; an image signed by anyone else is refused before anything is mounted, and an
+    /// image policy asking for "signed" does not count an untrusted signature.
+    @Test func signedRootNeedsATrustedCertificate() async throws {
+        try requirements()
+        try Privileged.require(.tool("openssl"))
+        let tree = try TestImages.tree(in: dir)
+        let key = dir.appending("key.pem"), cert = dir.appending("cert.pem")
+        try TestImages.run("openssl", ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-x509", "-days", "30",
+                                       "-subj", "/CN=imagectl mount test", "-out", cert])
+        var defs = SystemdDissectComparisonTests.verityDefinitions(tree)
+        defs["30-root-verity-sig.conf"] = "[Partition]\nType=root-verity-sig\nVerity=signature\nVerityMatchKey=root\n"
+        let (path, _) = try TestImages.repart(in: dir, name: "signed", definitions: defs, extra: ["--private-key=\(key)", "--certificate=\(cert)"])
+        let image = try Dissector.dissect(path: path)
+        #expect(image.partition(.root)?.verity == VerityState.signed)
+        let plan = try MountPlan.make(image)
+        let target = dir.appending("signed-mnt")
+
+        let emptyKeyring = dir.appending("keyring-empty")
+        try FileManager.default.createDirectory(atPath: emptyKeyring, withIntermediateDirectories: true)
+        await #expect { _ = try await ImageMounter.mount(plan, at: target, options: .init(mkdir: true, record: false, keyringDirectory: emptyKeyring)) } throws: { error in
+            "\(error)".contains("signature not trusted")
+        }
+        #expect(Mount.mounts(under: target).isEmpty)
+        #expect(attachedLoops(path).isEmpty)
+        let policy = try ImagePolicy.parse("root=signed")
+        await #expect(throws: (any Error).self) { _ = try await image.applying(policy, keyringDirectory: emptyKeyring) }
+
+        let keyring = dir.appending("keyring")
+        try FileManager.default.createDirectory(atPath: keyring, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: cert, toPath: "\(keyring)/test.pem")
+        _ = try await image.applying(policy, keyringDirectory: keyring)
+        let record = try await ImageMounter.mount(plan, at: target, options: .init(mkdir: true, record: false, keyringDirectory: keyring))
+        #expect(record.verity.contains { $0.contains("is trusted") })
+        #expect(record.verity.contains { $0.contains("verified the whole verity tree") })
+        #expect(Mount.mounts(under: target).first?.options.hasPrefix("ro") == true)
+        try ImageMounter.unmount(target)
+        #expect(attachedLoops(path).isEmpty)
+    }
 }

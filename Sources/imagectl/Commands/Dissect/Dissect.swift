@@ -39,7 +39,7 @@ struct DissectCommand: AsyncParsableCommand {
             Terminal.standardOutput(lines.map { $0 + "\n" }.joined())
             return
         }
-        var dissected = try verity.dissect(path)
+        var dissected = try await verity.dissect(path)
         var notes: [String] = dissected.warnings
         if dissected.isDirectory {
             dissected.metadata = try ImageInspector.readMetadata(directory: path, imageName: ImageInspector.imageName(path))

@@ -37,8 +37,8 @@ enum ImageArgument {
                                       _ body: (String) async throws -> T) async throws -> T {
         if isDirectory(path) { return try await body(path) }
         guard canMount else { throw CommandFailure(message: "looking inside a disk image needs root and loop devices (/dev/loop-control)") }
-        let plan = try MountPlan.make(try verity.dissect(path), readOnly: readOnly)
-        return try await ImageTree.withTemporaryMount(plan, body)
+        let plan = try MountPlan.make(try await verity.dissect(path), readOnly: readOnly)
+        return try await ImageTree.withTemporaryMount(plan, keyringDirectory: verity.verityKeyring, body)
     }
 
     /// True when this process may set up loop devices and mounts.
@@ -64,19 +64,22 @@ struct VerityOptions: ParsableArguments {
     @Option(name: .customLong("image-policy"), help: ArgumentHelp("Image policy in systemd's syntax (e.g. root=verity+signed:=absent); an image that does not comply is refused before anything is mounted.", valueName: "policy"))
     var imagePolicy: String?
 
+    @Option(name: .customLong("verity-keyring"), help: ArgumentHelp("Directory of trusted certificates for root hash signatures (default /etc/verity.d).", valueName: "dir"))
+    var verityKeyring: String = VeritySignatureCheck.defaultKeyringDirectory
+
     var explicit: ExplicitVerityOptions {
         ExplicitVerityOptions(rootHash: rootHash, rootHashSignature: rootHashSignature, verityData: verityData, usrHash: usrHash)
     }
 
     /// Dissects `path` (file, block device or directory) and applies the image policy.
-    func dissect(_ path: String, requireRoot: Bool = true) throws -> DissectedImage {
+    func dissect(_ path: String, requireRoot: Bool = true) async throws -> DissectedImage {
         var image: DissectedImage
         if ImageArgument.isDirectory(path) {
             image = DissectedImage.directory(path)
         } else {
             image = try Dissector.dissect(path: path, options: DissectOptions(verity: explicit, requireRoot: requireRoot))
             if let text = imagePolicy {
-                image = try image.applying(try ImagePolicy.parse(text))
+                image = try await image.applying(try ImagePolicy.parse(text), keyringDirectory: verityKeyring)
             }
         }
         return image

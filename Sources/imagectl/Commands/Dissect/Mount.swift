@@ -37,9 +37,9 @@ struct MountCommand: AsyncParsableCommand {
         }
         guard ImageArgument.canMount else { throw CommandFailure(message: "mounting an image needs root and loop devices (/dev/loop-control)") }
         // The policy is applied inside dissect(): a refused image stops here, before any mount.
-        let dissected = try verity.dissect(path)
+        let dissected = try await verity.dissect(path)
         let plan = try MountPlan.make(dissected, readOnly: readOnly)
-        let record = try await ImageMounter.mount(plan, at: directory, options: ImageMounter.Options(mkdir: mkdir) { line in
+        let record = try await ImageMounter.mount(plan, at: directory, options: ImageMounter.Options(mkdir: mkdir, keyringDirectory: verity.verityKeyring) { line in
             Terminal.standardError("\(line)\n")
         })
         for point in record.mountPoints { Terminal.standardOutput("mounted \(point)\n") }

@@ -3,7 +3,7 @@ import Dissect
 import Foundation
 
 /// `imagectl validate IMAGE`: parse and probe only.
-struct ValidateCommand: ParsableCommand {
+struct ValidateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "validate",
         abstract: "Check that an image can be dissected (and meets --image-policy), without mounting anything.",
@@ -15,13 +15,13 @@ struct ValidateCommand: ParsableCommand {
     @OptionGroup var verity: VerityOptions
     @OptionGroup var store: StoreOptions
 
-    func run() throws {
+    func run() async throws {
         let path = try ImageArgument.resolve(image, store: store)
         guard !ImageArgument.isDirectory(path) else {
             Terminal.standardOutput("OK: \(path) is a directory tree\n")
             return
         }
-        let dissected = try verity.dissect(path)
+        let dissected = try await verity.dissect(path)
         _ = try MountPlan.make(dissected)
         for warning in dissected.warnings { Terminal.standardError("note: \(warning)\n") }
         let names = dissected.partitions.map(\.designator.rawValue).joined(separator: ", ")
