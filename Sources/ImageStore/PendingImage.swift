@@ -85,7 +85,10 @@ public final class PendingImage: Sendable {
             // Replace: make the old image writable (an immutable directory cannot be renamed), swap
             // atomically when it has the same file name, else put the new one in place first; then
             // remove the old image and its side files.
-            try Mutations.setReadOnly(existing, false)
+            // Only the pool's own trees: a symlinked image's target and a block device keep their
+            // flags (only the link is replaced).
+            let ownTree = (existing.type == .directory || existing.type == .subvolume) && existing.path == existing.targetPath
+            if ownTree { try Mutations.setReadOnly(existing, false) }
             if existing.path == target {
                 try Rename.rename(temporaryPath, to: target, flags: .exchange)
                 try Mutations.removeTree(temporaryPath)

@@ -108,3 +108,20 @@ import TestSupport
         #expect(FileManager.default.fileExists(atPath: pending.temporaryPath))
     }
 }
+
+@Suite struct ForceReplaceTests {
+    @Test func forceReplacingASymlinkedImageLeavesItsTargetAlone() async throws {
+        let s = try ScratchStore()
+        let target = s.directory.appending("elsewhere")
+        try FileManager.default.createDirectory(atPath: target + "/etc", withIntermediateDirectories: true)
+        try InodeFlags.setImmutable(target, true)
+        defer { try? InodeFlags.setImmutable(target, false) }
+        try FileManager.default.createSymbolicLink(atPath: "\(s.pool)/os", withDestinationPath: target)
+        let pending = try await s.store.beginImage(try ImageName(validating: "os"), kind: .directoryTree, force: true)
+        let image = try pending.commit(readOnly: false, provenance: Provenance(source: "/x", sha256: nil, format: "directory"))
+        #expect(try FileStatus.lstat(image.path).kind == .directory)
+        // The link was replaced; the tree it pointed to is untouched and still immutable.
+        #expect(FileManager.default.fileExists(atPath: target + "/etc"))
+        #expect(try InodeFlags.isImmutable(target))
+    }
+}
