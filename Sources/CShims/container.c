@@ -30,6 +30,7 @@
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <grp.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #ifndef CLOSE_RANGE_CLOEXEC
@@ -612,7 +613,13 @@ int img_container_forward_signals(int pidfd, int kill_signal) {
     action.sa_flags = SA_RESTART;
     sigemptyset(&action.sa_mask);
     if (sigaction(SIGTERM, &action, NULL) < 0 || sigaction(SIGINT, &action, NULL) < 0) return -1;
-    return 0;
+    // A caller may start imagectl with these signals blocked (the mask is inherited over exec):
+    // unblock them in this thread, which then waits for the container and takes them.
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    return pthread_sigmask(SIG_UNBLOCK, &set, NULL) == 0 ? 0 : -1;
 }
 
 int img_container_signal_forwarded(void) { return forwarded; }

@@ -1,0 +1,40 @@
+#!/bin/bash
+# Container start and boot times of `imagectl run` against systemd-nspawn, measured A B A B
+# (alternating, so load changes hit both alike), medians printed with the ratio.
+#   scripts/bench-runner.sh [IMAGECTL] [ROUNDS]
+# Needs root, the busybox-tree and debian-tree fixtures, and systemd-nspawn. Works on copies in a
+# scratch directory (the fixtures are read-only).
+set -euo pipefail
+IMAGECTL=${1:-.build/release/imagectl}
+ROUNDS=${2:-10}
+FIXTURES=${IMAGECTL_FIXTURES:-/var/cache/imagectl-fixtures}
+SCRATCH=$(mktemp -d /var/tmp/bench-runner.XXXXXX)
+trap 'rm -rf "$SCRATCH"' EXIT
+cp -a "$FIXTURES/busybox-tree" "$SCRATCH/bb"
+cp -a "$FIXTURES/debian-tree" "$SCRATCH/deb"
+NSPAWN=(systemd-nspawn -q --register=no --keep-unit)
+
+now() { date +%s%N; }
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+
+# measure NAME ROUNDS -- A... -- B...
+measure() {
+    local name=$1 rounds=$2; shift 3
+    local a=() b=()
+    while [ "$1" != "--" ]; do a+=("$1"); shift; done
+    shift
+    b=("$@")
+    : > "$SCRATCH/a"; : > "$SCRATCH/b"
+    for _ in $(seq "$rounds"); do
+        t=$(now); "${a[@]}" >/dev/null 2>&1 || echo "imagectl failed: $?" >&2; echo $(( $(now) - t )) >> "$SCRATCH/a"
+        t=$(now); "${b[@]}" >/dev/null 2>&1 || echo "nspawn failed: $?" >&2; echo $(( $(now) - t )) >> "$SCRATCH/b"
+    done
+    ma=$(median < "$SCRATCH/a"); mb=$(median < "$SCRATCH/b")
+    awk -v n="$name" -v a="$ma" -v b="$mb" -v r="$rounds" \
+        'BEGIN {printf "%-10s imagectl %8.1f ms   nspawn %8.1f ms   ratio %.3f   (median of %d)\n", n, a/1e6, b/1e6, a/b, r}'
+}
+
+measure start "$ROUNDS" -- "$IMAGECTL" run -q -D "$SCRATCH/bb" /bin/true -- "${NSPAWN[@]}" -D "$SCRATCH/bb" /bin/true
+measure boot "$((ROUNDS / 2 > 0 ? ROUNDS / 2 : 1))" -- "$IMAGECTL" run -q -D "$SCRATCH/deb" -b systemd.unit=poweroff.target \
+    -- "${NSPAWN[@]}" -D "$SCRATCH/deb" -b systemd.unit=poweroff.target
+measure ephemeral 3 -- "$IMAGECTL" run -q -x -D "$SCRATCH/deb" /bin/true -- "${NSPAWN[@]}" -x -D "$SCRATCH/deb" /bin/true
