@@ -1,9 +1,10 @@
 import ArgumentParser
 import Foundation
 
-/// Where the image pool is: `--root DIR`, else `IMAGECTL_ROOT`, else /var/lib/machines.
+/// Where the image pool is: `--root DIR`, else `IMAGECTL_ROOT`, else the system search path
+/// (FORMATS.md section 3) with /var/lib/machines as the writable pool.
 struct StoreOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("Directory of the writable image pool (default: $IMAGECTL_ROOT or /var/lib/machines).", valueName: "dir"))
+    @Option(name: .long, help: ArgumentHelp("Use only this directory as the image pool (default: $IMAGECTL_ROOT, else the system search path /etc/machines, /run/machines, /var/lib/machines (writable), /var/lib/container, /usr/local/lib/machines, /usr/lib/machines).", valueName: "dir"))
     var root: String?
 
     /// With an explicit root only that directory is searched; the default root brings the
