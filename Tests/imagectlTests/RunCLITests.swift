@@ -267,6 +267,7 @@ struct RunCLITests {
                           ["run", "-D", "/tmp", "--no-new-privileges=maybe", "true"],
                           ["run", "-D", "/tmp", "--chdir=relative", "true"],
                           ["run", "-D", "/tmp", "-b", "-a"],
+                          ["run", "-D", "/tmp", "--bogus", "true"],
                           ["run", "-D", "/tmp/x", "-x", "--template", "/tmp", "true"],
                           ["run", "true"]] {
             let r = try Imagectl.run(arguments)

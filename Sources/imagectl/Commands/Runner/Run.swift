@@ -81,6 +81,11 @@ struct RunCommand: ParsableCommand {
     var command: [String] = []
 
     func makeConfiguration() throws -> ContainerConfiguration {
+        // Passthrough capture takes an unknown option as the command; like nspawn's getopt, an
+        // option-looking first word is an error (a command starting with "-" goes after "--").
+        if let first = command.first, first.hasPrefix("-"), first != "--" {
+            throw ValidationError("unknown option \(first)")
+        }
         var c = ContainerConfiguration(directory: directory)
         c.command = command.first == "--" ? Array(command.dropFirst()) : command
         c.boot = boot
