@@ -115,20 +115,21 @@ import TestSupport
     // MARK: GPT images made by systemd-repart
 
     /// root + root-verity (+ root-verity-sig when a key is given), made by systemd-repart.
-    static func repartImage(in dir: TemporaryDirectory, sign: (cert: String, key: String)?) throws -> (image: String, root: String) {
+    static func repartImage(in dir: TemporaryDirectory, sign: (cert: String, key: String)?, designator: String = "root") throws -> (image: String, root: String) {
         let defs = dir.appending("defs")
         let tree = dir.appending("tree")
         try FileManager.default.createDirectory(atPath: defs, withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: tree + "/etc", withIntermediateDirectories: true)
         try "ID=verifytest\n".write(toFile: tree + "/etc/os-release", atomically: true, encoding: .utf8)
-        try "[Partition]\nType=root\nFormat=ext4\nCopyFiles=\(tree):/\nVerity=data\nVerityMatchKey=root\nSizeMinBytes=24M\n"
-            .write(toFile: defs + "/10-root.conf", atomically: true, encoding: .utf8)
-        try "[Partition]\nType=root-verity\nVerity=hash\nVerityMatchKey=root\nSizeMinBytes=4M\n"
-            .write(toFile: defs + "/20-root-verity.conf", atomically: true, encoding: .utf8)
+        let d = designator
+        try "[Partition]\nType=\(d)\nFormat=ext4\nCopyFiles=\(tree):/\nVerity=data\nVerityMatchKey=\(d)\nSizeMinBytes=24M\n"
+            .write(toFile: defs + "/10-\(d).conf", atomically: true, encoding: .utf8)
+        try "[Partition]\nType=\(d)-verity\nVerity=hash\nVerityMatchKey=\(d)\nSizeMinBytes=4M\n"
+            .write(toFile: defs + "/20-\(d)-verity.conf", atomically: true, encoding: .utf8)
         var arguments = ["--dry-run=no", "--definitions=\(defs)", "--empty=create", "--size=auto", "--json=short"]
         if let sign {
-            try "[Partition]\nType=root-verity-sig\nVerity=signature\nVerityMatchKey=root\n"
-                .write(toFile: defs + "/30-root-verity-sig.conf", atomically: true, encoding: .utf8)
+            try "[Partition]\nType=\(d)-verity-sig\nVerity=signature\nVerityMatchKey=\(d)\n"
+                .write(toFile: defs + "/30-\(d)-verity-sig.conf", atomically: true, encoding: .utf8)
             arguments += ["--private-key=\(sign.key)", "--certificate=\(sign.cert)"]
         }
         let image = dir.appending("os.raw")
@@ -222,5 +223,24 @@ import TestSupport
         #expect(bad.status == 1)
         #expect(bad.stderr.contains("root: verity: data block 3 "), "\(bad.stderr)")
         #expect(bad.stderr.split(separator: "\n").count == 1)
+    }
+
+    @Test("a usr-only image: the usr partition is found, verified with --usr-hash, refused with a wrong one")
+    func usrOnly() throws {
+        try Privileged.require(.root, .loopDevices, .tool("systemd-repart"), .tool("mkfs.ext4"))
+        let dir = try TemporaryDirectory(prefix: "verify-cli-usr")
+        let (image, usrHash) = try Self.repartImage(in: dir, sign: nil, designator: "usr")
+        let good = try Imagectl.run(["verify", image, "--usr-hash=\(usrHash)"])
+        #expect(good.status == 0, "\(good.stderr)")
+        #expect(good.stdout.contains("usr: verified"))
+        #expect(!good.stdout.contains("root: verified"))
+        let wrong = String(repeating: "0", count: 64)
+        let bad = try Imagectl.run(["verify", image, "--usr-hash=\(wrong)"])
+        #expect(bad.status == 1)
+        #expect(bad.stderr.hasPrefix("error: "))
+        // No hash at all for a verity-protected usr partition: refused, not skipped.
+        let none = try Imagectl.run(["verify", image])
+        #expect(none.status == 1)
+        #expect(none.stderr.contains("no root hash known"), "\(none.stderr)")
     }
 }
