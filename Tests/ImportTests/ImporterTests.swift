@@ -221,4 +221,22 @@ struct ImporterTests {
         #expect(try Sample.sh("getfattr --only-values -n user.k \(image.path)/a/f") == "v")
         #expect(image.provenance?.format?.hasPrefix("directory") == true)
     }
+
+    @Test("import-fs snapshots a btrfs subvolume on the pool's file system")
+    func btrfsSnapshot() async throws {
+        try Privileged.require(.root, .btrfs, .loopDevices, .tool("mkfs.btrfs"), .tool("btrfs"))
+        let dir = try TemporaryDirectory(prefix: "imagectl-import-btrfs")
+        let mountPoint = dir.appending("mnt")
+        try Sample.sh("truncate -s 300M \(dir.appending("fs.img")) && mkfs.btrfs -q \(dir.appending("fs.img")) && mkdir \(mountPoint) && mount -o loop \(dir.appending("fs.img")) \(mountPoint)")
+        defer { _ = try? Sample.sh("umount \(mountPoint)") }
+        try Sample.sh("btrfs -q subvolume create \(mountPoint)/src && echo data > \(mountPoint)/src/f && chown 5:6 \(mountPoint)/src/f")
+        let store = try ImageStore(root: "\(mountPoint)/pool")
+        let image = try await Importer.importDirectory("\(mountPoint)/src", as: try ImageName(validating: "snap"), into: store, options: ImportOptions())
+        #expect(image.provenance?.format == "directory (btrfs snapshot)")
+        // A snapshot has a parent; a copied tree in a fresh subvolume would show "-".
+        let parent = try Sample.sh("btrfs subvolume show \(image.path) | awk '/Parent UUID/{print $3}'")
+        #expect(parent.trimmingCharacters(in: .whitespacesAndNewlines).count == 36, "parent: \(parent)")
+        #expect(try Sample.sh("stat -c '%u:%g' \(image.path)/f") == "5:6\n")
+        #expect(try Sample.sh("cat \(image.path)/f") == "data\n")
+    }
 }
