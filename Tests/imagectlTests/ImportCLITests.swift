@@ -211,6 +211,19 @@ struct ImportCLITests {
         }
     }
 
+    @Test("a full disk (ENOSPC) fails cleanly and leaves nothing behind (SECURITY 11)")
+    func diskFull() throws {
+        try Privileged.require(.root)
+        let box = try Box()
+        let small = box.path("small")
+        try Self.sh("mkdir -p \(small) && mount -t tmpfs -o size=4m tmpfs \(small) && head -c 12582912 /dev/urandom > \(box.path("big.raw"))")
+        defer { _ = try? Self.sh("umount \(small)") }
+        let result = try Imagectl.run(["import-raw", box.path("big.raw")], root: "\(small)/pool")
+        Self.expectOneErrorLine(result, containing: "No space left on device")
+        let left = ((try? FileManager.default.contentsOfDirectory(atPath: "\(small)/pool")) ?? []).filter { !$0.hasSuffix(".lck") }
+        #expect(left.isEmpty, "\(left)")
+    }
+
     @Test("same result as /lib/systemd/systemd-import raw: identical bytes, no more allocated blocks")
     func compareRawWithSystemdImport() throws {
         try Privileged.require(.root, .tool("/lib/systemd/systemd-import"), .tool("python3"))
