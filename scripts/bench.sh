@@ -37,7 +37,8 @@ WORK=${IMAGECTL_BENCH_DIR:-/var/tmp/imagectl-bench}
 PEER_IMPORT=/lib/systemd/systemd-import
 
 echo "bench: building imagectl (release, .build-release)"
-swift build -c release --scratch-path .build-release --product imagectl >/dev/null
+swift build -c release --scratch-path .build-release --product imagectl >"$WORK.build.log" 2>&1 \
+    || { tail -n 30 "$WORK.build.log" >&2; exit 1; }
 IMAGECTL=$(swift build -c release --scratch-path .build-release --show-bin-path)/imagectl
 echo "bench: building inputs (fixtures/build.sh)"
 fixtures/build.sh multiblock.raw.xz debian.tar.xz >/dev/null
@@ -89,7 +90,8 @@ job() {
     else
         pm="-"; pb="-"; ratio="-"
     fi
-    LINES+=("$(printf '%-18s %10ss %10ss %6s   allocated: imagectl %s, peer %s' "$name" "$om" "$pm" "$ratio" "$ob" "$pb")")
+    [ "$pm" = - ] || pm="${pm}s"
+    LINES+=("$(printf '%-18s %10ss %11s %6s   allocated: imagectl %s, peer %s' "$name" "$om" "$pm" "$ratio" "$ob" "$pb")")
     echo "  $name: imagectl ${ours_times[*]} / peer ${peer_times[*]:-(none)}"
 }
 
@@ -97,7 +99,7 @@ RAW=$FIX/multiblock.raw.xz
 TAR=$FIX/debian.tar.xz
 # Warm the page cache for both inputs so neither tool pays the first read.
 cat "$RAW" "$TAR" >/dev/null
-echo "bench: $rounds rounds, inputs $(du -h "$RAW" | cut -f1) $RAW ($(xz --robot -l "$RAW" | awk '$1=="stream"{print $3}') xz blocks), $(du -h "$TAR" | cut -f1) $TAR"
+echo "bench: $rounds rounds, inputs $(du -h "$RAW" | cut -f1) $RAW ($(xz --robot -l "$RAW" | awk '$1=="file"{print $3}') xz blocks), $(du -h "$TAR" | cut -f1) $TAR"
 
 peer_ok=1
 if [ ! -x "$PEER_IMPORT" ]; then
