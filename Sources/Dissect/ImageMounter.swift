@@ -207,7 +207,7 @@ public enum ImageMounter {
                             throw Error.verity(designator, "root hash signature not trusted: \(error)")
                         }
                     }
-                    if deviceMapperUsable {
+                    if DMVerity.isAvailable {
                         source = try openDMVerity(requirement, designator: designator, plan: plan, loop: loop, size: size)
                         let how = "\(designator.rawValue): opened dm-verity through libcryptsetup (the kernel checks every block as it is read)"
                         record.verity.append(how)
@@ -344,14 +344,6 @@ public enum ImageMounter {
         } catch {
             throw Error.verity(designator, String(describing: error))
         }
-    }
-
-    /// Device-mapper is usable when the kernel registered it (/proc/misc lists "device-mapper"):
-    /// /dev/mapper/control alone is not proof, libdevmapper creates that node by itself even on a
-    /// kernel without device-mapper.
-    static var deviceMapperUsable: Bool {
-        guard DMVerity.isAvailable, let misc = try? String(contentsOfFile: "/proc/misc", encoding: .utf8) else { return false }
-        return misc.split(separator: "\n").contains { $0.hasSuffix(" device-mapper") }
     }
 
     static func recordPath(_ target: String) -> String {

@@ -24,7 +24,7 @@ import TestSupport
             let error = #expect(throws: DMVerity.Error.self) {
                 try DMVerity.activate(name: name, target: target, rootHash: hash, signature: nil)
             }
-            #expect(error?.description == "device-mapper not available: /dev/mapper/control missing")
+            #expect(error?.description.hasPrefix("device-mapper not available: ") == true)
             #expect(!FileManager.default.fileExists(atPath: "/dev/mapper/\(name)"))
         }
     }

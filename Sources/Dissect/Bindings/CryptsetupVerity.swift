@@ -97,7 +97,7 @@ public enum DMVerity {
         public var description: String {
             switch self {
             case .unavailable:
-                return "device-mapper not available: /dev/mapper/control missing"
+                return "device-mapper not available: the kernel has no device-mapper (/dev/mapper/control missing or not registered in /proc/misc)"
             case .dataOffset(let offset):
                 return "dm-verity needs the data area at the start of its device (it is at byte \(offset)): attach a loop device for the partition first"
             case .badName(let name):
@@ -106,9 +106,13 @@ public enum DMVerity {
         }
     }
 
-    /// True when the kernel has device-mapper (/dev/mapper/control exists).
+    /// True when the kernel has device-mapper: /dev/mapper/control exists AND the kernel
+    /// registered the device (/proc/misc lists "device-mapper"). The node alone is no proof:
+    /// libdevmapper creates it by itself, even on a kernel without device-mapper.
     public static var isAvailable: Bool {
-        FileManager.default.fileExists(atPath: "/dev/mapper/control")
+        guard FileManager.default.fileExists(atPath: "/dev/mapper/control"),
+              let misc = try? String(contentsOfFile: "/proc/misc", encoding: .utf8) else { return false }
+        return misc.split(separator: "\n").contains { $0.hasSuffix(" device-mapper") }
     }
 
     /// Opens /dev/mapper/NAME as a read-only dm-verity device over the target (a regular file is
