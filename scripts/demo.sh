@@ -6,9 +6,9 @@
 # Installs the dependencies (scripts/install-deps.sh), builds imagectl (a DEBUG build in .build,
 # the same one scripts/test.sh uses), builds small demo images with Debian tools
 # (fixtures/build.sh: a busybox tree, its tar.xz, a verity-protected GPT image), and then, in a
-# throw-away pool under /var/tmp/imagectl-demo (never /var/lib/machines), runs the verbs this
-# build of imagectl has: import, list, show, clone, remove, dissect, verify. Each command is
-# printed before it runs. Exits non-zero as soon as a step fails.
+# throw-away pool under /var/tmp/imagectl-demo (never /var/lib/machines), tours the verbs: import,
+# list, show, clone, remove, dissect, verify, mount, and run (boot the image in a container).
+# Each command is printed before it runs. Exits non-zero as soon as a step fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,62 +45,48 @@ run fixtures/build.sh busybox-tree busybox.tar.xz gpt-verity-signed.raw gpt-veri
 TAR=$FIX/busybox.tar.xz
 RAW=$FIX/gpt-verity-signed.raw
 
-# Which verbs this build has (the project grows verb by verb; the tour shows what exists).
-VERBS=$("$IMAGECTL" help 2>&1 | awk '/^SUBCOMMANDS:/ { on = 1; next } on && /^  [a-z]/ { print $1 }')
-has() { grep -qx "$1" <<<"$VERBS"; }
-echo "verbs in this build: $(echo $VERBS)"
-
 step "A throw-away pool: $DEMO/pool (IMAGECTL_ROOT; the default pool is /var/lib/machines)"
 rm -rf "$DEMO"
 mkdir -p "$DEMO"
 export IMAGECTL_ROOT=$DEMO/pool
 echo "\$ export IMAGECTL_ROOT=$IMAGECTL_ROOT"
 
-shown=0
-if has import-tar; then
-    step "Import a tar.xz of the busybox tree as image 'demo'"
-    run imagectl import-tar "$TAR" demo
-    shown=1
-fi
-if has import-raw; then
-    step "Import a signed verity GPT image as 'demo-raw'"
-    run imagectl import-raw "$RAW" demo-raw
-    shown=1
-fi
-if has list; then
-    step "List the pool"
-    run imagectl list
-fi
-if has show && [ "$shown" = 1 ]; then
-    step "Show one image"
-    has import-tar && run imagectl show demo || run imagectl show demo-raw
-fi
-if has clone && has remove && [ "$shown" = 1 ]; then
-    step "Clone it, look, remove the clone"
-    src=demo
-    has import-tar || src=demo-raw
-    run imagectl clone "$src" demo-copy
-    has list && run imagectl list
-    run imagectl remove demo-copy
-    has list && run imagectl list
-fi
-# The raw image by its pool name when it was imported, else by its path.
-target=$RAW
-has import-raw && target=demo-raw
-if has dissect; then
-    step "Dissect the raw image (partitions, filesystems, verity, OS release)"
-    run imagectl dissect "$target"
-    run imagectl dissect --json "$target"
-fi
-if has verify; then
-    step "Verify the whole dm-verity hash tree in userspace, and the root hash signature"
-    # The image was signed with the fixtures' self-signed test certificate: trust it for the
-    # demo in a keyring of its own (the default keyring is /etc/verity.d).
-    mkdir -p "$DEMO/keyring"
-    cp "$FIX/verity-cert.pem" "$DEMO/keyring/"
-    run imagectl verify "$target" --verity-keyring "$DEMO/keyring"
-    step "An image without a signature partition: the root hash is given on the command line"
-    run imagectl verify "$FIX/gpt-verity.raw" --root-hash "$(cat "$FIX/gpt-verity.roothash.txt")"
-fi
+step "Import a tar.xz of the busybox tree as image 'demo'"
+run imagectl import-tar "$TAR" demo
+
+step "Import a signed verity GPT image as 'demo-raw'"
+run imagectl import-raw "$RAW" demo-raw
+
+step "List the pool, show one image"
+run imagectl list
+run imagectl show demo
+
+step "Clone it, look, remove the clone"
+run imagectl clone demo demo-copy
+run imagectl list
+run imagectl remove demo-copy
+
+step "Dissect the raw image (partitions, filesystems, verity, OS release)"
+run imagectl dissect demo-raw
+run imagectl dissect --json demo-raw
+
+step "Verify the whole dm-verity hash tree in userspace, and the root hash signature"
+# The image was signed with the fixtures' self-signed test certificate: trust it for the demo in
+# a keyring of its own (the default keyring is /etc/verity.d).
+mkdir -p "$DEMO/keyring"
+cp "$FIX/verity-cert.pem" "$DEMO/keyring/"
+run imagectl verify demo-raw --verity-keyring "$DEMO/keyring"
+step "An image without a signature partition: the root hash is given on the command line"
+run imagectl verify "$FIX/gpt-verity.raw" --root-hash "$(cat "$FIX/gpt-verity.roothash.txt")"
+
+step "Mount the verity image (verified first, then mounted read-only), look inside, unmount"
+run imagectl mount demo-raw "$DEMO/mnt" --mkdir --verity-keyring "$DEMO/keyring"
+run cat "$DEMO/mnt/etc/os-release"
+run imagectl umount "$DEMO/mnt" --rmdir
+
+step "Boot the imported tree in a container (-x: ephemeral, the image stays unchanged)"
+run imagectl run -D "$IMAGECTL_ROOT/demo" -x --hostname=demo-box /bin/sh -c \
+    '. /etc/os-release; echo "hello from $PRETTY_NAME, PID $$, hostname $(hostname)"; touch /scribble'
+run test ! -e "$IMAGECTL_ROOT/demo/scribble"
 
 step "Done. The demo pool is $IMAGECTL_ROOT (remove it with: rm -rf $DEMO)"
