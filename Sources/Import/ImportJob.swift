@@ -7,6 +7,7 @@ public final class ImportJob: @unchecked Sendable {
     // Every mutable field is guarded by `lock`; the worker thread and the signal handler share it.
     private let lock = NSLock()
     private var cancelled = false
+    private var signal: Int32?
     private var pending: PendingImage?
 
     public enum Error: Swift.Error, CustomStringConvertible {
@@ -16,12 +17,19 @@ public final class ImportJob: @unchecked Sendable {
 
     public init() {}
 
-    /// Asks the worker to stop at its next chunk or entry.
-    public func cancel() {
-        lock.withLock { cancelled = true }
+    /// Asks the worker to stop at its next chunk or entry; `signal` is the signal that asked for
+    /// it, if any (the first one counts), so the exit status can be 128 + that signal.
+    public func cancel(signal: Int32? = nil) {
+        lock.withLock {
+            cancelled = true
+            if self.signal == nil { self.signal = signal }
+        }
     }
 
     public var isCancelled: Bool { lock.withLock { cancelled } }
+
+    /// The signal that cancelled the job, or nil.
+    public var cancellingSignal: Int32? { lock.withLock { signal } }
 
     func checkCancelled() throws {
         if isCancelled { throw Error.interrupted }

@@ -22,7 +22,7 @@ public final class InterruptWatch: @unchecked Sendable {
             signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
             source.setEventHandler {
-                job.cancel()
+                job.cancel(signal: number)
                 DispatchQueue.global().asyncAfter(deadline: .now() + graceSeconds) {
                     job.discardNow()
                     Glibc.exit(128 + number)
@@ -41,6 +41,9 @@ public final class InterruptWatch: @unchecked Sendable {
         signal(SIGTERM, SIG_DFL)
     }
 
-    /// The exit status for an interrupted import: 128 + SIGINT.
-    public static let interruptedStatus: Int32 = 128 + SIGINT
+    /// The exit status for an import stopped by `signal` (128 + the signal, as a shell reports
+    /// it); SIGINT when the job was cancelled otherwise.
+    public static func interruptedStatus(for job: ImportJob) -> Int32 {
+        128 + (job.cancellingSignal ?? SIGINT)
+    }
 }

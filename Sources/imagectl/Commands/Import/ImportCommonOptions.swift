@@ -72,7 +72,7 @@ enum ImportRunner {
             Terminal.standardOutput("Imported \(image.name) as \(image.path)\n")
         } catch {
             if job.isCancelled {
-                throw CommandFailure(message: "import interrupted; nothing was kept", status: InterruptWatch.interruptedStatus)
+                throw CommandFailure(message: "import interrupted; nothing was kept", status: InterruptWatch.interruptedStatus(for: job))
             }
             throw error
         }
