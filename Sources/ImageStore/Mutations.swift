@@ -59,10 +59,12 @@ enum Mutations {
         }
     }
 
-    /// `user.source_url` as systemd-import sets it (only for URLs and absolute paths). Best effort:
-    /// not every filesystem takes user xattrs (tmpfs before 6.6), and the metadata file has it too.
+    /// `user.source_url` as systemd-pull sets it: for downloads only (systemd-import does not tag
+    /// local imports, and on ext4 the extra xattr can cost the image a block the peer does not
+    /// use). Best effort: not every filesystem takes user xattrs (tmpfs before 6.6). Local
+    /// sources are recorded in the metadata file alone.
     static func recordSource(_ source: String, on path: String) {
-        guard source.contains("://") || source.hasPrefix("/") else { return }
+        guard source.contains("://") else { return }
         try? Xattr.set(path, name: "user.source_url", string: source)
     }
 }

@@ -255,8 +255,7 @@ struct ImportCLITests {
         try Self.sh("/lib/systemd/systemd-import tar \(box.path("t.tar.xz")) t --image-root=\(box.path("peer")) --sync=no 2>/dev/null")
         let ours = try Imagectl.run(["import-tar", box.path("t.tar.xz")], root: box.pool)
         #expect(ours.status == 0, "\(ours.stderr)")
-        // user.source_url on the image root is the store's provenance record, not tree content.
-        let listing = "find . -printf '%p %y %m %U:%G %s %l\\n' | sort; find . -type f -exec sha256sum {} + | sort; getfattr -R -d -m user. . 2>/dev/null | grep -v '^#' | grep -v '^user.source_url=' | grep -v '^$' | sort"
+        let listing = "find . -printf '%p %y %m %U:%G %s %l\\n' | sort; find . -type f -exec sha256sum {} + | sort; getfattr -R -d -m user. . 2>/dev/null | grep -v '^#' | grep -v '^$' | sort"
         try Self.sh("cmp \(tree)/etc/blob \(box.pool)/t/etc/blob")
         let peer = try Self.sh("cd \(box.path("peer"))/t && \(listing)")
         let mine = try Self.sh("cd \(box.pool)/t && \(listing)")
