@@ -27,6 +27,10 @@ public struct SystemCallError: Error, CustomStringConvertible, Sendable, Equatab
 }
 
 /// Retries a call interrupted by a signal, throwing `SystemCallError` on any other failure.
+///
+/// Callers: do not wrap a lone call in `do { ... } catch let e as SystemCallError where ... {}`.
+/// With typed throws, Swift 6.3.1 never finishes compiling that pattern (it hung the build of a
+/// whole module here). Write `do { ... } catch { guard error.errno == ... else { throw error } }`.
 @discardableResult
 public func systemCall<T: BinaryInteger>(
     _ name: String, path: String? = nil, _ body: () -> T
