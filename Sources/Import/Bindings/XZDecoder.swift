@@ -6,20 +6,6 @@ import Foundation
 
 /// Decompresses an xz stream read from `upstream`.
 public final class XZDecoder: ByteSource {
-    public enum Error: Swift.Error, CustomStringConvertible {
-        case corrupt(String)
-        case truncated
-        case setup(String)
-
-        public var description: String {
-            switch self {
-            case .corrupt(let why): "xz stream is corrupt: \(why)"
-            case .truncated: "xz stream ends early (truncated input)"
-            case .setup(let why): "cannot start the xz decoder: \(why)"
-            }
-        }
-    }
-
     // LZMA_CONCATENATED is a macro the importer drops (SWIFT-NOTES.md): decode every stream of a
     // concatenation, as xz(1) does.
     private static let concatenated: UInt32 = 0x08
@@ -48,7 +34,7 @@ public final class XZDecoder: ByteSource {
         mt.memlimit_threading = memoryLimit
         mt.memlimit_stop = UInt64.max
         let ret = lzma_stream_decoder_mt(&stream, &mt)
-        guard ret == LZMA_OK else { throw Error.setup(Self.describe(ret)) }
+        guard ret == LZMA_OK else { throw DecompressionError(format: "xz", kind: .setup(Self.describe(ret))) }
     }
 
     /// A quarter of physical memory, at least 256 MiB and at most 4 GiB: enough for several
@@ -95,7 +81,7 @@ public final class XZDecoder: ByteSource {
                 // guards against a decoder that never says so.
                 if inputEnded && consumed == 0 {
                     stalls += 1
-                    if stalls > 1000 { throw Error.truncated }
+                    if stalls > 1000 { throw DecompressionError(format: "xz", kind: .truncated) }
                 } else {
                     stalls = 0
                 }
@@ -105,9 +91,9 @@ public final class XZDecoder: ByteSource {
             case LZMA_BUF_ERROR:
                 // No progress possible: with LZMA_FINISH this means the input stopped mid-stream.
                 if produced > 0 { return produced }
-                throw Error.truncated
+                throw DecompressionError(format: "xz", kind: .truncated)
             default:
-                throw Error.corrupt(Self.describe(ret))
+                throw DecompressionError(format: "xz", kind: .corrupt(Self.describe(ret)))
             }
         }
     }

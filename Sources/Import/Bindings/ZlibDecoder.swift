@@ -5,20 +5,6 @@ import Foundation
 
 /// Decompresses a gzip stream read from `upstream`.
 public final class GzipDecoder: ByteSource {
-    public enum Error: Swift.Error, CustomStringConvertible {
-        case corrupt(String)
-        case truncated
-        case setup(String)
-
-        public var description: String {
-            switch self {
-            case .corrupt(let why): "gzip stream is corrupt: \(why)"
-            case .truncated: "gzip stream ends early (truncated input)"
-            case .setup(let why): "cannot start the gzip decoder: \(why)"
-            }
-        }
-    }
-
     private var stream = z_stream()
     private let upstream: ByteSource
     private var input: [UInt8]
@@ -34,7 +20,7 @@ public final class GzipDecoder: ByteSource {
         // inflateInit2 is a macro; the function behind it takes the version and struct size.
         // windowBits 15 + 32: a zlib or gzip header, detected automatically.
         let ret = inflateInit2_(&stream, 15 + 32, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size))
-        guard ret == Z_OK else { throw Error.setup("zlib error \(ret)") }
+        guard ret == Z_OK else { throw DecompressionError(format: "gzip", kind: .setup("zlib error \(ret)")) }
     }
 
     deinit { inflateEnd(&stream) }
@@ -49,7 +35,7 @@ public final class GzipDecoder: ByteSource {
             }
             if inputEnded && inputPosition == inputCount {
                 if atMemberBoundary { return 0 }
-                throw Error.truncated
+                throw DecompressionError(format: "gzip", kind: .truncated)
             }
             let available = inputCount - inputPosition
             // inflate keeps no pointer to the caller's buffers between calls.
@@ -75,10 +61,10 @@ public final class GzipDecoder: ByteSource {
             case Z_STREAM_END:
                 // Another member may follow: reset and go on with the same input.
                 atMemberBoundary = true
-                guard inflateReset(&stream) == Z_OK else { throw Error.corrupt("cannot reset between members") }
+                guard inflateReset(&stream) == Z_OK else { throw DecompressionError(format: "gzip", kind: .corrupt("cannot reset between members")) }
                 if produced > 0 { return produced }
             default:
-                throw Error.corrupt(message ?? "zlib error \(ret)")
+                throw DecompressionError(format: "gzip", kind: .corrupt(message ?? "zlib error \(ret)"))
             }
         }
     }

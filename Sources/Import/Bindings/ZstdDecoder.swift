@@ -4,20 +4,6 @@ import Foundation
 
 /// Decompresses a zstd stream read from `upstream`.
 public final class ZstdDecoder: ByteSource {
-    public enum Error: Swift.Error, CustomStringConvertible {
-        case corrupt(String)
-        case truncated
-        case setup
-
-        public var description: String {
-            switch self {
-            case .corrupt(let why): "zstd stream is corrupt: \(why)"
-            case .truncated: "zstd stream ends early (truncated input)"
-            case .setup: "cannot start the zstd decoder"
-            }
-        }
-    }
-
     private let context: OpaquePointer
     private let upstream: ByteSource
     private var input: [UInt8]
@@ -28,7 +14,7 @@ public final class ZstdDecoder: ByteSource {
     private var frameComplete = true
 
     public init(upstream: ByteSource) throws {
-        guard let context = ZSTD_createDCtx() else { throw Error.setup }
+        guard let context = ZSTD_createDCtx() else { throw DecompressionError(format: "zstd", kind: .setup("ZSTD_createDCtx failed")) }
         self.context = context
         self.upstream = upstream
         input = [UInt8](repeating: 0, count: Int(ZSTD_DStreamInSize()))
@@ -57,7 +43,7 @@ public final class ZstdDecoder: ByteSource {
             }
             inputPosition += consumed
             if ZSTD_isError(ret) != 0 {
-                throw Error.corrupt(String(cString: ZSTD_getErrorName(ret)))
+                throw DecompressionError(format: "zstd", kind: .corrupt(String(cString: ZSTD_getErrorName(ret))))
             }
             // With no input and nothing to flush, zstd returns the size hint of the next frame's
             // header (non-zero): that call says nothing about whether the last frame completed.
@@ -67,7 +53,7 @@ public final class ZstdDecoder: ByteSource {
                 // The output buffer had room and nothing came out: either all frames are done or
                 // the input stopped inside one.
                 if frameComplete { return 0 }
-                throw Error.truncated
+                throw DecompressionError(format: "zstd", kind: .truncated)
             }
         }
     }
