@@ -47,19 +47,29 @@ enum ImageArgument {
     }
 }
 
-/// Verity and policy options shared by the dissect verbs.
-struct VerityOptions: ParsableArguments {
-    @Option(name: .customLong("root-hash"), help: ArgumentHelp("Root hash of the root partition's verity tree (hex); overrides xattr and sidecar.", valueName: "hex"))
+/// Where the root hash, its signature and the hash tree come from when given on the command line
+/// (FORMATS.md section 2, step 1); shared by `verify` and the other dissect verbs.
+struct VerityHashOptions: ParsableArguments {
+    @Option(name: .customLong("root-hash"), help: ArgumentHelp("Root hash of the root partition's verity tree (or of a data file), hex; overrides xattr and sidecar.", valueName: "hex"))
     var rootHash: String?
 
     @Option(name: .customLong("root-hash-sig"), help: ArgumentHelp("PKCS#7 signature of the root hash: a DER file, or base64:DATA.", valueName: "path|base64:..."))
     var rootHashSignature: String?
 
-    @Option(name: .customLong("verity-data"), help: ArgumentHelp("File holding the verity hash tree (for an image without a verity partition).", valueName: "path"))
+    @Option(name: .customLong("verity-data"), help: ArgumentHelp("File holding the verity hash tree, with its superblock (for an image without a verity partition).", valueName: "path"))
     var verityData: String?
 
     @Option(name: .customLong("usr-hash"), help: ArgumentHelp("Root hash of the usr partition's verity tree (hex).", valueName: "hex"))
     var usrHash: String?
+
+    var explicit: ExplicitVerityOptions {
+        ExplicitVerityOptions(rootHash: rootHash, rootHashSignature: rootHashSignature, verityData: verityData, usrHash: usrHash)
+    }
+}
+
+/// Verity and policy options shared by the dissect verbs.
+struct VerityOptions: ParsableArguments {
+    @OptionGroup var hashes: VerityHashOptions
 
     @Option(name: .customLong("image-policy"), help: ArgumentHelp("Image policy in systemd's syntax (e.g. root=verity+signed:=absent); an image that does not comply is refused before anything is mounted.", valueName: "policy"))
     var imagePolicy: String?
@@ -67,9 +77,7 @@ struct VerityOptions: ParsableArguments {
     @Option(name: .customLong("verity-keyring"), help: ArgumentHelp("Directory of trusted certificates for root hash signatures (default /etc/verity.d).", valueName: "dir"))
     var verityKeyring: String = VeritySignatureCheck.defaultKeyringDirectory
 
-    var explicit: ExplicitVerityOptions {
-        ExplicitVerityOptions(rootHash: rootHash, rootHashSignature: rootHashSignature, verityData: verityData, usrHash: usrHash)
-    }
+    var explicit: ExplicitVerityOptions { hashes.explicit }
 
     /// Dissects `path` (file, block device or directory) and applies the image policy.
     func dissect(_ path: String, requireRoot: Bool = true) async throws -> DissectedImage {

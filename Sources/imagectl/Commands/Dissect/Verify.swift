@@ -23,17 +23,7 @@ struct VerifyCommand: AsyncParsableCommand {
     @Argument(help: "GPT image, block device, data file, or pool image name.")
     var image: String
 
-    @Option(name: .customLong("root-hash"), help: ArgumentHelp("Root hash of the root partition (or of the data file), hex.", valueName: "hex"))
-    var rootHash: String?
-
-    @Option(name: .customLong("root-hash-sig"), help: ArgumentHelp("PKCS#7 signature of the root hash: a DER file, or base64:DATA.", valueName: "path|base64:..."))
-    var rootHashSignature: String?
-
-    @Option(name: .customLong("verity-data"), help: ArgumentHelp("File holding the hash tree (with its superblock) for the root partition or the data file.", valueName: "path"))
-    var verityData: String?
-
-    @Option(name: .customLong("usr-hash"), help: ArgumentHelp("Root hash of the usr partition, hex.", valueName: "hex"))
-    var usrHash: String?
+    @OptionGroup var hashes: VerityHashOptions
 
     @Option(name: .customLong("verity-keyring"), help: ArgumentHelp("Directory of trusted certificates (PEM or DER) for root hash signatures (default /etc/verity.d).", valueName: "dir"))
     var verityKeyring: String?
@@ -56,9 +46,7 @@ struct VerifyCommand: AsyncParsableCommand {
 
     func run() async throws {
         let path = try ImageArgument.resolve(image, store: store)
-        let explicit = ExplicitVerityOptions(rootHash: rootHash, rootHashSignature: rootHashSignature,
-                                             verityData: verityData, usrHash: usrHash)
-        let plans = try plan(path: path, explicit: explicit)
+        let plans = try plan(path: path, explicit: hashes.explicit)
         var results: [Result] = []
         for plan in plans {
             do {
