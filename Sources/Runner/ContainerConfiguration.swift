@@ -33,6 +33,10 @@ public struct ContainerConfiguration: Sendable {
     /// The default seccomp filter (off only for tests that compare).
     public var seccomp = true
 
+    // --- root sources and extra mounts (owned by the runner-mounts work) ---
+
+    // --- process, console, user namespace, limits (owned by the runner-proc work) ---
+
     public init(directory: String) { self.directory = directory }
 
     /// Machine names are host names in one label, as nspawn requires.

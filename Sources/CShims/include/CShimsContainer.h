@@ -61,6 +61,10 @@ struct img_container_config {
     const char *const *cgroup_controllers;
     /// Non-zero: mount the v2 tree at /sys/fs/cgroup/unified (hybrid). Only for IMG_CGROUP_LEGACY.
     int cgroup_hybrid;
+
+    /* --- root sources and extra mounts (owned by the runner-mounts work) --- */
+
+    /* --- process, console, user namespace, limits (owned by the runner-proc work) --- */
 };
 
 /// What the child reports on its error pipe when a set-up step fails.
