@@ -26,6 +26,8 @@ public enum Container {
         public var gid: UInt32
         public var groups: [UInt32]
         public var killSignal: Int32
+        /// The machine UUID given to the payload as $container_uuid.
+        public var uuid: UUID? = nil
     }
 
     public struct Outcome: Sendable {
@@ -94,7 +96,7 @@ public enum Container {
         }
         let killSignal = configuration.killSignal ?? (configuration.boot ? Signals.realtimeMinimum + 3 : SIGKILL)
         return Plan(machine: machine, argv: argv, environment: environment, workingDirectory: workingDirectory,
-                    uid: entry.uid, gid: entry.gid, groups: groups, killSignal: killSignal)
+                    uid: entry.uid, gid: entry.gid, groups: groups, killSignal: killSignal, uuid: uuid)
     }
 
     /// Starts the container, calls `started` once the payload runs, and waits for it to end.
@@ -118,6 +120,20 @@ public enum Container {
             noNewPrivileges: configuration.noNewPrivileges, seccompProgram: seccomp,
             cgroupLayout: cgroups.layout, cgroupDirectories: cgroups.directories)
         let process = try ContainerProcess.start(spec)
+        // Registered once PID 1 runs; removed on every return path (a kill -9 of imagectl leaves
+        // an unlocked entry that the next reader removes, see MachineRegistry).
+        let registration: MachineRegistration
+        do {
+            registration = try MachineRegistry().register(MachineRecord(
+                name: plan.machine, kind: .container, leader: process.pid, supervisor: HostFiles.processID,
+                root: configuration.directory, uuid: plan.uuid, started: Date(),
+                stopSignal: configuration.boot ? Signals.realtimeMinimum + 4 : plan.killSignal))
+        } catch {
+            process.kill()
+            _ = try? process.wait()
+            throw error
+        }
+        defer { registration.unregister() }
         process.forwardTerminationSignals(as: plan.killSignal)
         started(plan)
         let termination = try process.wait()

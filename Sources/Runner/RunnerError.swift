@@ -16,6 +16,10 @@ public enum RunnerError: Swift.Error, CustomStringConvertible, Equatable {
     case alreadyRunning(String)
     case startFailed(step: String, errno: Int32)
     case seccomp(String)
+    /// The machine registry could not be read or written.
+    case registry(String)
+    /// No running machine has that name.
+    case noSuchMachine(String)
 
     public var description: String {
         switch self {
@@ -35,6 +39,8 @@ public enum RunnerError: Swift.Error, CustomStringConvertible, Equatable {
         case .alreadyRunning(let name): "machine \(name) is already running"
         case .startFailed(let step, let errno): "container set-up failed: \(step): \(RunnerError.errnoText(errno))"
         case .seccomp(let text): "seccomp filter: \(text)"
+        case .registry(let text): "machine registry: \(text)"
+        case .noSuchMachine(let name): "no machine \"\(name)\" is running"
         }
     }
 

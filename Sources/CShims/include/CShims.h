@@ -71,3 +71,6 @@ static const unsigned long img_BTRFS_IOC_FS_INFO = BTRFS_IOC_FS_INFO;
 
 // The container child of `imagectl run` (clone, namespaces, mounts, pivot_root, exec).
 #include "CShimsContainer.h"
+
+// `imagectl shell`: a process joining a running container's namespaces.
+#include "CShimsEnter.h"

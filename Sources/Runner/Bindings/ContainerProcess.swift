@@ -125,6 +125,11 @@ final class ContainerProcess {
         if pidfd >= 0 { _ = img_container_forward_signals(pidfd, signal) }
     }
 
+    /// Sends `signal` (default SIGKILL) to PID 1 through its pidfd (never a recycled PID).
+    func kill(_ signal: Int32 = SIGKILL) {
+        if pidfd >= 0 { _ = img_pidfd_send_signal(pidfd, signal) }
+    }
+
     /// Waits for PID 1 to end.
     func wait() throws -> ContainerTermination {
         var status: Int32 = 0

@@ -4,5 +4,8 @@ import ArgumentParser
 enum RunnerCommands {
     static let all: [ParsableCommand.Type] = [
         RunCommand.self,
+        MachinesCommand.self,
+        StopCommand.self,
+        ShellCommand.self,
     ]
 }

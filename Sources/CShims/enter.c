@@ -1,0 +1,268 @@
+// `imagectl shell`: a new process in a running container's namespaces. See CShimsEnter.h for the
+// process model. Like container.c's child, both children here only make system calls (they are
+// copies of a multi-threaded process): no malloc, no stdio, no locks.
+#define _GNU_SOURCE
+#include "CShimsEnter.h"
+#include "CShimsContainer.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sched.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+#ifndef TIOCGPTPEER
+#define TIOCGPTPEER _IO('T', 0x41)
+#endif
+
+static int enter_error_pipe = -1;
+
+static void enter_die(const char *step, const char *detail) {
+    struct img_container_error report;
+    memset(&report, 0, sizeof report);
+    report.error_number = errno;
+    size_t n = 0;
+    for (const char *s = step; *s && n + 1 < sizeof report.step; s++) report.step[n++] = *s;
+    if (detail && n + 2 < sizeof report.step) {
+        report.step[n++] = ' ';
+        for (const char *s = detail; *s && n + 1 < sizeof report.step; s++) report.step[n++] = *s;
+    }
+    if (enter_error_pipe >= 0) {
+        ssize_t ignored = write(enter_error_pipe, &report, sizeof report);
+        (void)ignored;
+    }
+    _exit(127);
+}
+
+static const char *enter_env_value(const char *const *envp, const char *name) {
+    size_t n = strlen(name);
+    for (; envp && *envp; envp++)
+        if (strncmp(*envp, name, n) == 0 && (*envp)[n] == '=') return *envp + n + 1;
+    return NULL;
+}
+
+/// execve of argv[0], looked up in the payload's PATH when it has no "/".
+static void enter_exec(const struct img_enter_config *c) {
+    const char *file = c->argv[0];
+    if (strchr(file, '/')) {
+        execve(file, (char *const *)c->argv, (char *const *)c->envp);
+        enter_die("execute", file);
+    }
+    const char *path = enter_env_value(c->envp, "PATH");
+    if (!path) path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    int saved = ENOENT;
+    size_t file_length = strlen(file);
+    for (const char *p = path;;) {
+        const char *end = strchr(p, ':');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        char candidate[512];
+        if (n > 0 && n + file_length + 2 < sizeof candidate) {
+            memcpy(candidate, p, n);
+            candidate[n] = '/';
+            memcpy(candidate + n + 1, file, file_length + 1);
+            execve(candidate, (char *const *)c->argv, (char *const *)c->envp);
+            if (errno != ENOENT && errno != ENOTDIR) saved = errno;
+        }
+        if (!end) break;
+        p = end + 1;
+    }
+    errno = saved;
+    enter_die("execute", file);
+}
+
+/// Sends `fd` over the AF_UNIX `socket` (SCM_RIGHTS).
+static int send_fd(int socket, int fd) {
+    char byte = 0;
+    struct iovec iov = {&byte, 1};
+    union {
+        char buffer[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } control;
+    memset(&control, 0, sizeof control);
+    struct msghdr message;
+    memset(&message, 0, sizeof message);
+    message.msg_iov = &iov;
+    message.msg_iovlen = 1;
+    message.msg_control = control.buffer;
+    message.msg_controllen = sizeof control.buffer;
+    struct cmsghdr *header = CMSG_FIRSTHDR(&message);
+    header->cmsg_level = SOL_SOCKET;
+    header->cmsg_type = SCM_RIGHTS;
+    header->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(header), &fd, sizeof(int));
+    ssize_t r;
+    do { r = sendmsg(socket, &message, MSG_NOSIGNAL); } while (r < 0 && errno == EINTR);
+    return r == 1 ? 0 : -1;
+}
+
+int img_receive_fd(int socket) {
+    char byte;
+    struct iovec iov = {&byte, 1};
+    union {
+        char buffer[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } control;
+    struct msghdr message;
+    memset(&message, 0, sizeof message);
+    message.msg_iov = &iov;
+    message.msg_iovlen = 1;
+    message.msg_control = control.buffer;
+    message.msg_controllen = sizeof control.buffer;
+    ssize_t r;
+    do { r = recvmsg(socket, &message, MSG_CMSG_CLOEXEC); } while (r < 0 && errno == EINTR);
+    if (r < 0) return -1;
+    struct cmsghdr *header = CMSG_FIRSTHDR(&message);
+    if (r != 1 || !header || header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS ||
+        header->cmsg_len != CMSG_LEN(sizeof(int))) {
+        errno = EBADMSG;
+        return -1;
+    }
+    int fd;
+    memcpy(&fd, CMSG_DATA(header), sizeof(int));
+    return fd;
+}
+
+/// A new pty from the container's devpts (reached through /dev/ptmx after the chroot) becomes the
+/// controlling terminal and the standard streams; its master goes to the caller.
+static void take_console(int socket) {
+    int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (master < 0) enter_die("open", "/dev/ptmx");
+    int unlock = 0;
+    if (ioctl(master, TIOCSPTLCK, &unlock) < 0) enter_die("unlockpt", NULL);
+    int slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY);
+    if (slave < 0) enter_die("open", "pty peer");
+    if (setsid() < 0) enter_die("setsid", NULL);
+    if (ioctl(slave, TIOCSCTTY, 0) < 0) enter_die("TIOCSCTTY", NULL);
+    if (dup2(slave, 0) < 0 || dup2(slave, 1) < 0 || dup2(slave, 2) < 0) enter_die("dup2", "pty");
+    if (slave > 2) close(slave);
+    if (send_fd(socket, master) < 0) enter_die("send", "pty master");
+    close(master);
+    close(socket);
+}
+
+static void payload_main(const struct img_enter_config *c) {
+    (void)prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    if (c->console_socket >= 0) take_console(c->console_socket);
+    if (chdir(c->working_directory) < 0 && chdir("/") < 0) enter_die("chdir", c->working_directory);
+    int last = img_cap_last_cap();
+    for (int cap = 0; cap <= last; cap++) {
+        if (cap < 64 && (c->capabilities & (1ULL << cap))) continue;
+        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL) enter_die("PR_CAPBSET_DROP", NULL);
+    }
+    (void)prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+    if (setgroups(c->group_count, c->groups) < 0) enter_die("setgroups", NULL);
+    if (c->seccomp_program_size) {
+        struct sock_fprog program;
+        program.len = (unsigned short)(c->seccomp_program_size / sizeof(struct sock_filter));
+        program.filter = (struct sock_filter *)c->seccomp_program;
+        if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program, 0, 0) < 0) enter_die("seccomp", NULL);
+    }
+    if (setresgid(c->gid, c->gid, c->gid) < 0) enter_die("setresgid", NULL);
+    if (setresuid(c->uid, c->uid, c->uid) < 0) enter_die("setresuid", NULL);
+    if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) < 0) enter_die("close_range", NULL);
+    enter_exec(c);
+}
+
+static int enter_main(void *arg) {
+    const struct img_enter_config *c = arg;
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < _NSIG; sig++) {
+        if (sig == SIGKILL || sig == SIGSTOP) continue;
+        (void)sigaction(sig, &action, NULL);
+    }
+    (void)prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    for (const char *const *procs = c->cgroup_procs; procs && *procs; procs++) {
+        int fd = open(*procs, O_WRONLY | O_CLOEXEC);
+        if (fd < 0) enter_die("open", *procs);
+        if (write(fd, "0", 1) != 1) enter_die("join cgroup", *procs);
+        close(fd);
+    }
+    int root = open(c->root_path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (root < 0) enter_die("open", c->root_path);
+    if (setns(c->leader_pidfd, CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWCGROUP) < 0)
+        enter_die("setns", "container namespaces");
+    // The mount namespace's root is the mount the container pivoted to; chroot to the leader's
+    // root as nsenter does, so a container that chrooted further is followed too.
+    if (fchdir(root) < 0 || chroot(".") < 0) enter_die("chroot", "container root");
+    close(root);
+
+    // Signals are held until the payload exists, then forwarded (except the terminal's SIGINT
+    // and SIGQUIT, which reach the payload directly when it shares the terminal).
+    sigset_t all;
+    sigfillset(&all);
+    sigprocmask(SIG_BLOCK, &all, NULL);
+    long pid = syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+    if (pid < 0) enter_die("clone", "payload");
+    if (pid == 0) {
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        payload_main(c);
+        _exit(127);
+    }
+    close(enter_error_pipe);
+    enter_error_pipe = -1;
+    if (c->console_socket >= 0) close(c->console_socket);
+    (void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    (void)syscall(SYS_close_range, 3U, ~0U, 0U);
+    for (;;) {
+        siginfo_t info;
+        int sig = sigwaitinfo(&all, &info);
+        if (sig < 0) continue;
+        if (sig != SIGCHLD) {
+            if (sig != SIGINT && sig != SIGQUIT) (void)kill((pid_t)pid, sig);
+            continue;
+        }
+        int status;
+        pid_t done;
+        while ((done = waitpid(-1, &status, WNOHANG)) > 0) {
+            if (done == (pid_t)pid) {
+                if (WIFEXITED(status)) _exit(WEXITSTATUS(status));
+                _exit(128 + WTERMSIG(status));
+            }
+        }
+    }
+}
+
+pid_t img_container_enter(const struct img_enter_config *config, int *error_fd) {
+    int pipe_fds[2];
+    if (pipe2(pipe_fds, O_CLOEXEC) < 0) return -1;
+    size_t stack_size = 1 << 20;
+    void *stack = mmap(NULL, stack_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (stack == MAP_FAILED) {
+        int saved = errno;
+        close(pipe_fds[0]);
+        close(pipe_fds[1]);
+        errno = saved;
+        return -1;
+    }
+    enter_error_pipe = pipe_fds[1];
+    pid_t pid = clone(enter_main, (char *)stack + stack_size, SIGCHLD, (void *)config);
+    int saved = errno;
+    enter_error_pipe = -1;
+    close(pipe_fds[1]);
+    munmap(stack, stack_size);
+    if (pid < 0) {
+        close(pipe_fds[0]);
+        errno = saved;
+        return -1;
+    }
+    *error_fd = pipe_fds[0];
+    return pid;
+}

@@ -1,0 +1,122 @@
+import CShims
+import Glibc
+import SystemPackage
+
+/// The helper child of `imagectl shell` (CShimsEnter.h): started from a plan, waited for.
+final class EnterProcess {
+    let pid: pid_t
+    /// The pty master when a console was asked for.
+    let consoleMaster: FileDescriptor?
+
+    private init(pid: pid_t, consoleMaster: FileDescriptor?) {
+        self.pid = pid
+        self.consoleMaster = consoleMaster
+    }
+
+    static func start(_ plan: ContainerShell.Plan, seccompProgram: [UInt8], console: Bool) throws -> EnterProcess {
+        let leaderFD = img_pidfd_open(plan.record.leader, 0)
+        guard leaderFD >= 0 else { throw RunnerError.noSuchMachine(plan.record.name) }
+        defer { close(leaderFD) }
+        var sockets: [Int32] = [-1, -1]
+        if console {
+            guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &sockets) == 0 else {
+                throw RunnerError.startFailed(step: "socketpair", errno: errno)
+            }
+        }
+        defer { for fd in sockets where fd >= 0 { close(fd) } }
+
+        var owned: [UnsafeMutablePointer<CChar>] = []
+        defer { owned.forEach { free($0) } }
+        func c(_ s: String) -> UnsafePointer<CChar> {
+            let p = strdup(s)!
+            owned.append(p)
+            return UnsafePointer(p)
+        }
+        func list(_ items: [String]) -> [UnsafePointer<CChar>?] { items.map { c($0) } + [nil] }
+        let argv = list(plan.argv)
+        let envp = list(plan.environment)
+        let procs = list(plan.cgroupProcs)
+        let groups = plan.groups.map { gid_t($0) }
+        var errorFD: Int32 = -1
+        let pid: pid_t = argv.withUnsafeBufferPointer { argvBuffer in
+            envp.withUnsafeBufferPointer { envBuffer in
+                procs.withUnsafeBufferPointer { procsBuffer in
+                    groups.withUnsafeBufferPointer { groupBuffer in
+                        seccompProgram.withUnsafeBytes { program in
+                            var config = img_enter_config()
+                            config.leader_pidfd = leaderFD
+                            config.root_path = c("/proc/\(plan.record.leader)/root")
+                            config.cgroup_procs = procsBuffer.baseAddress
+                            config.argv = argvBuffer.baseAddress
+                            config.envp = envBuffer.baseAddress
+                            config.working_directory = c(plan.workingDirectory)
+                            config.uid = plan.uid
+                            config.gid = plan.gid
+                            config.groups = groupBuffer.baseAddress
+                            config.group_count = groupBuffer.count
+                            config.capabilities = plan.boundingSet
+                            config.seccomp_program = program.baseAddress
+                            config.seccomp_program_size = program.count
+                            config.console_socket = sockets[1]
+                            return img_container_enter(&config, &errorFD)
+                        }
+                    }
+                }
+            }
+        }
+        guard pid > 0 else { throw RunnerError.startFailed(step: "clone", errno: errno) }
+        defer { close(errorFD) }
+        if sockets[1] >= 0 {
+            close(sockets[1])
+            sockets[1] = -1
+        }
+
+        var report = img_container_error()
+        let expected = MemoryLayout<img_container_error>.size
+        var got = 0
+        withUnsafeMutableBytes(of: &report) { raw in
+            while got < expected {
+                let n = read(errorFD, raw.baseAddress! + got, expected - got)
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { break }
+                got += n
+            }
+        }
+        if got > 0 {
+            var status: Int32 = 0
+            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+            let step = withUnsafeBytes(of: report.step) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            throw RunnerError.startFailed(step: got == expected ? step : "the helper's report was cut short", errno: report.error_number)
+        }
+        var master: FileDescriptor?
+        if sockets[0] >= 0 {
+            let fd = img_receive_fd(sockets[0])
+            if fd < 0 {
+                let code = errno
+                kill(pid, SIGKILL)
+                var status: Int32 = 0
+                while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+                throw RunnerError.startFailed(step: "receiving the pty", errno: code)
+            }
+            master = FileDescriptor(rawValue: fd)
+        }
+        // The terminal's SIGINT and SIGQUIT are for the process inside (it shares the terminal
+        // when there is no pty); imagectl waits on, as system(3) does.
+        signal(SIGINT, SIG_IGN)
+        signal(SIGQUIT, SIG_IGN)
+        return EnterProcess(pid: pid, consoleMaster: master)
+    }
+
+    /// Waits for the helper, which exits with the payload's status (128+N for signal N).
+    func wait() throws -> ContainerTermination {
+        var status: Int32 = 0
+        while true {
+            if waitpid(pid, &status, 0) >= 0 { break }
+            if errno != EINTR { throw RunnerError.startFailed(step: "waitpid", errno: errno) }
+        }
+        if img_wifexited(status) != 0 { return .exited(img_wexitstatus(status)) }
+        return .signaled(img_wtermsig(status))
+    }
+}

@@ -1,0 +1,30 @@
+import ArgumentParser
+import Foundation
+import Runner
+
+/// `imagectl machines`: the running containers and VMs (like `machinectl list`).
+struct MachinesCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "machines",
+        abstract: "List running containers and virtual machines (like machinectl list).",
+        discussion: """
+            Machines are registered by the imagectl process that runs them (imagectl run, \
+            imagectl vm) in $IMAGECTL_RUNTIME_DIR/machines (default /run/imagectl/machines); an \
+            entry whose imagectl died is dropped. Columns: machine name, class (container or vm), \
+            the service that runs it, the leader's host PID (the container's PID 1 or qemu), and \
+            the directory or image it runs from.
+            """)
+
+    @OptionGroup var output: OutputOptions
+
+    func run() throws {
+        let machines = MachineRegistry().list()
+        if output.json {
+            try Output.printJSON(machines)
+            return
+        }
+        let rows = machines.map { [$0.name, $0.kind.rawValue, "imagectl", String($0.leader), $0.root ?? "-"] }
+        Output.printTable(header: ["machine", "class", "service", "leader", "root"], rows: rows,
+                          footer: "\(machines.count) machine\(machines.count == 1 ? "" : "s") listed.")
+    }
+}
