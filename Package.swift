@@ -40,6 +40,7 @@ let package = Package(
         systemLibrary("CZlib", pkgConfig: "zlib", apt: ["zlib1g-dev"]),
         systemLibrary("CZstd", pkgConfig: "libzstd", apt: ["libzstd-dev"]),
         systemLibrary("CSeccomp", pkgConfig: "libseccomp", apt: ["libseccomp-dev"]),
+        systemLibrary("CCurl", pkgConfig: "libcurl", apt: ["libcurl4-openssl-dev"]),
 
         // Swift over the kernel: file descriptors, errno, loop devices, mounts, btrfs, locks.
         .target(
@@ -72,6 +73,17 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Pulling images over http(s)/file with libcurl: checksums, signatures, resume, progress.
+        .target(
+            name: "Pull",
+            dependencies: [
+                "Import", "ImageStore", "LinuxSystem", "CCurl",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            exclude: ["README.md"],
+            swiftSettings: strict
+        ),
         // From a disk image to a mount plan: GPT/MBR, blkid probing, verity.
         .target(
             name: "Dissect",
@@ -98,7 +110,7 @@ let package = Package(
         .executableTarget(
             name: "imagectl",
             dependencies: [
-                "LinuxSystem", "ImageStore", "Import", "Dissect", "Runner",
+                "LinuxSystem", "ImageStore", "Import", "Pull", "Dissect", "Runner",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -115,6 +127,7 @@ let package = Package(
         .testTarget(name: "LinuxSystemTests", dependencies: ["LinuxSystem", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "ImageStoreTests", dependencies: ["ImageStore", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "ImportTests", dependencies: ["Import", "ImageStore", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "PullTests", dependencies: ["Pull", "Import", "ImageStore", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "DissectTests", dependencies: ["Dissect", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "RunnerTests", dependencies: ["Runner", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "imagectlTests", dependencies: ["TestSupport", "imagectl"], swiftSettings: strict),

@@ -7,6 +7,8 @@ packages=(
   # C libraries the Swift package links (pkg-config names in Package.swift)
   pkg-config libblkid-dev libcryptsetup-dev libdevmapper-dev liblzma-dev libarchive-dev
   libbtrfsutil-dev libseccomp-dev zlib1g-dev libzstd-dev libacl1-dev libattr1-dev
+  # pull: libcurl (as systemd-pull uses), gpgv for signatures
+  libcurl4-openssl-dev gpgv
   # tools the fixtures, tests and peers use
   systemd-container cryptsetup-bin qemu-utils debootstrap xz-utils zstd bzip2 gzip
   btrfs-progs busybox-static fdisk e2fsprogs squashfs-tools erofs-utils dosfstools

@@ -62,7 +62,7 @@ public enum Importer {
         let pool = store.poolPath
         let maximum = options.maximumSize
         return try await run(name: name, kind: .rawFile, source: source, store: store, options: options, job: job) { temporary in
-            try RawImport.run(input: input.value, seekable: source != .standardInput, to: temporary,
+            try RawImport.run(input: input.value, seekableFile: source != .standardInput ? input.value : nil, to: temporary,
                               spoolDirectory: pool, maximumSize: maximum, job: job)
         }
     }
@@ -89,6 +89,40 @@ public enum Importer {
         return try await run(name: name, kind: .directoryTree, source: source, store: store, options: options, job: job) { temporary in
             try FilesystemImport.run(source: absolute, to: temporary, job: job)
         }
+    }
+
+    /// What a stream written by `write(_:from:into:maximumSize:job:)` turned out to be.
+    public struct StreamResult: Sendable {
+        /// Hex SHA-256 of every byte read from the source (the source is read to its end).
+        public var sha256: String
+        /// e.g. "raw+xz", "qcow2", "tar+zstd".
+        public var format: String
+    }
+
+    /// What a stream holds: a disk image or a tarball.
+    public enum StreamPayload: Sendable { case raw, tar }
+
+    /// Writes a caller's byte stream (a download, for pull) into a pending image with the same
+    /// pipeline as the import verbs (hash, caps, decompression, qcow2 conversion, sparse write or
+    /// tar extraction), without committing: the caller checks the digest first, then commits or
+    /// discards. The job stays attached to `pending`, so a signal still removes the temporary.
+    public static func write(_ payload: StreamPayload, from source: ByteSource, into pending: PendingImage,
+                             spoolDirectory: String, maximumSize: UInt64, job: ImportJob) async throws -> StreamResult {
+        let input = Transfer(source)
+        job.attach(pending)
+        try job.checkCancelled()
+        let temporary = pending.temporaryPath
+        let outcome = try await BlockingThread.run {
+            switch payload {
+            case .raw:
+                try RawImport.run(input: input.value, seekableFile: nil, to: temporary, spoolDirectory: spoolDirectory,
+                                  maximumSize: maximumSize, job: job)
+            case .tar:
+                try TarImport.run(input: input.value, to: temporary, maximumSize: maximumSize, job: job)
+            }
+        }
+        try job.checkCancelled()
+        return StreamResult(sha256: outcome.sha256 ?? "", format: outcome.format)
     }
 
     private static func open(_ source: ImportSource) throws -> InputFile {

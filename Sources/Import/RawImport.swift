@@ -3,7 +3,9 @@ import Foundation
 /// input -> SHA-256 -> size cap -> decompression (detected by magic) -> size cap -> qcow2
 /// conversion or plain copy -> sparse file.
 enum RawImport {
-    static func run(input: InputFile, seekable: Bool, to temporary: String, spoolDirectory: String,
+    /// `seekableFile`: the input as a regular file that positioned reads work on (a plain qcow2 is
+    /// then converted straight from it); nil for pipes and downloads.
+    static func run(input: ByteSource, seekableFile: InputFile?, to temporary: String, spoolDirectory: String,
                     maximumSize: UInt64, job: ImportJob) throws -> Importer.Outcome {
         let hashing = HashingSource(input)
         let outer = PeekSource(CancellableSource(LimitedSource(hashing, limit: maximumSize, what: "the input"), job: job))
@@ -16,12 +18,12 @@ enum RawImport {
         let suffix = compression == .none ? "" : "+\(compression.rawValue)"
 
         if payload == .qcow2 {
-            let status = try input.status()
-            if compression == .none && seekable && status.isRegular {
+            let status = try seekableFile?.status()
+            if compression == .none, let seekableFile, let status, status.isRegular {
                 // Convert straight from the file with positioned reads; the hash then reads the
                 // file once more, sequentially, from where the magic peek left off.
-                let image = try QCOW2Image(file: input, fileSize: status.size, maximumVirtualSize: maximumSize)
-                try image.convert(file: input, to: writer, cancelled: job.checkCancelled)
+                let image = try QCOW2Image(file: seekableFile, fileSize: status.size, maximumVirtualSize: maximumSize)
+                try image.convert(file: seekableFile, to: writer, cancelled: job.checkCancelled)
             } else {
                 // A compressed (or piped) qcow2 needs random access: spool the decompressed bytes
                 // into an anonymous O_TMPFILE in the pool (nothing to leak on a crash), sparse.

@@ -6,7 +6,7 @@ import Foundation
 /// The decompression is ours rather than libarchive's because libarchive's xz filter decodes on
 /// one thread; its filters stay enabled for anything we do not recognise (lz4, lzip, compress).
 enum TarImport {
-    static func run(input: InputFile, to temporary: String, maximumSize: UInt64, job: ImportJob) throws -> Importer.Outcome {
+    static func run(input: ByteSource, to temporary: String, maximumSize: UInt64, job: ImportJob) throws -> Importer.Outcome {
         let hashing = HashingSource(input)
         let outer = PeekSource(CancellableSource(LimitedSource(hashing, limit: maximumSize, what: "the input"), job: job))
         let compression = Compression.detect(try outer.peek(6))

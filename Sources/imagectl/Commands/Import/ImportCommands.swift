@@ -6,5 +6,7 @@ enum ImportCommands {
         ImportRaw.self,
         ImportTar.self,
         ImportFs.self,
+        PullRaw.self,
+        PullTar.self,
     ]
 }
