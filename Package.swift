@@ -40,7 +40,6 @@ let package = Package(
         systemLibrary("CZlib", pkgConfig: "zlib", apt: ["zlib1g-dev"]),
         systemLibrary("CZstd", pkgConfig: "libzstd", apt: ["libzstd-dev"]),
         systemLibrary("CSeccomp", pkgConfig: "libseccomp", apt: ["libseccomp-dev"]),
-        systemLibrary("CCurl", pkgConfig: "libcurl", apt: ["libcurl4-openssl-dev"]),
 
         // Swift over the kernel: file descriptors, errno, loop devices, mounts, btrfs, locks.
         .target(
@@ -73,17 +72,6 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        // Pulling images over http(s)/file with libcurl: checksums, signatures, resume, progress.
-        .target(
-            name: "Pull",
-            dependencies: [
-                "Import", "ImageStore", "LinuxSystem", "CCurl",
-                .product(name: "Crypto", package: "swift-crypto"),
-                .product(name: "Logging", package: "swift-log"),
-            ],
-            exclude: ["README.md"],
-            swiftSettings: strict
-        ),
         // From a disk image to a mount plan: GPT/MBR, blkid probing, verity.
         .target(
             name: "Dissect",
@@ -107,10 +95,17 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Running an image as a VM: VMSpec -> qemu command line -> qemu (`imagectl vm`). Apart
+        // from Runner so that it builds and is tested on its own.
+        .target(
+            name: "VMRunner",
+            dependencies: ["LinuxSystem", "Dissect"],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "imagectl",
             dependencies: [
-                "LinuxSystem", "ImageStore", "Import", "Pull", "Dissect", "Runner",
+                "LinuxSystem", "ImageStore", "Import", "Dissect", "Runner", "VMRunner",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -127,9 +122,9 @@ let package = Package(
         .testTarget(name: "LinuxSystemTests", dependencies: ["LinuxSystem", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "ImageStoreTests", dependencies: ["ImageStore", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "ImportTests", dependencies: ["Import", "ImageStore", "TestSupport"], swiftSettings: strict),
-        .testTarget(name: "PullTests", dependencies: ["Pull", "Import", "ImageStore", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "DissectTests", dependencies: ["Dissect", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "RunnerTests", dependencies: ["Runner", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "VMRunnerTests", dependencies: ["VMRunner", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "imagectlTests", dependencies: ["TestSupport", "imagectl"], swiftSettings: strict),
     ]
 )

@@ -13,6 +13,10 @@ packages=(
   systemd-container cryptsetup-bin qemu-utils debootstrap xz-utils zstd bzip2 gzip
   btrfs-progs busybox-static fdisk e2fsprogs squashfs-tools erofs-utils dosfstools
   attr acl kmod util-linux python3 xfsprogs mtools openssl systemd
+  # imagectl vm: qemu, a Debian kernel+initrd for direct boot, UEFI firmware (descriptors in
+  # /usr/share/qemu/firmware), ssh-keygen for --pass-ssh-key, systemd-boot for the ESP fixture,
+  # swtpm for --tpm
+  qemu-system-x86 linux-image-amd64 ovmf openssh-client systemd-boot-efi swtpm swtpm-tools
   # what the Swift toolchain (installed separately under /opt/swift) needs at build time
   binutils gcc git libc6-dev libedit2 libgcc-12-dev libpython3-dev libsqlite3-0
   libstdc++-12-dev libxml2-dev libz3-dev tzdata unzip

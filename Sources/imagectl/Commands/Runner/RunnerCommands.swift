@@ -4,8 +4,6 @@ import ArgumentParser
 enum RunnerCommands {
     static let all: [ParsableCommand.Type] = [
         RunCommand.self,
-        MachinesCommand.self,
-        StopCommand.self,
-        ShellCommand.self,
+        VMCommand.self,
     ]
 }

@@ -1,0 +1,379 @@
+import Dissect
+import Foundation
+
+/// What the user asked `imagectl vm` for, before any file is made.
+public struct VMRequest: Sendable {
+    /// The image file (a store name is resolved by the CLI).
+    public var image: String
+    public var ephemeral = false
+    public var extraDrives: [String] = []
+    public var discardDisk = true
+    public var machineName: String?
+    public var uuid: UUID?
+    public var cpus = 1
+    public var memoryBytes: UInt64 = 2 << 30
+    public var kvm: VMOptions.Tristate = .auto
+    public var linux: String?
+    public var initrds: [String] = []
+    /// A firmware descriptor path (--firmware=PATH); nil: discovery.
+    public var firmwareDescriptor: String?
+    public var secureBoot: Bool?
+    public var network: VMSpec.Network = .none
+    public var vsock: VMOptions.Tristate = .auto
+    public var vsockCID: UInt32?
+    public var tpm: VMOptions.Tristate = .auto
+    public var kernelArguments: [String] = []
+    public var credentials: [VMSpec.Credential] = []
+    public var passSSHKey = false
+    public var sshKeyType = "ed25519"
+    public var console: VMSpec.Console = .interactive
+
+    public init(image: String) { self.image = image }
+}
+
+/// A VM ready to start: its spec and the temporary files it refers to. `cleanUp()` removes them
+/// (and stops swtpm); it runs on every exit path of `VirtualMachine.run` and of a failed prepare.
+public final class PreparedVM: @unchecked Sendable {
+    // @unchecked: the mutable state (the swtpm process) is touched only by the one thread that
+    // prepares, runs and cleans up the VM.
+    public let spec: VMSpec
+    public let warnings: [String]
+    /// The private ssh key made for --pass-ssh-key (lives until cleanUp()).
+    public let sshPrivateKey: String?
+    let workspace: Workspace
+    var swtpm: Process?
+
+    init(spec: VMSpec, warnings: [String], sshPrivateKey: String?, workspace: Workspace, swtpm: Process?) {
+        self.spec = spec
+        self.warnings = warnings
+        self.sshPrivateKey = sshPrivateKey
+        self.workspace = workspace
+        self.swtpm = swtpm
+    }
+
+    public var temporaryDirectory: String { workspace.path }
+
+    public func cleanUp() {
+        if let swtpm, swtpm.isRunning {
+            swtpm.terminate()
+            swtpm.waitUntilExit()
+        }
+        swtpm = nil
+        workspace.remove()
+    }
+
+    deinit { cleanUp() }
+}
+
+/// A private directory for a VM's temporary files (mode 0700, under /var/tmp: an overlay of a
+/// large image should not land in a RAM-backed /tmp).
+final class Workspace: Sendable {
+    let path: String
+    let created: Bool
+
+    init(create: Bool, base: String = ProcessInfo.processInfo.environment["IMAGECTL_VM_TMPDIR"] ?? "/var/tmp") throws(VMError) {
+        path = base + "/imagectl-vm-" + UUID().uuidString.lowercased().prefix(12)
+        created = create
+        guard create else { return }
+        do {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw .setupFailed("cannot create a temporary directory in \(base): \(error.localizedDescription)")
+        }
+    }
+
+    func file(_ name: String) -> String { path + "/" + name }
+
+    func remove() {
+        if created { try? FileManager.default.removeItem(atPath: path) }
+    }
+}
+
+public enum VirtualMachine {
+    /// The qemu binary on PATH (or /usr/bin), or nil.
+    public static func findTool(_ name: String) -> String? {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
+        for dir in path.split(separator: ":").map(String.init) + ["/usr/bin", "/usr/sbin", "/bin", "/sbin"] {
+            let candidate = dir + "/" + name
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        }
+        return nil
+    }
+
+    /// Checks the request and makes what the VM needs: the overlay (-x), the concatenated initrd,
+    /// the NVRAM copy, the ssh key pair, swtpm. With `dryRun` nothing is created: the spec names
+    /// the paths those files would have (for --print-command).
+    public static func prepare(_ request: VMRequest, host: VMOptions.KVMHost = .probe(), dryRun: Bool = false) throws -> PreparedVM {
+        // Checks that need no files first, so bad input leaves nothing behind.
+        guard let qemu = findTool("qemu-system-x86_64") else { throw VMError.toolMissing("qemu-system-x86_64") }
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: request.image, isDirectory: &isDirectory) else { throw VMError.imageNotFound(request.image) }
+        guard !isDirectory.boolValue else { throw VMError.imageNotUsable(path: request.image, reason: "is a directory; imagectl vm boots disk images (raw or qcow2)") }
+        let imagePath = URL(fileURLWithPath: request.image).standardizedFileURL.path
+        if !request.ephemeral && !FileManager.default.isWritableFile(atPath: imagePath) {
+            throw VMError.imageNotUsable(path: imagePath, reason: "is read-only; use -x/--ephemeral to boot it on a throw-away overlay")
+        }
+        for drive in request.extraDrives where !FileManager.default.fileExists(atPath: drive) {
+            throw VMError.missingFile(option: "--extra-drive", path: drive)
+        }
+        if let linux = request.linux, !FileManager.default.fileExists(atPath: linux) { throw VMError.missingFile(option: "--linux", path: linux) }
+        for initrd in request.initrds where !FileManager.default.fileExists(atPath: initrd) {
+            throw VMError.missingFile(option: "--initrd", path: initrd)
+        }
+        if !request.initrds.isEmpty && request.linux == nil {
+            throw VMError.invalidValue(option: "--initrd", value: request.initrds[0], expected: "--linux= as well (an initrd needs a kernel to boot directly)")
+        }
+        let name = request.machineName ?? defaultName(for: imagePath)
+        guard isValidMachineName(name) else { throw VMError.invalidMachineName(name) }
+
+        var warnings: [String] = []
+        let (accelerator, kvmWarning) = try VMOptions.chooseAccelerator(request.kvm, host: host)
+        if let kvmWarning { warnings.append(kvmWarning) }
+
+        let vhostVsock = FileManager.default.fileExists(atPath: "/dev/vhost-vsock")
+        var vsockCID: UInt32?
+        switch request.vsock {
+        case .yes:
+            guard vhostVsock else { throw VMError.facilityMissing(option: "--vsock=yes", reason: "/dev/vhost-vsock does not exist (load the vhost_vsock module)") }
+            vsockCID = request.vsockCID ?? UInt32.random(in: 3...0xFFFF_FFFE)
+        case .auto:
+            if let cid = request.vsockCID {
+                guard vhostVsock else { throw VMError.facilityMissing(option: "--vsock-cid", reason: "/dev/vhost-vsock does not exist (load the vhost_vsock module)") }
+                vsockCID = cid
+            } else if vhostVsock {
+                vsockCID = UInt32.random(in: 3...0xFFFF_FFFE)
+            }
+        case .no:
+            if request.vsockCID != nil { throw VMError.invalidValue(option: "--vsock-cid", value: String(request.vsockCID ?? 0), expected: "no --vsock=no with it") }
+        }
+
+        let swtpmPath = findTool("swtpm")
+        if request.tpm == .yes && swtpmPath == nil {
+            throw VMError.facilityMissing(option: "--tpm=yes", reason: "swtpm is not installed (Debian package swtpm)")
+        }
+        let useTPM = request.tpm != .no && swtpmPath != nil
+
+        // Firmware descriptor (UEFI boot only).
+        var descriptor: FirmwareDescriptor?
+        if request.linux == nil {
+            if let path = request.firmwareDescriptor {
+                descriptor = try FirmwareDescriptor.load(path: path)
+                if let secureBoot = request.secureBoot, descriptor?.secureBoot != secureBoot {
+                    throw VMError.noFirmware("firmware descriptor \(path) does \(secureBoot ? "not " : "")support secure boot, contrary to --secure-boot=\(secureBoot ? "yes" : "no")")
+                }
+            } else {
+                let all = FirmwareDescriptor.discover()
+                guard let chosen = FirmwareDescriptor.select(all, secureBoot: request.secureBoot) else {
+                    if all.isEmpty { throw VMError.noFirmware("no UEFI firmware descriptor found in \(FirmwareDescriptor.searchDirectories.joined(separator: ", ")) (install ovmf, or boot directly with --linux=)") }
+                    throw VMError.noFirmware("no UEFI firmware \(request.secureBoot == true ? "with" : "without") secure boot found")
+                }
+                descriptor = chosen
+            }
+        }
+
+        // The root partition's UUID, for direct boot (unless the user gave root=).
+        var rootUUID: UUID?
+        let imageFormat = VMOptions.detectFormat(path: imagePath)
+        if request.linux != nil && !request.kernelArguments.contains(where: { $0.hasPrefix("root=") }) {
+            guard imageFormat == .raw else {
+                throw VMError.imageNotUsable(path: imagePath, reason: "is qcow2, whose partitions imagectl cannot read; give root=... as an argument")
+            }
+            let dissected: DissectedImage
+            do {
+                dissected = try Dissector.dissect(path: imagePath, options: DissectOptions(requireRoot: false, loadSignaturePartitions: false))
+            } catch {
+                throw VMError.imageNotUsable(path: imagePath, reason: "cannot be dissected: \(error)")
+            }
+            guard let uuid = dissected.partition(.root)?.uuid else { throw VMError.noRootPartition(imagePath) }
+            rootUUID = uuid
+        }
+
+        // From here on files are made; any failure removes them.
+        let workspace = try Workspace(create: !dryRun)
+        var swtpm: Process?
+        do {
+            var rootDrive = VMSpec.Drive(path: imagePath, format: imageFormat, discard: request.discardDisk)
+            if request.ephemeral {
+                let overlay = workspace.file("overlay.qcow2")
+                if !dryRun {
+                    try runTool("qemu-img", ["create", "-q", "-f", "qcow2", "-F", imageFormat.rawValue, "-b", imagePath, overlay])
+                }
+                rootDrive = VMSpec.Drive(path: overlay, format: .qcow2, discard: request.discardDisk)
+            }
+
+            let boot: VMSpec.Boot
+            if let linux = request.linux {
+                var initrd: String?
+                if request.initrds.count == 1 {
+                    initrd = request.initrds[0]
+                } else if request.initrds.count > 1 {
+                    // The kernel unpacks concatenated cpio archives in order; qemu takes one file.
+                    let joined = workspace.file("initrd")
+                    if !dryRun { try concatenate(request.initrds, into: joined) }
+                    initrd = joined
+                }
+                boot = .direct(kernel: linux, initrd: initrd, rootPartitionUUID: rootUUID)
+            } else {
+                guard let descriptor else { throw VMError.noFirmware("no firmware") }
+                var variables: String?
+                if let template = descriptor.nvramTemplate {
+                    let copy = workspace.file("efivars.fd")
+                    if !dryRun {
+                        do {
+                            try FileManager.default.copyItem(atPath: template, toPath: copy)
+                        } catch {
+                            throw VMError.setupFailed("cannot copy the NVRAM template \(template): \(error.localizedDescription)")
+                        }
+                    }
+                    variables = copy
+                }
+                boot = .firmware(VMSpec.FirmwareFiles(code: descriptor.code, codeFormat: descriptor.codeFormat, variables: variables,
+                                                      variablesFormat: descriptor.nvramFormat, secureBoot: descriptor.secureBoot,
+                                                      requiresSMM: descriptor.requiresSMM))
+            }
+
+            var spec = VMSpec(qemuBinary: qemu, name: name, uuid: request.uuid ?? UUID(), cpus: request.cpus,
+                              memoryBytes: request.memoryBytes, accelerator: accelerator, root: rootDrive, boot: boot)
+            spec.extraDrives = request.extraDrives.map { path in
+                let absolute = URL(fileURLWithPath: path).standardizedFileURL.path
+                return VMSpec.Drive(path: absolute, format: VMOptions.detectFormat(path: absolute), discard: request.discardDisk)
+            }
+            spec.kernelArguments = request.kernelArguments
+            spec.credentials = request.credentials
+            spec.network = request.network
+            spec.vsockCID = vsockCID
+            spec.console = request.console
+
+            var sshKey: String?
+            if request.passSSHKey {
+                let key = workspace.file("ssh-key")
+                var publicKey = "(public key of \(key))"
+                if !dryRun {
+                    try runTool("ssh-keygen", ["-q", "-t", request.sshKeyType, "-N", "", "-C", "imagectl-vm-\(name)", "-f", key])
+                    guard let data = FileManager.default.contents(atPath: key + ".pub") else { throw VMError.setupFailed("ssh-keygen wrote no public key") }
+                    publicKey = String(decoding: data, as: UTF8.self)
+                }
+                // What systemd-vmspawn passes: sshd in the guest (systemd-ssh-generator, or a unit
+                // reading the credential) installs it for root.
+                spec.credentials.append(VMSpec.Credential(id: "ssh.authorized_keys.root", value: Array(publicKey.utf8)))
+                sshKey = key
+            }
+
+            if useTPM, let swtpmPath {
+                let state = workspace.file("tpm")
+                let socket = workspace.file("tpm.sock")
+                if !dryRun {
+                    try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
+                    let process = Process()
+                    process.executableURL = URL(fileURLWithPath: swtpmPath)
+                    process.arguments = ["socket", "--tpm2", "--tpmstate", "dir=" + state, "--ctrl", "type=unixio,path=" + socket, "--terminate"]
+                    process.standardInput = FileHandle.nullDevice
+                    try process.run()
+                    swtpm = process
+                    // swtpm creates the socket before it accepts; qemu fails if it is not there yet.
+                    var waited = 0
+                    while !FileManager.default.fileExists(atPath: socket) && process.isRunning && waited < 500 {
+                        Thread.sleep(forTimeInterval: 0.01)
+                        waited += 1
+                    }
+                    guard FileManager.default.fileExists(atPath: socket) else { throw VMError.toolFailed(tool: "swtpm", message: "its socket \(socket) did not appear") }
+                }
+                spec.tpm = VMSpec.TPM(socketPath: socket)
+            }
+            return PreparedVM(spec: spec, warnings: warnings, sshPrivateKey: sshKey, workspace: workspace, swtpm: swtpm)
+        } catch {
+            if let swtpm, swtpm.isRunning { swtpm.terminate(); swtpm.waitUntilExit() }
+            workspace.remove()
+            throw error
+        }
+    }
+
+    /// The machine-name rule shared with `imagectl run`: letters, digits, "-", "_", "."; at most
+    /// 64 bytes; not starting with "-" (it names the registry file and qemu's -name).
+    public static func isValidMachineName(_ name: String) -> Bool {
+        guard !name.isEmpty, name.utf8.count <= 64, name != ".", name != "..", !name.hasPrefix("-") else { return false }
+        return name.utf8.allSatisfy { c in
+            (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c == 0x2d || c == 0x5f || c == 0x2e
+        }
+    }
+
+    /// The machine name from the image file: its name without .raw/.qcow2/.img.
+    public static func defaultName(for path: String) -> String {
+        var base = URL(fileURLWithPath: path).lastPathComponent
+        for suffix in [".raw", ".qcow2", ".img"] where base.hasSuffix(suffix) {
+            base.removeLast(suffix.count)
+            break
+        }
+        return base
+    }
+
+    static func concatenate(_ paths: [String], into output: String) throws(VMError) {
+        guard FileManager.default.createFile(atPath: output, contents: nil, attributes: [.posixPermissions: 0o600]),
+              let out = FileHandle(forWritingAtPath: output) else { throw VMError.setupFailed("cannot create \(output)") }
+        defer { try? out.close() }
+        for path in paths {
+            guard let input = FileHandle(forReadingAtPath: path) else { throw VMError.missingFile(option: "--initrd", path: path) }
+            defer { try? input.close() }
+            do {
+                while let chunk = try input.read(upToCount: 1 << 20), !chunk.isEmpty { try out.write(contentsOf: chunk) }
+            } catch {
+                throw VMError.setupFailed("concatenating initrds: \(path): \(error.localizedDescription)")
+            }
+        }
+    }
+
+    /// Runs a helper tool to completion; its stderr becomes the error.
+    static func runTool(_ name: String, _ arguments: [String]) throws(VMError) {
+        guard let path = findTool(name) else { throw .toolMissing(name) }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = arguments
+        process.standardInput = FileHandle.nullDevice
+        process.standardOutput = FileHandle.nullDevice
+        let errors = Pipe()
+        process.standardError = errors
+        do { try process.run() } catch { throw .toolFailed(tool: name, message: error.localizedDescription) }
+        let message = errors.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            let text = String(decoding: message, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            throw .toolFailed(tool: name, message: text.isEmpty ? "exit status \(process.terminationStatus)" : text)
+        }
+    }
+}
+
+extension VirtualMachine {
+    /// How a VM run ended, as imagectl's exit status.
+    public struct Outcome: Sendable, Equatable {
+        /// 0 after the guest powered off (or rebooted: qemu runs with -no-reboot); 128+N when
+        /// imagectl was stopped by signal N; qemu's status when qemu failed.
+        public var exitStatus: Int32
+        /// Set when qemu failed (its own message went to standard error before).
+        public var failure: String?
+        /// The signal that stopped the VM from outside, if any.
+        public var receivedSignal: Int32?
+    }
+
+    /// Runs qemu for a prepared VM until it exits; the VM's temporary files are removed on
+    /// every path. `started` gets qemu's PID (to register the machine); `background` is an SGR
+    /// colour for the terminal while the VM runs.
+    public static func run(_ vm: PreparedVM, background: String? = nil, started: (Int32) throws -> Void = { _ in }) throws -> Outcome {
+        defer { vm.cleanUp() }
+        let colour = background.flatMap { QEMUProcess.standardOutputIsTerminal && (vm.spec.console == .interactive || vm.spec.console == .readOnly) ? $0 : nil }
+        if let colour { FileHandle.standardOutput.write(Data("\u{1B}[\(colour)m\u{1B}[K".utf8)) }
+        defer { if colour != nil { FileHandle.standardOutput.write(Data("\u{1B}[0m\u{1B}[K".utf8)) } }
+        let connectInput = vm.spec.console == .interactive || vm.spec.console == .native
+        let outcome = try QEMUProcess.run(QEMUCommand.arguments(for: vm.spec), connectStandardInput: connectInput, started: started)
+        if let signo = outcome.receivedSignal {
+            return Outcome(exitStatus: 128 + signo, failure: nil, receivedSignal: signo)
+        }
+        switch outcome.termination {
+        case .exited(0):
+            return Outcome(exitStatus: 0, failure: nil, receivedSignal: nil)
+        case .exited(let status):
+            return Outcome(exitStatus: status, failure: "qemu-system-x86_64 failed with exit status \(status)", receivedSignal: nil)
+        case .signaled(let signo):
+            return Outcome(exitStatus: 128 + signo, failure: "qemu-system-x86_64 was killed by signal \(signo)", receivedSignal: nil)
+        }
+    }
+}

@@ -1,0 +1,225 @@
+import ArgumentParser
+import Foundation
+import ImageStore
+import VMRunner
+
+/// `imagectl vm -i IMAGE [KERNEL-ARGS...]`: a disk image as a virtual machine under
+/// qemu-system-x86_64, with systemd-vmspawn's option names.
+struct VMCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "vm",
+        abstract: "Boot a disk image as a virtual machine with qemu (like systemd-vmspawn).",
+        discussion: """
+            Boots a raw or qcow2 disk image (a file, or an image of the pool) under \
+            qemu-system-x86_64: directly with --linux= (and --initrd=), the root partition found \
+            in the image's GPT and passed as root=PARTUUID=, or through UEFI firmware (OVMF) found \
+            from QEMU's firmware descriptors, which starts the boot loader on the image's ESP. \
+            Extra arguments are kernel command line words (appended to the direct boot's command \
+            line; otherwise passed as the SMBIOS string io.systemd.stub.kernel-cmdline-extra, \
+            which systemd-stub reads). The serial console is on ttyS0.
+            Exit status: 0 when the guest powered off (or rebooted: qemu runs with -no-reboot); \
+            128+N when imagectl was stopped by signal N (the VM gets SIGTERM); qemu's status when \
+            qemu failed (its own message is shown); 1 for a VM that could not be set up; 2 for bad \
+            options. The guest's EXIT_STATUS= (vsock notify) is not read.
+            Not available: -D/--directory (a directory tree as a VM), --forward-journal, \
+            --bind, --private-users, the vsock notify socket; --console=interactive hands the \
+            terminal to qemu's serial (qemu sets it raw; ^C goes to the guest), without the \
+            ^]^]^] escape of imagectl run: stop the VM from inside or with imagectl's SIGTERM.
+            """)
+
+    @Option(name: [.customShort("i"), .customLong("image")], help: ArgumentHelp("Disk image to boot: a raw or qcow2 file, or the name of a raw image in the pool.", valueName: "image"))
+    var image: String?
+
+    @OptionGroup var store: StoreOptions
+
+    @Flag(name: [.customShort("x"), .customLong("ephemeral")], help: "Boot on a throw-away qcow2 overlay over the image (made with qemu-img, removed on exit); the image is left unchanged.")
+    var ephemeral = false
+
+    @Option(name: .customLong("extra-drive"), help: ArgumentHelp("Another raw or qcow2 disk for the VM, after the image (repeatable).", valueName: "path"))
+    var extraDrive: [String] = []
+
+    @Option(name: .customLong("discard-disk"), help: ArgumentHelp("yes: the guest's TRIM punches holes in the image files (discard=unmap, the default); no: ignored.", valueName: "bool"))
+    var discardDisk: String?
+
+    @Option(name: [.customShort("M"), .customLong("machine")], help: "Machine name (default: the image's file name without .raw/.qcow2).")
+    var machine: String?
+
+    @Option(name: .customLong("uuid"), help: "Machine UUID, passed as qemu's -uuid (the guest's SMBIOS system UUID; default: random).")
+    var uuid: String?
+
+    @Option(name: .customLong("cpus"), help: "Number of virtual CPUs (default 1).")
+    var cpus: String?
+
+    @Option(name: .customLong("ram"), help: ArgumentHelp("Memory size, with an optional K, M, G or T suffix (default 2G).", valueName: "bytes"))
+    var ram: String?
+
+    @Option(name: .customLong("kvm"), help: ArgumentHelp("auto: KVM when /dev/kvm can run a stock guest, else TCG (default); yes: KVM or an error; no: TCG.", valueName: "auto|yes|no"))
+    var kvm: String?
+
+    @Option(name: .customLong("linux"), help: ArgumentHelp("Boot this kernel directly (qemu -kernel) instead of through UEFI firmware.", valueName: "path"))
+    var linux: String?
+
+    @Option(name: .customLong("initrd"), help: ArgumentHelp("Initrd for --linux= (repeatable; several are concatenated into one temporary file).", valueName: "path"))
+    var initrd: [String] = []
+
+    @Option(name: .customLong("firmware"), help: ArgumentHelp("A QEMU firmware descriptor (JSON) to use, or \"list\" to print the usable ones from /etc/qemu/firmware and /usr/share/qemu/firmware.", valueName: "path|list"))
+    var firmware: String?
+
+    @Option(name: .customLong("secure-boot"), help: ArgumentHelp("yes: the first firmware with Secure Boot; no: the first without (default: the first found).", valueName: "bool"))
+    var secureBoot: String?
+
+    @Flag(name: .customLong("network-user-mode"), help: "Give the VM a virtio NIC on qemu's user-mode network (NAT through the host, no root needed).")
+    var networkUserMode = false
+
+    @Flag(name: [.customShort("n"), .customLong("network-tap")], help: "Give the VM a virtio NIC on a host tap interface vt-NAME (created by qemu; needs root; configure the host side yourself).")
+    var networkTap = false
+
+    @Option(name: .customLong("vsock"), help: ArgumentHelp("yes: an AF_VSOCK device (needs /dev/vhost-vsock); no: none; auto: when /dev/vhost-vsock exists (default).", valueName: "auto|yes|no"))
+    var vsock: String?
+
+    @Option(name: .customLong("vsock-cid"), help: ArgumentHelp("The VM's vsock context ID, 3 to 4294967294 (default: random).", valueName: "cid"))
+    var vsockCID: String?
+
+    @Option(name: .customLong("tpm"), help: ArgumentHelp("yes: a TPM 2.0 emulated by swtpm (an error without swtpm); no: none; auto: when swtpm is installed (default).", valueName: "auto|yes|no"))
+    var tpm: String?
+
+    @Option(name: .customLong("set-credential"), help: ArgumentHelp("Pass a system credential to the guest (SMBIOS type 11); VALUE takes C escapes such as \\n (repeatable).", valueName: "id:value"))
+    var setCredential: [String] = []
+
+    @Option(name: .customLong("load-credential"), help: ArgumentHelp("Pass a file's contents as a system credential (repeatable).", valueName: "id:path"))
+    var loadCredential: [String] = []
+
+    @Flag(name: .customLong("pass-ssh-key"), help: "Make a throw-away ssh key pair and pass its public key as the ssh.authorized_keys.root credential; the private key's path is printed, and the key is removed on exit.")
+    var passSSHKey = false
+
+    @Option(name: .customLong("ssh-key-type"), help: ArgumentHelp("Type of the --pass-ssh-key key: ed25519 (default) or rsa.", valueName: "type"))
+    var sshKeyType: String?
+
+    @Option(name: .customLong("console"), help: ArgumentHelp("interactive: the serial console on this terminal (default); read-only: its output only; native: qemu's serial+monitor mux (Ctrl-A x quits); headless: none.", valueName: "mode"))
+    var console: String?
+
+    @Option(name: .customLong("background"), help: ArgumentHelp("Terminal background colour while the VM runs, an ANSI SGR code such as 40 or 48;2;0;0;80 (only when standard output is a terminal).", valueName: "color"))
+    var background: String?
+
+    @Flag(name: .customLong("print-command"), help: "Print the qemu command line (shell-quoted) and exit; temporary files it names (overlay, initrd, NVRAM copy, ssh key) are not made.")
+    var printCommand = false
+
+    @Flag(name: [.customShort("q"), .customLong("quiet")], help: "Print no status messages (warnings and errors are still printed).")
+    var quiet = false
+
+    @Argument(parsing: .captureForPassthrough, help: "Kernel command line arguments, e.g. systemd.unit=poweroff.target.")
+    var kernelArguments: [String] = []
+
+    /// Everything but the image's resolution, from the options.
+    func makeRequest(imagePath: String) throws(VMError) -> VMRequest {
+        var r = VMRequest(image: imagePath)
+        r.ephemeral = ephemeral
+        r.extraDrives = extraDrive
+        if let discardDisk { r.discardDisk = try VMOptions.parseBoolean(discardDisk, option: "--discard-disk") }
+        r.machineName = machine
+        if let uuid {
+            guard let parsed = UUID(uuidString: uuid) ?? RunCommand.parseUndashedUUID(uuid) else {
+                throw .invalidValue(option: "--uuid", value: uuid, expected: "a UUID")
+            }
+            r.uuid = parsed
+        }
+        if let cpus { r.cpus = try VMOptions.parseCPUs(cpus) }
+        if let ram {
+            r.memoryBytes = try VMOptions.parseSize(ram, option: "--ram")
+            guard r.memoryBytes >= 64 << 20 else { throw .invalidValue(option: "--ram", value: ram, expected: "at least 64M") }
+        }
+        if let kvm { r.kvm = try VMOptions.parseTristate(kvm, option: "--kvm") }
+        r.linux = linux
+        r.initrds = initrd
+        if let firmware {
+            guard linux == nil else { throw .invalidValue(option: "--firmware", value: firmware, expected: "no --linux= with it (direct boot uses no firmware)") }
+            r.firmwareDescriptor = firmware
+        }
+        if let secureBoot { r.secureBoot = try VMOptions.parseBoolean(secureBoot, option: "--secure-boot") }
+        if networkUserMode && networkTap {
+            throw .invalidValue(option: "--network-tap", value: "", expected: "not together with --network-user-mode")
+        }
+        if networkUserMode { r.network = .user }
+        if networkTap { r.network = .tap(interface: String(("vt-" + (machine ?? VirtualMachine.defaultName(for: imagePath))).prefix(15))) }
+        if let vsock { r.vsock = try VMOptions.parseTristate(vsock, option: "--vsock") }
+        if let vsockCID { r.vsockCID = try VMOptions.parseCID(vsockCID) }
+        if let tpm { r.tpm = try VMOptions.parseTristate(tpm, option: "--tpm") }
+        var arguments = kernelArguments
+        if arguments.first == "--" { arguments.removeFirst() }
+        r.kernelArguments = arguments
+        r.credentials = try setCredential.map { (text: String) throws(VMError) in try VMOptions.parseSetCredential(text) }
+            + loadCredential.map { (text: String) throws(VMError) in try VMOptions.parseLoadCredential(text) }
+        r.passSSHKey = passSSHKey
+        if let sshKeyType {
+            guard ["ed25519", "rsa"].contains(sshKeyType) else { throw .invalidValue(option: "--ssh-key-type", value: sshKeyType, expected: "ed25519 or rsa") }
+            r.sshKeyType = sshKeyType
+        }
+        if let console {
+            guard let mode = VMSpec.Console(rawValue: console) else {
+                throw .invalidValue(option: "--console", value: console, expected: "interactive, read-only, native or headless")
+            }
+            r.console = mode
+        }
+        if let background { _ = try VMOptions.parseBackground(background) }
+        return r
+    }
+
+    /// A path (anything with a "/" or an existing file) is used as is; otherwise a pool image.
+    func resolveImage(_ text: String) async throws -> String {
+        if text.contains("/") || FileManager.default.fileExists(atPath: text) { return text }
+        let image: Image
+        do {
+            image = try await store.openStore().image(named: text)
+        } catch {
+            throw VMError.imageNotFound(text)
+        }
+        switch image.type {
+        case .raw, .block:
+            if image.readOnly && !ephemeral {
+                throw VMError.imageNotUsable(path: image.path, reason: "is a read-only pool image; use -x/--ephemeral to boot it on a throw-away overlay")
+            }
+            return image.path
+        case .directory, .subvolume:
+            throw VMError.imageNotUsable(path: image.path, reason: "is a directory image; imagectl vm boots disk images (use imagectl run)")
+        }
+    }
+
+    func run() async throws {
+        if let first = kernelArguments.first, first.hasPrefix("-"), first != "--" {
+            throw ValidationError("unknown option \(first)")
+        }
+        if firmware == "list" {
+            for descriptor in FirmwareDescriptor.discover() {
+                Terminal.standardOutput("\(descriptor.path)\t\(descriptor.description)\n")
+            }
+            return
+        }
+        guard let image else { throw ValidationError("no image given (-i IMAGE)") }
+        let path = try await resolveImage(image)
+        let request = try makeRequest(imagePath: path)
+        let vm = try VirtualMachine.prepare(request, dryRun: printCommand)
+        for warning in vm.warnings { Terminal.standardError("warning: \(warning)\n") }
+        if printCommand {
+            Terminal.standardOutput(QEMUCommand.shellQuoted(QEMUCommand.arguments(for: vm.spec)) + "\n")
+            return
+        }
+        if !quiet {
+            let how: String = switch vm.spec.boot {
+            case .direct: "direct kernel boot"
+            case .firmware(let files): "UEFI firmware \(files.code)"
+            }
+            Terminal.standardError("Booting \(path) as VM \(vm.spec.name) (\(vm.spec.accelerator == .kvm ? "KVM" : "TCG"), \(how)).\n")
+            if let key = vm.sshPrivateKey { Terminal.standardError("SSH private key for root: \(key) (removed when the VM ends).\n") }
+        }
+        let outcome = try VirtualMachine.run(vm, background: background)
+        if let failure = outcome.failure { throw CommandFailure(message: failure, status: outcome.exitStatus) }
+        if !quiet {
+            if let signo = outcome.receivedSignal {
+                Terminal.standardError("VM \(vm.spec.name) stopped on signal \(signo).\n")
+            } else {
+                Terminal.standardError("VM \(vm.spec.name) powered off.\n")
+            }
+        }
+        if outcome.exitStatus != 0 { throw ExitCode(outcome.exitStatus) }
+    }
+}
