@@ -40,6 +40,7 @@ let package = Package(
         systemLibrary("CZlib", pkgConfig: "zlib", apt: ["zlib1g-dev"]),
         systemLibrary("CZstd", pkgConfig: "libzstd", apt: ["libzstd-dev"]),
         systemLibrary("CSeccomp", pkgConfig: "libseccomp", apt: ["libseccomp-dev"]),
+        systemLibrary("CCurl", pkgConfig: "libcurl", apt: ["libcurl4-openssl-dev"]),
 
         // Swift over the kernel: file descriptors, errno, loop devices, mounts, btrfs, locks.
         .target(
@@ -70,6 +71,17 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
+            swiftSettings: strict
+        ),
+        // Pulling images over http(s)/file with libcurl: checksums, signatures, resume, progress.
+        .target(
+            name: "Pull",
+            dependencies: [
+                "Import", "ImageStore", "LinuxSystem", "CCurl",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            exclude: ["README.md"],
             swiftSettings: strict
         ),
         // From a disk image to a mount plan: GPT/MBR, blkid probing, verity.
@@ -105,7 +117,7 @@ let package = Package(
         .executableTarget(
             name: "imagectl",
             dependencies: [
-                "LinuxSystem", "ImageStore", "Import", "Dissect", "Runner", "VMRunner",
+                "LinuxSystem", "ImageStore", "Import", "Pull", "Dissect", "Runner", "VMRunner",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -122,6 +134,7 @@ let package = Package(
         .testTarget(name: "LinuxSystemTests", dependencies: ["LinuxSystem", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "ImageStoreTests", dependencies: ["ImageStore", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "ImportTests", dependencies: ["Import", "ImageStore", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "PullTests", dependencies: ["Pull", "Import", "ImageStore", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "DissectTests", dependencies: ["Dissect", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "RunnerTests", dependencies: ["Runner", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "VMRunnerTests", dependencies: ["VMRunner", "TestSupport"], swiftSettings: strict),

@@ -5,5 +5,8 @@ enum RunnerCommands {
     static let all: [ParsableCommand.Type] = [
         RunCommand.self,
         VMCommand.self,
+        MachinesCommand.self,
+        StopCommand.self,
+        ShellCommand.self,
     ]
 }
