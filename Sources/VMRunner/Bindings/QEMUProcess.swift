@@ -1,5 +1,5 @@
-import Dispatch
 import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -21,10 +21,34 @@ enum QEMUProcess {
     static func run(_ arguments: [String], connectStandardInput: Bool,
                     started: (Int32) throws -> Void) throws -> Outcome {
         let forwarded: [Int32] = [SIGTERM, SIGINT, SIGHUP]
-        // Dispatch signal sources need the default action off; restored below.
-        var previous: [Int32: sighandler_t?] = [:]
-        for signo in forwarded { previous[signo] = signal(signo, SIG_IGN) }
-        defer { for (signo, handler) in previous { signal(signo, handler) } }
+        // A plain handler rather than a dispatch signal source: libdispatch blocks the signal in
+        // the thread that registers it (it reads a signalfd), and a blocked mask is inherited
+        // by qemu, whose SIGTERM then stays pending forever. The spawning thread also unblocks
+        // them, in case the caller's mask blocks them.
+        qemuLeader.store(0, ordering: .sequentiallyConsistent)
+        receivedSignal.store(0, ordering: .sequentiallyConsistent)
+        var previous: [Int32: sigaction] = [:]
+        for signo in forwarded {
+            var action = sigaction()
+            action.__sigaction_handler.sa_handler = qemuForwardingHandler
+            sigemptyset(&action.sa_mask)
+            action.sa_flags = SA_RESTART
+            var old = sigaction()
+            sigaction(signo, &action, &old)
+            previous[signo] = old
+        }
+        var unblock = sigset_t()
+        sigemptyset(&unblock)
+        for signo in forwarded { sigaddset(&unblock, signo) }
+        var oldMask = sigset_t()
+        pthread_sigmask(SIG_UNBLOCK, &unblock, &oldMask)
+        defer {
+            pthread_sigmask(SIG_SETMASK, &oldMask, nil)
+            for (signo, old) in previous {
+                var restore = old
+                sigaction(signo, &restore, nil)
+            }
+        }
 
         // Saved so that a qemu killed in raw mode does not leave the terminal unusable.
         var savedTerminal = termios()
@@ -35,45 +59,42 @@ enum QEMUProcess {
         process.executableURL = URL(fileURLWithPath: arguments[0])
         process.arguments = Array(arguments.dropFirst())
         if !connectStandardInput { process.standardInput = FileHandle.nullDevice }
-        let received = ReceivedSignal()
-        let queue = DispatchQueue(label: "imagectl.vm.signals")
-        var sources: [DispatchSourceSignal] = []
-        for signo in forwarded {
-            let source = DispatchSource.makeSignalSource(signal: signo, queue: queue)
-            source.setEventHandler {
-                received.set(signo)
-                if process.isRunning { kill(process.processIdentifier, SIGTERM) }
-            }
-            source.resume()
-            sources.append(source)
-        }
-        defer { for source in sources { source.cancel() } }
-
         do {
             try process.run()
         } catch {
             throw VMError.setupFailed("cannot start \(arguments[0]): \(error.localizedDescription)")
         }
+        let pid = process.processIdentifier
+        qemuLeader.store(pid, ordering: .sequentiallyConsistent)
+        // A signal that came before the PID was known is forwarded now.
+        if receivedSignal.load(ordering: .sequentiallyConsistent) != 0 { kill(pid, SIGTERM) }
         do {
-            try started(process.processIdentifier)
+            try started(pid)
         } catch {
-            kill(process.processIdentifier, SIGTERM)
+            kill(pid, SIGTERM)
             process.waitUntilExit()
             throw error
         }
         process.waitUntilExit()
+        qemuLeader.store(0, ordering: .sequentiallyConsistent)
         let termination: Outcome.Termination = process.terminationReason == .uncaughtSignal
             ? .signaled(process.terminationStatus) : .exited(process.terminationStatus)
-        return Outcome(termination: termination, receivedSignal: queue.sync { received.value })
+        let signo = receivedSignal.load(ordering: .sequentiallyConsistent)
+        return Outcome(termination: termination, receivedSignal: signo == 0 ? nil : signo)
     }
 
     /// Whether standard output is a terminal (for --background's colour).
     static var standardOutputIsTerminal: Bool { isatty(1) == 1 }
 }
 
-/// The signal seen by the dispatch handler; read after the queue is drained.
-private final class ReceivedSignal: @unchecked Sendable {
-    // @unchecked: written only on the signal queue, read through queue.sync on that same queue.
-    var value: Int32?
-    func set(_ signo: Int32) { if value == nil { value = signo } }
+/// qemu's PID while it runs (0: none), read by the signal handler.
+private let qemuLeader = Atomic<Int32>(0)
+/// The first forwarded signal imagectl received (0: none).
+private let receivedSignal = Atomic<Int32>(0)
+
+/// Async-signal-safe: atomics and kill(2) only.
+private func qemuForwardingHandler(_ signo: Int32) {
+    _ = receivedSignal.compareExchange(expected: 0, desired: signo, ordering: .sequentiallyConsistent)
+    let pid = qemuLeader.load(ordering: .sequentiallyConsistent)
+    if pid > 0 { kill(pid, SIGTERM) }
 }

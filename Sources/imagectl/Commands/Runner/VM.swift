@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import ImageStore
+import Runner
 import VMRunner
 
 /// `imagectl vm -i IMAGE [KERNEL-ARGS...]`: a disk image as a virtual machine under
@@ -21,6 +22,7 @@ struct VMCommand: AsyncParsableCommand {
             128+N when imagectl was stopped by signal N (the VM gets SIGTERM); qemu's status when \
             qemu failed (its own message is shown); 1 for a VM that could not be set up; 2 for bad \
             options. The guest's EXIT_STATUS= (vsock notify) is not read.
+            Registered in the machine registry while it runs (kind vm, leader: the qemu process).
             Not available: -D/--directory (a directory tree as a VM), --forward-journal, \
             --bind, --private-users, the vsock notify socket; --console=interactive hands the \
             terminal to qemu's serial (qemu sets it raw; ^C goes to the guest), without the \
@@ -211,7 +213,23 @@ struct VMCommand: AsyncParsableCommand {
             Terminal.standardError("Booting \(path) as VM \(vm.spec.name) (\(vm.spec.accelerator == .kvm ? "KVM" : "TCG"), \(how)).\n")
             if let key = vm.sshPrivateKey { Terminal.standardError("SSH private key for root: \(key) (removed when the VM ends).\n") }
         }
-        let outcome = try VirtualMachine.run(vm, background: background)
+        // Registered as soon as qemu has a PID, for `imagectl machines` and `imagectl stop`
+        // (which sends SIGTERM to qemu: a clean qemu exit, status 0).
+        let registry = MachineRegistry()
+        var registration: MachineRegistration?
+        let outcome = try VirtualMachine.run(vm, background: background) { pid in
+            let record = MachineRecord(name: vm.spec.name, kind: .vm, leader: pid, supervisor: ProcessInfo.processInfo.processIdentifier,
+                                       root: path, uuid: vm.spec.uuid, started: Date(), stopSignal: SIGTERM)
+            do {
+                registration = try registry.register(record)
+            } catch {
+                // A live machine of that name is an error (busy); a registry that cannot be
+                // written (e.g. not root) only costs `machines`/`stop`.
+                if let runnerError = error as? RunnerError, case .alreadyRunning = runnerError { throw runnerError }
+                Terminal.standardError("warning: not registered as a machine: \(error)\n")
+            }
+        }
+        registration?.unregister()
         if let failure = outcome.failure { throw CommandFailure(message: failure, status: outcome.exitStatus) }
         if !quiet {
             if let signo = outcome.receivedSignal {

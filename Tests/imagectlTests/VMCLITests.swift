@@ -1,0 +1,178 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// `imagectl vm`: real boots of the vm-debian.raw fixture under qemu (TCG here, ~25-40 s each),
+/// run one at a time, and bad input that must fail before qemu starts.
+@Suite(.serialized) struct VMCLITests {
+    /// The newest /boot/vmlinuz-* and its initrd (package linux-image-amd64).
+    static func hostKernel() throws -> (kernel: String, initrd: String) {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: "/boot")) ?? []
+        let kernels = names.filter { $0.hasPrefix("vmlinuz-") }.sorted()
+        let kernel = try #require(kernels.last, "no /boot/vmlinuz-* (install linux-image-amd64)")
+        let initrd = "/boot/initrd.img-" + kernel.dropFirst("vmlinuz-".count)
+        try #require(FileManager.default.fileExists(atPath: initrd))
+        return ("/boot/" + kernel, initrd)
+    }
+
+    static func sha256(_ path: String) throws -> String {
+        let result = try Tool.run("sha256sum", [path])
+        return String(result.stdout.prefix(64))
+    }
+
+    /// Files left in the VM temporary directory base.
+    static func leftovers(_ dir: TemporaryDirectory) -> [String] {
+        (try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? ["<unreadable>"]
+    }
+
+    @Test(.timeLimit(.minutes(5)))
+    func directBootPowersOff() throws {
+        try Privileged.require(.root, .tool("qemu-system-x86_64"), .fixture("vm-debian.raw"))
+        let (kernel, initrd) = try Self.hostKernel()
+        let scratch = try TemporaryDirectory(prefix: "imagectl-vm", under: "/var/tmp")
+        let vmTemp = try TemporaryDirectory(prefix: "imagectl-vm-tmp", under: "/var/tmp")
+        // A private copy: a boot without -x writes to the image (journal, machine-id).
+        let image = scratch.path + "/deb.raw"
+        try Tool.run("cp", ["--sparse=always", "--reflink=auto", try #require(Fixtures.path("vm-debian.raw")), image])
+        let r = try Imagectl.run(["vm", "-i", image, "--linux=" + kernel, "--initrd=" + initrd, "--console=read-only",
+                                  "--ram=1G", "--cpus=2", "systemd.unit=poweroff.target"],
+                                 environment: ["IMAGECTL_VM_TMPDIR": vmTemp.path])
+        #expect(r.status == 0, "stderr: \(r.stderr)")
+        #expect(r.stdout.contains("Reached target") && r.stdout.contains("poweroff.target"))
+        #expect(r.stdout.contains("reboot: Power down"))
+        // root=PARTUUID= from the dissected GPT found the root partition.
+        #expect(r.stdout.contains("root=PARTUUID=5ca1ab1e-0000-4000-8000-00000000a001"))
+        #expect(Self.leftovers(vmTemp).isEmpty)
+    }
+
+    @Test(.timeLimit(.minutes(5)))
+    func ephemeralBootWithCredentialLeavesImageUnchanged() throws {
+        try Privileged.require(.root, .tool("qemu-system-x86_64"), .fixture("vm-debian.raw"))
+        let (kernel, initrd) = try Self.hostKernel()
+        let image = try #require(Fixtures.path("vm-debian.raw"))
+        let vmTemp = try TemporaryDirectory(prefix: "imagectl-vm-tmp", under: "/var/tmp")
+        let before = try Self.sha256(image)
+        // Two initrds: the second is empty, so the concatenation boots like the first alone.
+        let inputs = try TemporaryDirectory(prefix: "imagectl-vm-in")
+        let empty = inputs.path + "/empty.img"
+        FileManager.default.createFile(atPath: empty, contents: Data())
+        let secret = "from-the-host,with a comma \(UUID().uuidString.prefix(8))"
+        let r = try Imagectl.run(["vm", "-x", "-i", image, "--linux=" + kernel, "--initrd=" + initrd, "--initrd=" + empty,
+                                  "--console=read-only", "--ram=1G", "--cpus=2",
+                                  "--set-credential=imagectl.test:" + secret,
+                                  "systemd.unit=imagectl-credential-check.target"],
+                                 environment: ["IMAGECTL_VM_TMPDIR": vmTemp.path])
+        #expect(r.status == 0, "stderr: \(r.stderr)")
+        // Printed by the fixture's unit from `systemd-creds --system cat imagectl.test`.
+        #expect(r.stdout.contains("imagectl-credential-check: " + secret))
+        #expect(r.stdout.contains("reboot: Power down"))
+        #expect(try Self.sha256(image) == before)
+        #expect(Self.leftovers(vmTemp).isEmpty)
+    }
+
+    @Test(.timeLimit(.minutes(5)))
+    func sigtermStopsQemuAndCleansUp() throws {
+        try Privileged.require(.root, .tool("qemu-system-x86_64"), .fixture("vm-debian.raw"))
+        let (kernel, initrd) = try Self.hostKernel()
+        let image = try #require(Fixtures.path("vm-debian.raw"))
+        let vmTemp = try TemporaryDirectory(prefix: "imagectl-vm-tmp", under: "/var/tmp")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Imagectl.binary)
+        process.arguments = ["vm", "-x", "-i", image, "--linux=" + kernel, "--initrd=" + initrd, "--console=headless", "-q"]
+        process.environment = ProcessInfo.processInfo.environment.merging(["IMAGECTL_VM_TMPDIR": vmTemp.path]) { $1 }
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        // Wait until the overlay exists (qemu is about to start or running), then a bit more.
+        let deadline = Date().addingTimeInterval(30)
+        while Self.leftovers(vmTemp).isEmpty && Date() < deadline { Thread.sleep(forTimeInterval: 0.1) }
+        #expect(!Self.leftovers(vmTemp).isEmpty)
+        Thread.sleep(forTimeInterval: 3)
+        let stopAt = Date()
+        process.terminate()
+        process.waitUntilExit()
+        // qemu exits on the forwarded SIGTERM at once (not at the end of a boot).
+        #expect(Date().timeIntervalSince(stopAt) < 15)
+        #expect(process.terminationReason == .exit)
+        #expect(process.terminationStatus == 128 + 15)
+        #expect(Self.leftovers(vmTemp).isEmpty)
+        let ps = try Tool.run("pgrep", ["-f", vmTemp.path])
+        #expect(ps.stdout.isEmpty, "a qemu is still running: \(ps.stdout)")
+    }
+
+    @Test(.timeLimit(.minutes(6)))
+    func uefiBootThroughOVMFAndSystemdBoot() throws {
+        // Slow: OVMF under TCG adds firmware start-up to the boot.
+        try Privileged.require(.root, .tool("qemu-system-x86_64"), .fixture("vm-debian.raw"))
+        let image = try #require(Fixtures.path("vm-debian.raw"))
+        let vmTemp = try TemporaryDirectory(prefix: "imagectl-vm-tmp", under: "/var/tmp")
+        let r = try Imagectl.run(["vm", "-x", "-i", image, "--console=read-only", "--ram=1G", "--cpus=2", "--secure-boot=no", "--tpm=no"],
+                                 environment: ["IMAGECTL_VM_TMPDIR": vmTemp.path])
+        #expect(r.status == 0, "stderr: \(r.stderr)")
+        #expect(r.stderr.contains("UEFI firmware"))
+        // The ESP's loader entry powers off.
+        #expect(r.stdout.contains("poweroff.target"))
+        #expect(r.stdout.contains("reboot: Power down"))
+        #expect(Self.leftovers(vmTemp).isEmpty)
+    }
+
+    @Test func printCommandShowsDirectBootLine() throws {
+        try Privileged.require(.tool("qemu-system-x86_64"), .fixture("vm-debian.raw"))
+        let image = try #require(Fixtures.path("vm-debian.raw"))
+        let (kernel, _) = try Self.hostKernel()
+        let vmTemp = try TemporaryDirectory(prefix: "imagectl-vm-tmp")
+        let r = try Imagectl.run(["vm", "-x", "-i", image, "--linux=" + kernel, "--print-command", "--kvm=no",
+                                  "--set-credential=a:b,c", "--network-user-mode", "--ram=3G", "quiet"],
+                                 environment: ["IMAGECTL_VM_TMPDIR": vmTemp.path])
+        #expect(r.status == 0, "stderr: \(r.stderr)")
+        #expect(r.stdout.hasPrefix("/usr/bin/qemu-system-x86_64 -machine type=q35,accel=tcg "))
+        #expect(r.stdout.contains("-append 'root=PARTUUID=5ca1ab1e-0000-4000-8000-00000000a001 rw console=ttyS0 quiet'"))
+        #expect(r.stdout.contains("-smbios type=11,value=io.systemd.credential:a=b,,c"))
+        #expect(r.stdout.contains("-nic user,model=virtio-net-pci"))
+        #expect(r.stdout.contains("-m 3072M"))
+        #expect(r.stdout.contains("format=qcow2"))
+        // Nothing made for a printed command.
+        #expect(Self.leftovers(vmTemp).isEmpty)
+    }
+
+    @Test func firmwareList() throws {
+        try Privileged.require(.tool("qemu-system-x86_64"))
+        let r = try Imagectl.run(["vm", "--firmware=list"])
+        #expect(r.status == 0)
+        #expect(r.stdout.contains("/usr/share/qemu/firmware/60-edk2-x86_64.json"))
+    }
+
+    @Test func badInputFailsWithOneErrorLine() throws {
+        try Privileged.require(.tool("qemu-system-x86_64"), .fixture("vm-debian.raw"))
+        let image = try #require(Fixtures.path("vm-debian.raw"))
+        let vmTemp = try TemporaryDirectory(prefix: "imagectl-vm-tmp")
+        let cases: [([String], String)] = [
+            (["vm", "-x", "-i", "/nonexistent/disk.raw"], "/nonexistent/disk.raw"),
+            (["vm", "-x", "-i", image, "--ram=lots"], "--ram"),
+            (["vm", "-x", "-i", image, "--firmware=/nonexistent.json"], "/nonexistent.json"),
+            (["vm", "-x", "-i", image, "--linux=/nonexistent-kernel"], "--linux"),
+            (["vm", "-x", "-i", image, "--console=fancy"], "--console"),
+            (["vm", "-x", "-i", image, "--set-credential=nocolon"], "--set-credential"),
+            (["vm", "-x", "-i", image, "--vsock=yes"], "vhost-vsock"),
+        ]
+        for (args, mention) in cases {
+            let r = try Imagectl.run(args, environment: ["IMAGECTL_VM_TMPDIR": vmTemp.path])
+            #expect(r.status != 0, "\(args)")
+            let lines = r.stderr.split(separator: "\n")
+            #expect(lines.count == 1 && lines[0].hasPrefix("error: ") && lines[0].contains(mention), "\(args): \(r.stderr)")
+        }
+        #expect(Self.leftovers(vmTemp).isEmpty)
+    }
+
+    @Test func kvmYesUnderNestedPVMIsAnError() throws {
+        try Privileged.require(.tool("qemu-system-x86_64"), .fixture("vm-debian.raw"))
+        guard FileManager.default.fileExists(atPath: "/sys/module/kvm_pvm") else { return }
+        let image = try #require(Fixtures.path("vm-debian.raw"))
+        let r = try Imagectl.run(["vm", "-x", "-i", image, "--kvm=yes", "--print-command"])
+        #expect(r.status == 1)
+        #expect(r.stderr == "error: --kvm=yes: /dev/kvm is nested PVM (the kvm_pvm module is loaded), where a stock guest kernel hangs at boot\n")
+        let auto = try Imagectl.run(["vm", "-x", "-i", image, "--print-command"])
+        #expect(auto.status == 0)
+        #expect(auto.stderr.hasPrefix("warning: /dev/kvm is nested PVM"))
+        #expect(auto.stdout.contains("accel=tcg"))
+    }
+}
