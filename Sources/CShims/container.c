@@ -8,6 +8,7 @@
 // pointing out) cannot move a mount onto the host (runc CVE-2019-16884, CVE-2021-30465).
 #define _GNU_SOURCE
 #include "CShimsContainer.h"
+#include "CShims.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -33,6 +34,9 @@
 #include <pthread.h>
 #include <unistd.h>
 
+#ifndef AT_RECURSIVE
+#define AT_RECURSIVE 0x8000
+#endif
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
@@ -397,6 +401,139 @@ static void set_up_api_filesystems(int rootfd, const struct img_container_config
     mount_fs_in_root(rootfd, "tmp", "tmpfs", MS_NOSUID | MS_NODEV | MS_STRICTATIME, "mode=01777", 01777);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Extra mounts (--bind, --bind-ro, --tmpfs, --overlay, --overlay-ro): after the API file systems,
+// as nspawn makes its custom mounts, so a --tmpfs=/run replaces the default one.
+
+/// `path` without its leading slashes: openat2 wants it relative to the root descriptor.
+static const char *relative(const char *path) {
+    while (*path == '/') path++;
+    return path;
+}
+
+/// Opens a mount source as O_PATH: a host path, or a path resolved beneath the container root.
+static int open_source(int rootfd, const char *path, int in_root) {
+    if (in_root) return open_in_root(rootfd, relative(path));
+    return openat2_in(AT_FDCWD, path, O_PATH, 0, 0);
+}
+
+/// The target of a non-directory bind: an existing inode (resolved in the root), else an empty
+/// file created in its parent directory, which is itself made beneath the root.
+static int make_file_in_root(int rootfd, const char *path) {
+    int fd = open_in_root(rootfd, path);
+    if (fd >= 0 || errno != ENOENT) return fd;
+    char parent_path[512] = "";
+    const char *slash = strrchr(path, '/');
+    const char *name = path;
+    int parent;
+    if (slash) {
+        size_t n = (size_t)(slash - path);
+        if (n >= sizeof parent_path) { errno = ENAMETOOLONG; return -1; }
+        memcpy(parent_path, path, n);
+        parent_path[n] = 0;
+        name = slash + 1;
+        parent = make_directory_in_root(rootfd, parent_path, 0755);
+    } else {
+        parent = dup(rootfd);
+    }
+    if (parent < 0) return -1;
+    char p[64];
+    fd_path(p, parent);
+    int dir = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    close(parent);
+    if (dir < 0) return -1;
+    // O_NOFOLLOW|O_CREAT: a dangling symlink planted at the name is refused, not followed.
+    int file = openat(dir, name, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+    close(dir);
+    if (file < 0) return -1;
+    close(file);
+    return open_in_root(rootfd, path);
+}
+
+/// Makes the mount now on top of `path` (inside the root) read-only; with `recursive` also every
+/// mount below it (mount_setattr AT_RECURSIVE, so an rbind's submounts are covered too).
+static void make_read_only(int rootfd, const char *path, int recursive) {
+    int fd = open_in_root(rootfd, path);
+    if (fd < 0) die("open for read-only", path);
+    if (img_mount_setattr(fd, "", AT_EMPTY_PATH | (recursive ? AT_RECURSIVE : 0), MOUNT_ATTR_RDONLY, 0, 0, 0) < 0)
+        die("make read-only", path);
+    close(fd);
+}
+
+static void bind_mount(int rootfd, const struct img_container_mount *m) {
+    const char *target = relative(m->target);
+    int source = open_source(rootfd, m->source, m->source_in_root);
+    if (source < 0) die("open bind source", m->source);
+    struct stat st;
+    if (fstat(source, &st) < 0) die("stat", m->source);
+    int fd = S_ISDIR(st.st_mode) ? make_directory_in_root(rootfd, target, 0755) : make_file_in_root(rootfd, target);
+    if (fd < 0) die("create bind target", m->target);
+    char source_path[64];
+    fd_path(source_path, source);
+    mount_on(source_path, fd, NULL, MS_BIND | (m->recursive ? MS_REC : 0), NULL, m->target);
+    close(fd);
+    close(source);
+    if (m->read_only) make_read_only(rootfd, target, m->recursive);
+}
+
+static void tmpfs_mount(int rootfd, const struct img_container_mount *m) {
+    int fd = make_directory_in_root(rootfd, relative(m->target), 0755);
+    if (fd < 0) die("create mount point", m->target);
+    mount_on("tmpfs", fd, "tmpfs", m->flags, m->data, m->target);
+    close(fd);
+}
+
+/// Appends ",key=" or ":" and the /proc/self/fd path of `fd` to the overlay option string.
+static void append_layer(char *options, size_t cap, const char *separator, int fd) {
+    char p[64];
+    fd_path(p, fd);
+    if (append(options, cap, separator) < 0 || append(options, cap, p) < 0) {
+        errno = E2BIG;
+        die("overlay options", "too many layers");
+    }
+}
+
+/// Layers go into the option string as /proc/self/fd/N paths: a ":" or "," in a user's path
+/// never reaches the option parser, and "+" layers are the inodes found beneath the root.
+static void overlay_mount(int rootfd, const struct img_container_mount *m) {
+    char options[2048] = "";
+    int fds[130];
+    size_t count = 0;
+    for (size_t i = 0; m->lower && m->lower[i]; i++) {
+        if (count >= 128) { errno = E2BIG; die("overlay", "too many layers"); }
+        int fd = open_source(rootfd, m->lower[i], m->lower_in_root[i]);
+        if (fd < 0) die("open overlay layer", m->lower[i]);
+        fds[count++] = fd;
+        append_layer(options, sizeof options, i == 0 ? "lowerdir=" : ":", fd);
+    }
+    if (m->upper) {
+        int upper = open_source(rootfd, m->upper, m->upper_in_root);
+        if (upper < 0) die("open overlay upper layer", m->upper);
+        int work = open_source(rootfd, m->work, m->work_in_root);
+        if (work < 0) die("open overlay work directory", m->work);
+        fds[count++] = upper;
+        fds[count++] = work;
+        append_layer(options, sizeof options, ",upperdir=", upper);
+        append_layer(options, sizeof options, ",workdir=", work);
+    }
+    int fd = make_directory_in_root(rootfd, relative(m->target), 0755);
+    if (fd < 0) die("create mount point", m->target);
+    mount_on("overlay", fd, "overlay", m->read_only ? MS_RDONLY : 0, options, m->target);
+    close(fd);
+    for (size_t i = 0; i < count; i++) close(fds[i]);
+}
+
+static void set_up_extra_mounts(int rootfd, const struct img_container_config *c) {
+    for (size_t i = 0; i < c->mount_count; i++) {
+        const struct img_container_mount *m = &c->mounts[i];
+        switch (m->kind) {
+        case IMG_MOUNT_BIND: bind_mount(rootfd, m); break;
+        case IMG_MOUNT_TMPFS: tmpfs_mount(rootfd, m); break;
+        case IMG_MOUNT_OVERLAY: overlay_mount(rootfd, m); break;
+        }
+    }
+}
+
 static void enter_root(int rootfd) {
     // pivot_root(".", ".") stacks the old root on top of the new one; detaching "." then leaves
     // only the new root (pivot_root(2), NOTES).
@@ -517,6 +654,7 @@ static int child_main(void *arg) {
     if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0) die("mount", "make / a slave");
     int rootfd = set_up_root(c);
     set_up_api_filesystems(rootfd, c);
+    set_up_extra_mounts(rootfd, c);
     enter_root(rootfd);
     if (sethostname(c->hostname, strlen(c->hostname)) < 0) die("sethostname", c->hostname);
     if (c->private_network) loopback_up();

@@ -118,7 +118,8 @@ public enum Container {
             uid: plan.uid, gid: plan.gid, groups: plan.groups,
             capabilities: Capability.mask(configuration.boundingSet),
             noNewPrivileges: configuration.noNewPrivileges, seccompProgram: seccomp,
-            cgroupLayout: cgroups.layout, cgroupDirectories: cgroups.directories)
+            cgroupLayout: cgroups.layout, cgroupDirectories: cgroups.directories,
+            mounts: configuration.mounts.orderedMounts)
         let process = try ContainerProcess.start(spec)
         // Registered once PID 1 runs; removed on every return path (a kill -9 of imagectl leaves
         // an unlocked entry that the next reader removes, see MachineRegistry).

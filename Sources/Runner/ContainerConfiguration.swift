@@ -34,6 +34,8 @@ public struct ContainerConfiguration: Sendable {
     public var seccomp = true
 
     // --- root sources and extra mounts (owned by the runner-mounts work) ---
+    /// -i, -M as a source, verity and policy, --bind/--tmpfs/--overlay (see MountSettings).
+    public var mounts = MountSettings()
 
     // --- process, console, user namespace, limits (owned by the runner-proc work) ---
 

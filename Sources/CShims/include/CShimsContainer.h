@@ -21,6 +21,40 @@ enum img_cgroup_layout {
     IMG_CGROUP_UNIFIED = 1,
 };
 
+/// Kinds of extra mounts (--bind, --tmpfs, --overlay).
+enum img_mount_kind {
+    IMG_MOUNT_BIND = 0,
+    IMG_MOUNT_TMPFS = 1,
+    IMG_MOUNT_OVERLAY = 2,
+};
+
+/// One extra mount, made after the API file systems. Every path marked "in root" and every
+/// target is resolved beneath the container root (openat2 RESOLVE_IN_ROOT); the others are host
+/// paths opened before pivot_root.
+struct img_container_mount {
+    enum img_mount_kind kind;
+    /// Absolute path inside the container.
+    const char *target;
+    /// BIND: the source, a host path or (source_in_root) a path inside the container.
+    const char *source;
+    int source_in_root;
+    /// BIND: MS_REC (rbind, the default) or not (norbind).
+    int recursive;
+    /// Non-zero: read-only (recursively for an rbind).
+    int read_only;
+    /// TMPFS: mount(2) flags and data.
+    unsigned long flags;
+    const char *data;
+    /// OVERLAY: lower layers, topmost first, NULL-terminated, and which are inside the root.
+    const char *const *lower;
+    const int *lower_in_root;
+    /// OVERLAY: upper and work directory (both NULL for a read-only overlay).
+    const char *upper;
+    int upper_in_root;
+    const char *work;
+    int work_in_root;
+};
+
 struct img_container_config {
     /// Host path of the container's tree (-D).
     const char *directory;
@@ -63,6 +97,9 @@ struct img_container_config {
     int cgroup_hybrid;
 
     /* --- root sources and extra mounts (owned by the runner-mounts work) --- */
+    /// Extra mounts in the order to make them (parents before children).
+    const struct img_container_mount *mounts;
+    size_t mount_count;
 
     /* --- process, console, user namespace, limits (owned by the runner-proc work) --- */
 };

@@ -21,6 +21,8 @@ struct ChildSpec {
     var seccompProgram: [UInt8]
     var cgroupLayout: CgroupTree.HostLayout
     var cgroupDirectories: [String]
+    /// Extra mounts in the order the child makes them (runner-mounts).
+    var mounts: [ExtraMount] = []
 }
 
 /// How the container's PID 1 ended.
@@ -56,6 +58,7 @@ final class ContainerProcess {
         let cgroupDirectories = list(spec.cgroupDirectories)
         let controllers = list(spec.cgroupLayout.controllers)
         let groups = spec.groups.map { gid_t($0) }
+        let childMounts = try ChildMounts(spec.mounts)
         var errorFD: Int32 = -1
         let pid: pid_t = argv.withUnsafeBufferPointer { argvBuffer in
             envp.withUnsafeBufferPointer { envBuffer in
@@ -86,6 +89,8 @@ final class ContainerProcess {
                                 config.cgroup_directories = cgroupBuffer.baseAddress
                                 config.cgroup_controllers = controllerBuffer.baseAddress
                                 config.cgroup_hybrid = spec.cgroupLayout.hybrid ? 1 : 0
+                                config.mounts = UnsafePointer(childMounts.table)
+                                config.mount_count = childMounts.count
                                 return img_container_start(&config, &errorFD)
                             }
                         }
@@ -93,6 +98,7 @@ final class ContainerProcess {
                 }
             }
         }
+        withExtendedLifetime(childMounts) {}  // the child has its own copy once clone returned
         guard pid > 0 else { throw RunnerError.startFailed(step: "clone", errno: errno) }
         defer { close(errorFD) }
 

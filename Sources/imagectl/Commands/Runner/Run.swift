@@ -4,7 +4,7 @@ import Runner
 
 /// `imagectl run -D DIR [COMMAND [ARGS...]]`: a directory tree as a container, with
 /// systemd-nspawn's option names and defaults.
-struct RunCommand: ParsableCommand {
+struct RunCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
         abstract: "Run a command or boot an OS tree in a container (like systemd-nspawn).",
@@ -19,12 +19,14 @@ struct RunCommand: ParsableCommand {
             new session. Needs root.
             Exit status: the payload's exit code; 128+N when a signal N ended it; 0 when a booted \
             system powered off; 1 when the container could not start; 2 for bad options.
-            Not available yet: -i/--image, -M from the pool, --bind, --private-users, \
+            Not available yet: --private-users, \
             --resolv-conf, --timezone, a pty console.
             """)
 
     @Option(name: [.customShort("D"), .customLong("directory")], help: "Directory to use as the container's root file system.")
-    var directory: String
+    var directory: String?
+
+    @OptionGroup var imageOptions: RunImageOptions
 
     @Flag(name: [.customShort("x"), .customLong("ephemeral")], help: "Run on a throw-away overlay over the directory; the directory is left unchanged.")
     var ephemeral = false
@@ -41,7 +43,7 @@ struct RunCommand: ParsableCommand {
     @Flag(name: [.customShort("a"), .customLong("as-pid2")], help: "Run a minimal init as PID 1 that reaps processes and forwards signals; the payload is PID 2.")
     var asPID2 = false
 
-    @Option(name: [.customShort("M"), .customLong("machine")], help: "Machine name (default: the directory's name). Also the default host name.")
+    @Option(name: [.customShort("M"), .customLong("machine")], help: "Machine name (default: the directory's or image's name). Also the default host name. Without -D or -i: the store image to run (locked while it runs).")
     var machine: String?
 
     @Option(name: .customLong("hostname"), help: "Host name inside the container (default: the machine name).")
@@ -86,7 +88,7 @@ struct RunCommand: ParsableCommand {
         if let first = command.first, first.hasPrefix("-"), first != "--" {
             throw ValidationError("unknown option \(first)")
         }
-        var c = ContainerConfiguration(directory: directory)
+        var c = ContainerConfiguration(directory: directory ?? "")
         c.command = command.first == "--" ? Array(command.dropFirst()) : command
         c.boot = boot
         c.asPID2 = asPID2
@@ -107,6 +109,7 @@ struct RunCommand: ParsableCommand {
         if let noNewPrivileges { c.noNewPrivileges = try ContainerConfiguration.parseBoolean(noNewPrivileges, option: "--no-new-privileges") }
         c.privateNetwork = privateNetwork
         if template != nil && ephemeral { throw RunnerError.conflictingOptions("--template and --ephemeral cannot be combined") }
+        try imageOptions.apply(to: &c, directory: directory, template: template)
         try c.validate()
         return c
     }
@@ -127,17 +130,19 @@ struct RunCommand: ParsableCommand {
         }
     }
 
-    func run() throws {
+    func run() async throws {
         let configuration = try makeConfiguration()
         guard geteuid() == 0 else { throw CommandFailure(message: "imagectl run needs root (namespaces and mounts)") }
         if let template, try Template.materialize(template, at: configuration.directory), !quiet {
             Terminal.standardError("Created \(configuration.directory) from template \(template).\n")
         }
-        let plan = try Container.plan(configuration, hostEnvironment: ProcessInfo.processInfo.environment)
+        let session = try await imageOptions.openRoot(configuration, quiet: quiet)
+        defer { session.close() }
+        let plan = try Container.plan(session.configuration, hostEnvironment: ProcessInfo.processInfo.environment)
         if !quiet {
-            Terminal.standardError("Spawning container \(plan.machine) on \(configuration.directory).\n")
+            Terminal.standardError("Spawning container \(plan.machine) on \(session.description).\n")
         }
-        let outcome = try Container.run(configuration, plan: plan)
+        let outcome = try Container.run(session.configuration, plan: plan, started: session.containerStarted)
         let status: Int32
         switch outcome.termination {
         case .exited(let code):

@@ -1,0 +1,192 @@
+import Dissect
+import Foundation
+import ImageStore
+import LinuxSystem
+import SystemPackage
+
+/// The host-side state behind a container's root while it runs: the store image's lock, a disk
+/// image mounted through its dissected mount plan, and the temporary directories of empty-source
+/// binds and overlays. `open` sets it all up (undoing what it did when a step fails); `close`
+/// undoes it on every exit path (unmounts, detaches the loop devices, removes the temporaries,
+/// releases the lock).
+public final class RootSession {
+    /// The configuration with a concrete root directory, machine name and mount paths.
+    public private(set) var configuration: ContainerConfiguration
+    /// How the root was made, for the "Spawning" line and tests.
+    public private(set) var description: String
+
+    private var lock: ImageLock?
+    /// The private directory an image is mounted below (…/root is the mount point).
+    private var imageStaging: String?
+    private var temporaries: [String] = []
+    /// Overlay work directories made beneath the container root: the parent directory held open
+    /// (so the removal goes exactly there, whatever happens to the path) and the name.
+    private var workBeneathRoot: [(parent: FileDescriptor, name: String)] = []
+    private var closed = false
+
+    public enum Error: Swift.Error, CustomStringConvertible {
+        case noSource
+        case storeImageType(String, String)
+        case temporary(String, String)
+
+        public var description: String {
+            switch self {
+            case .noSource: "no root given: use -D DIRECTORY, -i IMAGE or -M NAME (an image in the store)"
+            case .storeImageType(let name, let type): "image \(name) is a \(type) image, which cannot be run as a container"
+            case .temporary(let what, let why): "cannot create \(what): \(why)"
+            }
+        }
+    }
+
+    private init(_ configuration: ContainerConfiguration) {
+        self.configuration = configuration
+        self.description = configuration.directory
+    }
+
+    deinit { close() }
+
+    /// Prepares the root: -M NAME from the store (locked, shared when read-only or ephemeral as
+    /// nspawn does, exclusive otherwise), -i IMAGE mounted read-only where verity or the image
+    /// demands, and the temporary directories of the extra mounts.
+    public static func open(_ requested: ContainerConfiguration, log: @escaping @Sendable (String) -> Void = { _ in }) async throws -> RootSession {
+        EarlyTermination.install()
+        let session = RootSession(requested)
+        do {
+            try await session.prepare(log: log)
+        } catch {
+            session.close()
+            throw error
+        }
+        return session
+    }
+
+    private func prepare(log: @escaping @Sendable (String) -> Void) async throws {
+        var imagePath = configuration.mounts.image
+        if let name = configuration.mounts.storeImage {
+            let store = try ImageStore(root: configuration.mounts.storeRoot)
+            let kind: FileLock.Kind = configuration.readOnly || configuration.ephemeral ? .shared : .exclusive
+            let (image, lock) = try await store.lock(named: name, kind: kind)
+            self.lock = lock
+            switch image.type {
+            case .directory, .subvolume:
+                configuration.directory = image.path
+                description = image.path
+            case .raw, .block:
+                imagePath = image.path
+            }
+            if configuration.machineName == nil { configuration.machineName = name }
+        }
+        if let imagePath {
+            try await mountImage(imagePath, log: log)
+        } else if configuration.directory.isEmpty {
+            throw Error.noSource
+        }
+        try makeTemporaries()
+    }
+
+    private func mountImage(_ path: String, log: @escaping @Sendable (String) -> Void) async throws {
+        if configuration.machineName == nil { configuration.machineName = try MountSettings.machineName(forImage: path) }
+        let settings = configuration.mounts
+        var dissected = try Dissector.dissect(path: path, options: DissectOptions(verity: settings.verity, requireRoot: true))
+        if let policy = settings.imagePolicy {
+            dissected = try await dissected.applying(try ImagePolicy.parse(policy), keyringDirectory: settings.verityKeyring)
+        }
+        let plan = try MountPlan.make(dissected, readOnly: configuration.readOnly)
+        let staging = "/run/imagectl/runner/image.\(HostFiles.processID).\(FileSystem.randomHex(6))"
+        try FileSystem.makeDirectories(staging + "/root", mode: 0o700)
+        imageStaging = staging
+        _ = try await ImageMounter.mount(plan, at: staging + "/root", options: ImageMounter.Options(
+            mkdir: false, record: false, keyringDirectory: settings.verityKeyring, log: log))
+        configuration.directory = staging + "/root"
+        description = path
+    }
+
+    /// A fresh directory under /var/tmp (as nspawn puts them), removed by `close`.
+    private func temporaryDirectory(_ what: String) throws -> String {
+        let path = try SessionFiles.makeTemporaryDirectory(prefix: "/var/tmp/imagectl-\(what)-").get()
+        temporaries.append(path)
+        return path
+    }
+
+    /// Gives every empty bind source and overlay upper layer a temporary directory, and every
+    /// overlay with an upper layer a work directory on the same file system (overlayfs needs one):
+    /// beside a host upper layer, or beneath the root for a "+" one.
+    private func makeTemporaries() throws {
+        var resolved: [ExtraMount] = []
+        for mount in configuration.mounts.extra {
+            switch mount {
+            case .bind(nil, let target, let readOnly, let recursive):
+                resolved.append(.bind(source: MountPath(path: try temporaryDirectory("bind"), inRoot: false),
+                                      target: target, readOnly: readOnly, recursive: recursive))
+            case .overlay(let lower, let upper?, _, let target):
+                var upperPath = upper
+                let work: MountPath
+                if upper.path.isEmpty {
+                    let dir = try temporaryDirectory("overlay")
+                    try FileSystem.makeDirectory(dir + "/upper", mode: 0o755)
+                    try FileSystem.makeDirectory(dir + "/work", mode: 0o700)
+                    upperPath = MountPath(path: dir + "/upper", inRoot: false)
+                    work = MountPath(path: dir + "/work", inRoot: false)
+                } else if !upper.inRoot {
+                    let dir = "\(FileSystem.parentDirectory(upper.path))/.#imagectl-overlay-work.\(FileSystem.randomHex(8))"
+                    try FileSystem.makeDirectory(dir, mode: 0o700)
+                    temporaries.append(dir)
+                    work = MountPath(path: dir, inRoot: false)
+                } else {
+                    work = MountPath(path: try makeWorkBeneathRoot(for: upper.path), inRoot: true)
+                }
+                resolved.append(.overlay(lower: lower, upper: upperPath, work: work, target: target))
+            default:
+                resolved.append(mount)
+            }
+        }
+        configuration.mounts.extra = resolved
+    }
+
+    /// A work directory beside the "+" upper layer `upper`, made in its parent directory opened
+    /// beneath the root (a symlink in the image cannot send it elsewhere). Returns its path
+    /// inside the container.
+    private func makeWorkBeneathRoot(for upper: String) throws -> String {
+        let root = try FileDescriptor.open(configuration.directory, .readOnly, options: [.directory, .closeOnExec])
+        defer { try? root.close() }
+        let parentPath = FileSystem.parentDirectory(upper)
+        let parent = try OpenBeneath.open(parentPath, in: root, flags: O_RDONLY | O_DIRECTORY)
+        let name = ".#imagectl-overlay-work.\(FileSystem.randomHex(8))"
+        do {
+            try SessionFiles.makeDirectory(in: parent, name: name, mode: 0o700, what: "an overlay work directory in \(parentPath)")
+        } catch {
+            try? parent.close()
+            throw error
+        }
+        workBeneathRoot.append((parent, name))
+        return (parentPath == "/" ? "" : parentPath) + "/" + name
+    }
+
+    /// Pass as `Container.run`'s `started`: a SIGTERM/SIGINT that came while the root was being
+    /// prepared is sent on to the container now that imagectl forwards them.
+    public func containerStarted(_ plan: Container.Plan) {
+        EarlyTermination.replay()
+    }
+
+    /// Undoes everything `open` did; safe to call more than once.
+    public func close() {
+        guard !closed else { return }
+        closed = true
+        for (parent, name) in workBeneathRoot {
+            // Through the held descriptor: the directory it names, not whatever the path is now.
+            try? FileSystem.removeTree("/proc/self/fd/\(parent.rawValue)/\(name)")
+            try? parent.close()
+        }
+        workBeneathRoot = []
+        for path in temporaries.reversed() { try? FileSystem.removeTree(path) }
+        temporaries = []
+        if let staging = imageStaging {
+            if !Mount.mounts(under: staging + "/root").isEmpty { try? ImageMounter.unmount(staging + "/root") }
+            HostFiles.removeDirectory(staging + "/root")
+            HostFiles.removeDirectory(staging)
+            imageStaging = nil
+        }
+        lock?.release()
+        lock = nil
+    }
+}

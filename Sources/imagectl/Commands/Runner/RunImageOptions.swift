@@ -1,0 +1,67 @@
+import ArgumentParser
+import Foundation
+import Runner
+
+/// `imagectl run`'s root sources and extra mounts: -i, -M as a source, verity and policy,
+/// --bind, --bind-ro, --tmpfs, --overlay, --overlay-ro (systemd-nspawn's names and syntax).
+struct RunImageOptions: ParsableArguments {
+    @Option(name: [.customShort("i"), .customLong("image")], help: ArgumentHelp("Disk image (file or block device) to run: dissected and mounted as `imagectl mount` does (one loop device per partition; a verity-protected partition verified and read-only).", valueName: "image"))
+    var image: String?
+
+    @OptionGroup var verity: VerityOptions
+    @OptionGroup var store: StoreOptions
+
+    @Option(name: .customLong("bind"), help: ArgumentHelp("Bind-mount a host file or directory: SRC[:DST[:rbind|norbind]]; \"+SRC\" is inside the container, an empty SRC a temporary directory removed afterwards; \"\\:\" escapes a colon (repeatable).", valueName: "src[:dst[:opts]]"))
+    var bind: [String] = []
+
+    @Option(name: .customLong("bind-ro"), help: ArgumentHelp("Like --bind, read-only (recursively for rbind).", valueName: "src[:dst[:opts]]"))
+    var bindReadOnly: [String] = []
+
+    @Option(name: .customLong("tmpfs"), help: ArgumentHelp("Mount a tmpfs at PATH inside the container (nodev, mode 0755 unless OPTS say otherwise) (repeatable).", valueName: "path[:opts]"))
+    var tmpfs: [String] = []
+
+    @Option(name: .customLong("overlay"), help: ArgumentHelp("Overlay file system: LOWER...:UPPER:DST, or LOWER:UPPER mounted at UPPER; \"+\" paths are inside the container; an empty UPPER is a temporary directory removed afterwards (repeatable).", valueName: "lower:upper:dst"))
+    var overlay: [String] = []
+
+    @Option(name: .customLong("overlay-ro"), help: ArgumentHelp("Read-only overlay file system: LOWER...:DST (repeatable).", valueName: "lower:dst"))
+    var overlayReadOnly: [String] = []
+
+    /// Fills `c.mounts`. -D, -i and -M-as-source exclude each other as in nspawn: with -D or -i,
+    /// -M only names the machine; alone it names a store image to run.
+    func apply(to c: inout ContainerConfiguration, directory: String?, template: String?) throws {
+        if directory != nil && image != nil { throw ValidationError("--directory and --image cannot be combined") }
+        var m = MountSettings()
+        m.image = image
+        if let image, c.machineName == nil { c.machineName = try MountSettings.machineName(forImage: image) }
+        if directory == nil && image == nil {
+            guard let name = c.machineName else { throw ValidationError("no root given: use -D DIRECTORY, -i IMAGE or -M NAME (an image in the store)") }
+            m.storeImage = name
+            m.storeRoot = store.explicitRoot
+        }
+        if template != nil && directory == nil { throw ValidationError("--template needs --directory") }
+        let verityGiven = verity.hashes.rootHash != nil || verity.hashes.rootHashSignature != nil || verity.hashes.verityData != nil
+            || verity.hashes.usrHash != nil || verity.imagePolicy != nil
+        if verityGiven && directory != nil { throw ValidationError("--root-hash, --root-hash-sig, --verity-data, --usr-hash and --image-policy need a disk image (-i or a raw store image)") }
+        m.verity = verity.explicit
+        m.imagePolicy = verity.imagePolicy
+        m.verityKeyring = verity.verityKeyring
+        do {
+            for text in bind { m.extra.append(try ExtraMount.parseBind(text, readOnly: false)) }
+            for text in bindReadOnly { m.extra.append(try ExtraMount.parseBind(text, readOnly: true)) }
+            for text in tmpfs { m.extra.append(try ExtraMount.parseTmpfs(text)) }
+            for text in overlay { m.extra.append(try ExtraMount.parseOverlay(text, readOnly: false)) }
+            for text in overlayReadOnly { m.extra.append(try ExtraMount.parseOverlay(text, readOnly: true)) }
+        } catch {
+            throw ValidationError(error.description)
+        }
+        c.mounts = m
+    }
+
+    /// Mounts the image or locks the store image and makes the temporary directories; status
+    /// lines (which verity path was taken) go to stderr unless `quiet`.
+    func openRoot(_ configuration: ContainerConfiguration, quiet: Bool) async throws -> RootSession {
+        try await RootSession.open(configuration) { line in
+            if !quiet { Terminal.standardError("\(line)\n") }
+        }
+    }
+}

@@ -1,0 +1,283 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// `imagectl run` root sources (-i, -M from the store) and extra mounts (--bind, --bind-ro,
+/// --tmpfs, --overlay, --overlay-ro), checked from inside the container and on the host
+/// afterwards (no mount, loop device or temporary directory left behind).
+@Suite("imagectl run: images and mounts", .serialized)
+struct RunImageCLITests {
+    static let fixtures = Fixtures.directory
+
+    /// A copy of a fixture image (tests that may write never touch the shared fixtures).
+    static func copy(_ fixture: String, to directory: TemporaryDirectory, as name: String? = nil) throws -> String {
+        let target = directory.appending(name ?? fixture)
+        let r = try Tool.run("cp", ["-a", "--sparse=always", "\(fixtures)/\(fixture)", target])
+        guard r.status == 0 else { throw Failure(text: r.stderr) }
+        return target
+    }
+    struct Failure: Error { var text: String }
+
+    static func rootHash(_ fixture: String) throws -> String {
+        try String(contentsOfFile: "\(fixtures)/\(fixture)", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// Loop devices whose backing file is `image`.
+    static func loops(of image: String) throws -> String {
+        try Tool.run("losetup", ["-j", image]).stdout
+    }
+
+    /// Mounts the runner made for images (under /run/imagectl/runner), from the host's mount table.
+    static func runnerMounts() -> [String] {
+        let table = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
+        return table.split(separator: "\n").map(String.init).filter { $0.contains("/run/imagectl/runner/") }
+    }
+
+    static func temporaries() -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: "/var/tmp")) ?? []).filter {
+            $0.hasPrefix("imagectl-bind-") || $0.hasPrefix("imagectl-overlay-")
+        }
+    }
+
+    // MARK: -i
+
+    @Test func verityImageRunsACommandThatReadsOSRelease() throws {
+        try Privileged.require(.root, .loopDevices, .fixture("gpt-verity.raw"), .tool("losetup"))
+        let image = "\(Self.fixtures)/gpt-verity.raw"
+        let r = try Imagectl.run(["run", "-i", image, "--root-hash=\(try Self.rootHash("gpt-verity.roothash.txt"))",
+                                  "cat", "/etc/os-release"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("ID=imagectl-test\n"))
+        // Which verity path was taken is said; the machine is named after the image.
+        #expect(r.stderr.contains("root: device-mapper unavailable: verified the whole verity tree in userspace"))
+        #expect(r.stderr.contains("Spawning container gpt-verity on \(image)."))
+        #expect(try Self.loops(of: image).isEmpty)
+        #expect(Self.runnerMounts().isEmpty)
+    }
+
+    @Test func verityRootIsReadOnlyInside() throws {
+        try Privileged.require(.root, .loopDevices, .fixture("gpt-verity.raw"))
+        let r = try Imagectl.run(["run", "-q", "-i", "\(Self.fixtures)/gpt-verity.raw",
+                                  "--root-hash=\(try Self.rootHash("gpt-verity.roothash.txt"))",
+                                  "sh", "-c", "touch /new-file && echo wrote"])
+        #expect(r.stdout.isEmpty)
+        #expect(r.stderr.contains("Read-only file system"))
+    }
+
+    @Test func wrongRootHashRefusesToStartAndLeavesNothing() throws {
+        try Privileged.require(.root, .loopDevices, .fixture("gpt-verity.raw"), .tool("losetup"))
+        let image = "\(Self.fixtures)/gpt-verity.raw"
+        let good = try Self.rootHash("gpt-verity.roothash.txt")
+        // A hash whose first half still names the root partition (repart derives the UUIDs of
+        // root and root-verity from the halves), and a hash of zeros.
+        let lastHalf = String(good.dropFirst(32).map { $0 == "0" ? "1" : "0" })
+        for wrong in [String(good.prefix(32)) + lastHalf, String(repeating: "0", count: 64)] {
+            let r = try Imagectl.run(["run", "-i", image, "--root-hash=\(wrong)", "cat", "/etc/os-release"])
+            #expect(r.status == 1)
+            #expect(r.stdout.isEmpty)
+            let lines = r.stderr.split(separator: "\n")
+            #expect(lines.count == 1 && lines.first?.hasPrefix("error: ") == true, "\(r.stderr)")
+            #expect(try Self.loops(of: image).isEmpty)
+            #expect(Self.runnerMounts().isEmpty)
+        }
+    }
+
+    @Test func imagePolicyIsCheckedBeforeAnythingIsMounted() throws {
+        try Privileged.require(.root, .loopDevices, .fixture("gpt-verity.raw"), .tool("losetup"))
+        let image = "\(Self.fixtures)/gpt-verity.raw"
+        // Without a root hash the root is unprotected, which root=verity does not allow.
+        let refused = try Imagectl.run(["run", "-q", "-i", image, "--read-only", "--image-policy=root=verity", "true"])
+        #expect(refused.status == 1)
+        #expect(refused.stderr.hasPrefix("error: image policy: root partition is unprotected"))
+        #expect(try Self.loops(of: image).isEmpty)
+        let allowed = try Imagectl.run(["run", "-q", "-i", image, "--root-hash=\(try Self.rootHash("gpt-verity.roothash.txt"))",
+                                        "--image-policy=root=verity", "true"])
+        #expect(allowed.status == 0, "\(allowed.stderr)")
+    }
+
+    @Test func readOnlyImageAndWritableCopy() throws {
+        try Privileged.require(.root, .loopDevices, .fixture("bare-ext4.raw"))
+        let scratch = try TemporaryDirectory(prefix: "run-image")
+        let image = try Self.copy("bare-ext4.raw", to: scratch, as: "web.raw")
+        let ro = try Imagectl.run(["run", "-q", "--read-only", "-i", image, "sh", "-c", "hostname; touch /x"])
+        #expect(ro.stdout == "web\n")
+        #expect(ro.stderr.contains("Read-only file system"))
+        // Writable by default (as nspawn): a write inside lands in the image.
+        let rw = try Imagectl.run(["run", "-q", "-i", image, "sh", "-c", "echo kept > /written"])
+        #expect(rw.status == 0, "\(rw.stderr)")
+        let again = try Imagectl.run(["run", "-q", "--read-only", "-i", image, "cat", "/written"])
+        #expect(again.stdout == "kept\n")
+        #expect(try Self.loops(of: image).isEmpty)
+    }
+
+    @Test func sigtermTearsTheImageDown() throws {
+        try Privileged.require(.root, .loopDevices, .fixture("gpt-verity.raw"), .tool("losetup"))
+        let image = "\(Self.fixtures)/gpt-verity.raw"
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Imagectl.binary)
+        process.arguments = ["run", "-q", "-i", image, "--root-hash=\(try Self.rootHash("gpt-verity.roothash.txt"))",
+                             "sh", "-c", "echo started; exec sleep 60"]
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        // Running once the payload says so.
+        let line = output.fileHandleForReading.availableData
+        #expect(String(decoding: line, as: UTF8.self) == "started\n")
+        #expect(!Self.runnerMounts().isEmpty)
+        process.terminate()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 128 + SIGKILL)
+        #expect(try Self.loops(of: image).isEmpty)
+        #expect(Self.runnerMounts().isEmpty)
+    }
+
+    // MARK: -M from the store
+
+    @Test func storeImagesRunAndAreLockedWhileRunning() throws {
+        try Privileged.require(.root, .loopDevices, .fixture("busybox-tree"), .fixture("bare-ext4.raw"))
+        let pool = try TemporaryDirectory(prefix: "run-pool")
+        let copy = try Tool.run("cp", ["-a", "\(Self.fixtures)/busybox-tree", pool.appending("bb")])
+        #expect(copy.status == 0)
+        _ = try Self.copy("bare-ext4.raw", to: pool, as: "disk.raw")
+
+        // A directory image: runs, and is locked while it runs.
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Imagectl.binary)
+        process.arguments = ["run", "-q", "--root", pool.path, "-M", "bb", "sh", "-c", "touch /started; sleep 3"]
+        try process.run()
+        var started = false
+        for _ in 0..<100 where !started {
+            usleep(50_000)
+            started = FileManager.default.fileExists(atPath: pool.appending("bb/started"))
+        }
+        #expect(started)
+        let busy = try Imagectl.run(["remove", "bb"], root: pool.path)
+        #expect(busy.status == 16, "\(busy.stderr)")
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        // A raw image in the pool is dissected and mounted; -M names it and the machine.
+        let raw = try Imagectl.run(["run", "-q", "--read-only", "--root", pool.path, "-M", "disk", "hostname"])
+        #expect(raw.stdout == "disk\n", "\(raw.stderr)")
+        // Unlocked afterwards.
+        #expect(try Imagectl.run(["remove", "bb"], root: pool.path).status == 0)
+        let missing = try Imagectl.run(["run", "-q", "--root", pool.path, "-M", "bb", "true"])
+        #expect(missing.status == 1)
+        #expect(missing.stderr.hasPrefix("error: ") && missing.stderr.contains("bb"))
+    }
+
+    @Test func rootSourcesExcludeEachOther() throws {
+        let none = try Imagectl.run(["run", "true"])
+        #expect(none.status == 2)
+        #expect(none.stderr.contains("no root given"))
+        let both = try Imagectl.run(["run", "-D", "/tmp", "-i", "/tmp/x.raw", "true"])
+        #expect(both.status == 2)
+        #expect(both.stderr.contains("cannot be combined"))
+        let hashWithDirectory = try Imagectl.run(["run", "-D", "/tmp", "--root-hash=00", "true"])
+        #expect(hashWithDirectory.status == 2)
+    }
+
+    // MARK: Extra mounts
+
+    /// A busybox tree and a host directory with a file, under /var/tmp (the container gets its
+    /// own /tmp, so paths below /tmp could not be compared inside and outside).
+    final class Setup: @unchecked Sendable {
+        // Immutable after init; deinit removes the directory.
+        let scratch: TemporaryDirectory
+        let root: String
+        let source: String
+        init() throws {
+            scratch = try TemporaryDirectory(prefix: "run-mounts", under: "/var/tmp")
+            // A name of its own: the machine is named after it, and machine names are unique.
+            root = scratch.appending("rm-\(UUID().uuidString.prefix(8).lowercased())")
+            source = scratch.appending("source")
+            let r = try Tool.run("cp", ["-a", "\(RunImageCLITests.fixtures)/busybox-tree", root])
+            guard r.status == 0 else { throw Failure(text: r.stderr) }
+            try FileManager.default.createDirectory(atPath: source + "/sub", withIntermediateDirectories: true)
+            try "from the host\n".write(toFile: source + "/file", atomically: false, encoding: .utf8)
+        }
+    }
+
+    @Test func bindsAreVisibleAndReadOnlyAsAsked() throws {
+        try Privileged.require(.root, .fixture("busybox-tree"))
+        let s = try Setup()
+        let before = Self.temporaries()
+        let r = try Imagectl.run(["run", "-q", "-D", s.root,
+                                  "--bind=\(s.source):/mnt/rw", "--bind-ro=\(s.source):/mnt/ro",
+                                  "--bind-ro=\(s.source)/file:/etc/host-file", "--bind=+/srv:/mnt/inner",
+                                  "--bind=:/scratch", "--tmpfs=/var/cache/t:mode=0700,size=1m",
+                                  "sh", "-c", """
+                                  cat /mnt/rw/file /mnt/ro/file /etc/host-file; ls /mnt/inner
+                                  echo w > /mnt/rw/written && echo rw-ok
+                                  echo w > /mnt/ro/written || echo ro-refused
+                                  echo w > /scratch/x && echo scratch-ok
+                                  stat -c %a /var/cache/t; grep -c ' /var/cache/t .* tmpfs ' /proc/self/mountinfo
+                                  """])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout == "from the host\nfrom the host\nfrom the host\nmarker\nrw-ok\nro-refused\nscratch-ok\n700\n1\n")
+        #expect(FileManager.default.fileExists(atPath: s.source + "/written"))
+        // The empty-source directory is gone afterwards.
+        #expect(Self.temporaries() == before)
+    }
+
+    @Test func symlinkedBindTargetCannotRedirectTheMount() throws {
+        try Privileged.require(.root, .fixture("busybox-tree"))
+        let s = try Setup()
+        // Host directories, the same paths inside the image, and symlinks in the image pointing
+        // at them: absolutely, and relatively with more ".." than the tree is deep.
+        let hostA = s.scratch.appending("host-a"), hostB = s.scratch.appending("host-b")
+        for dir in [hostA, hostB] {
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            try "host\n".write(toFile: dir + "/host-file", atomically: false, encoding: .utf8)
+            try FileManager.default.createDirectory(atPath: s.root + dir, withIntermediateDirectories: true)
+        }
+        try FileManager.default.createSymbolicLink(atPath: s.root + "/absolute", withDestinationPath: hostA)
+        try FileManager.default.createSymbolicLink(atPath: s.root + "/relative",
+                                                   withDestinationPath: String(repeating: "../", count: 12) + hostB.dropFirst())
+        let r = try Imagectl.run(["run", "-q", "-D", s.root, "--bind-ro=\(s.source):/absolute", "--bind-ro=\(s.source):/relative/deeper",
+                                  "sh", "-c", "ls \(hostA); ls \(hostB); ls \(hostB)/deeper"])
+        #expect(r.status == 0, "\(r.stderr)")
+        // Both mounts landed on the image's copies of the paths, not on the host's directories.
+        #expect(r.stdout == "file\nsub\ndeeper\nfile\nsub\n", "\(r.stdout)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: hostA) == ["host-file"])
+        #expect(try FileManager.default.contentsOfDirectory(atPath: hostB) == ["host-file"])
+        #expect(FileManager.default.fileExists(atPath: s.root + hostB + "/deeper"))
+    }
+
+    @Test func overlaysWithHostContainerAndTemporaryUpperLayers() throws {
+        try Privileged.require(.root, .fixture("busybox-tree"))
+        let s = try Setup()
+        let upper = s.scratch.appending("upper")
+        try FileManager.default.createDirectory(atPath: upper, withIntermediateDirectories: true)
+        let before = Self.temporaries()
+        let r = try Imagectl.run(["run", "-q", "-D", s.root,
+                                  "--overlay=\(s.source):\(upper):/ov", "--overlay=+/srv::/srv",
+                                  "--overlay-ro=\(s.source):+/usr/share/imagectl:/ro", "--overlay=+/var/lib:+/home/user:/ov2",
+                                  "sh", "-c", """
+                                  cat /ov/file; echo new > /ov/added
+                                  echo s > /srv/added && ls /srv
+                                  ls /ro; touch /ro/x || echo ro-refused
+                                  ls /ov2; echo q > /ov2/added
+                                  """])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout == "from the host\nadded\nmarker\nfile\nmarker\nsub\nro-refused\nhello.txt\nimagectl\n", "\(r.stdout)")
+        // Writes went to the upper layers: the host upper directory, the container's
+        // /home/user; the lower layers and the temporary /srv upper are untouched/gone.
+        #expect(try FileManager.default.contentsOfDirectory(atPath: upper) == ["added"])
+        #expect(!FileManager.default.fileExists(atPath: s.source + "/added"))
+        #expect(!FileManager.default.fileExists(atPath: s.root + "/srv/added"))
+        #expect(FileManager.default.fileExists(atPath: s.root + "/home/user/added"))
+        // No work directories left beside the upper layers, no temporaries in /var/tmp.
+        #expect(try FileManager.default.contentsOfDirectory(atPath: s.scratch.path).sorted() == [URL(fileURLWithPath: s.root).lastPathComponent, "source", "upper"].sorted())
+        #expect(try FileManager.default.contentsOfDirectory(atPath: s.root + "/home").sorted() == ["user"])
+        #expect(Self.temporaries() == before)
+    }
+
+    @Test func badMountOptionsAreUsageErrors() throws {
+        for option in ["--bind=relative", "--bind=/a:/b:idmap", "--tmpfs=/", "--overlay=/only", "--bind-ro=/a/../b"] {
+            let r = try Imagectl.run(["run", "-D", "/tmp", option, "true"])
+            #expect(r.status == 2, "\(option)")
+            #expect(r.stderr.contains("invalid"), "\(option): \(r.stderr)")
+        }
+    }
+}
