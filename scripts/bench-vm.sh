@@ -20,7 +20,7 @@ PARTUUID=$(sfdisk --json "$IMAGE" | python3 -c 'import json,sys
 print(next(p["uuid"].lower() for p in json.load(sys.stdin)["partitiontable"]["partitions"] if p["type"].upper()=="4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709"))')
 
 now() { date +%s%N; }
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+median() { sort -n | awk '{a[NR]=$1} END {printf "%.0f\n", (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
 imagectl_boot() {
     "$IMAGECTL" vm -q -x -i "$IMAGE" --linux="$KERNEL" --initrd="$INITRD" --ram=1G --cpus=2 --kvm=no \
@@ -46,6 +46,7 @@ for i in $(seq "$ROUNDS"); do
     grep -q "reboot: Power down" "$SCRATCH/b.log" || echo "qemu: round $i did not reach poweroff" >&2
 done
 a=$(median < "$SCRATCH/a"); b=$(median < "$SCRATCH/b")
+echo "each round in ms: imagectl vm $(awk '{printf "%d ", $1/1000000}' "$SCRATCH/a")| qemu $(awk '{printf "%d ", $1/1000000}' "$SCRATCH/b")"
 printf 'boot to poweroff (%d rounds, TCG): imagectl vm %.2f s, qemu by hand %.2f s, ratio %.3f\n' \
     "$ROUNDS" "$(echo "$a / 1000000000" | bc -l)" "$(echo "$b / 1000000000" | bc -l)" "$(echo "$a / $b" | bc -l)"
 

@@ -99,6 +99,37 @@ import TestSupport
         #expect(ps.stdout.isEmpty, "a qemu is still running: \(ps.stdout)")
     }
 
+    @Test(.timeLimit(.minutes(3)))
+    func listedAsMachineAndStoppedByName() throws {
+        try Privileged.require(.root, .tool("qemu-system-x86_64"), .fixture("vm-debian.raw"))
+        let (kernel, initrd) = try Self.hostKernel()
+        let image = try #require(Fixtures.path("vm-debian.raw"))
+        let vmTemp = try TemporaryDirectory(prefix: "imagectl-vm-tmp", under: "/var/tmp")
+        let runtime = try TemporaryDirectory(prefix: "imagectl-vm-run")
+        let env = ["IMAGECTL_VM_TMPDIR": vmTemp.path, "IMAGECTL_RUNTIME_DIR": runtime.path]
+        let name = "vmtest-\(UUID().uuidString.prefix(6).lowercased())"
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Imagectl.binary)
+        process.arguments = ["vm", "-x", "-i", image, "-M", name, "--linux=" + kernel, "--initrd=" + initrd, "--console=headless", "-q"]
+        process.environment = ProcessInfo.processInfo.environment.merging(env) { $1 }
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        var listed = ""
+        let deadline = Date().addingTimeInterval(30)
+        while !listed.contains(name) && Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.2)
+            listed = try Imagectl.run(["machines"], environment: env).stdout
+        }
+        #expect(listed.contains(name) && listed.contains("vm"), "machines: \(listed)")
+        let stop = try Imagectl.run(["stop", name], environment: env)
+        #expect(stop.status == 0, "stop: \(stop.stderr)")
+        process.waitUntilExit()
+        // qemu ends cleanly on SIGTERM: the VM was stopped, not failed.
+        #expect(process.terminationStatus == 0)
+        #expect(!(try Imagectl.run(["machines"], environment: env).stdout.contains(name)))
+        #expect(Self.leftovers(vmTemp).isEmpty)
+    }
+
     @Test(.timeLimit(.minutes(6)))
     func uefiBootThroughOVMFAndSystemdBoot() throws {
         // Slow: OVMF under TCG adds firmware start-up to the boot.
