@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import Import
 
@@ -93,6 +94,22 @@ final class PayloadDownload: ByteSource, @unchecked Sendable {
         defer { condition.unlock() }
         while thread != nil && !threadDone { condition.wait() }
         return failure
+    }
+
+    /// SHA-256 of the bytes downloaded so far (read back from the download file), for saying why
+    /// bytes that failed to decode were refused.
+    func digestOfDownloadedBytes() throws -> String {
+        var hasher = SHA256()
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        var offset: UInt64 = 0
+        let end = try file.size()
+        while offset < end {
+            let n = try file.read(into: &buffer, count: buffer.count, at: offset)
+            if n == 0 { break }
+            hasher.update(data: buffer[0..<n])
+            offset += UInt64(n)
+        }
+        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
     }
 
     // MARK: ByteSource (the import thread)

@@ -182,8 +182,19 @@ public enum Puller {
                 download.abort()
                 sideTask.cancel()
                 _ = try? await sideTask.value
-                // A download error is the cause; the pipeline only saw its effect.
-                if let failure = download.waitUntilDone() { throw failure }
+                // A download error is the cause; the pipeline only saw its effect. (An
+                // `interrupted` without a signal is the abort above, not a cause.)
+                let failure = download.waitUntilDone()
+                if let failure, case .interrupted = failure, !job.isCancelled {
+                    throw error
+                }
+                if let failure { throw failure }
+                // Bytes that do not decode and do not match the checksum: the checksum is the
+                // clearer reason (the whole download is on disk; hash what arrived).
+                if let expected, !(error is PullError), !job.isCancelled,
+                   let actual = try? download.digestOfDownloadedBytes(), actual != expected {
+                    throw PullError.checksumMismatch(file: file, expected: expected, actual: actual)
+                }
                 throw error
             }
             if let failure = download.waitUntilDone() { throw failure }

@@ -1,0 +1,425 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// pull-raw and pull-tar as a user runs them, against fixtures/test-http-server.py on 127.0.0.1.
+@Suite("pull CLI", .serialized)
+struct PullCLITests {
+    struct Failure: Error, CustomStringConvertible {
+        var text: String
+        var description: String { text }
+    }
+
+    @discardableResult
+    static func sh(_ command: String) throws -> String {
+        let result = try Tool.run("/bin/sh", ["-c", command])
+        guard result.status == 0 else { throw Failure(text: "\(command): \(result.stderr)") }
+        return result.stdout
+    }
+
+    /// The test server, stopped when the value goes away.
+    final class Server: @unchecked Sendable {
+        // Immutable after init; deinit only terminates the process.
+        let process = Process()
+        let port: Int
+        let log: String
+
+        init(directory: String, log: String, arguments: [String] = [], port: Int = 0) throws {
+            self.log = log
+            process.executableURL = URL(fileURLWithPath: Tool.path("python3") ?? "/usr/bin/python3")
+            process.arguments = [Fixtures.repositoryPath("test-http-server.py"), "--dir", directory, "--log", log,
+                                 "--port", "\(port)"] + arguments
+            let output = Pipe()
+            process.standardOutput = output
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            var line = Data()
+            while !line.contains(UInt8(ascii: "\n")) {
+                let chunk = output.fileHandleForReading.availableData
+                if chunk.isEmpty { break }
+                line.append(chunk)
+            }
+            let text = String(decoding: line, as: UTF8.self)
+            guard text.hasPrefix("PORT "), let port = Int(text.dropFirst(5).trimmingCharacters(in: .whitespacesAndNewlines)) else {
+                kill(process.processIdentifier, SIGKILL)
+                throw Failure(text: "test server did not start: \(text)")
+            }
+            self.port = port
+        }
+
+        func url(_ file: String, scheme: String = "http") -> String { "\(scheme)://127.0.0.1:\(port)/\(file)" }
+
+        /// The requests logged so far, as dictionaries.
+        func requests() -> [[String: Any]] {
+            let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+            return text.split(separator: "\n").compactMap {
+                try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+            }
+        }
+
+        func stop() {
+            // SIGKILL: the test process may run with SIGTERM blocked, which the child inherits.
+            if process.isRunning {
+                kill(process.processIdentifier, SIGKILL)
+                process.waitUntilExit()
+            }
+        }
+
+        deinit { stop() }
+    }
+
+    /// A served directory, a pool, and (made on demand) gpg keys.
+    final class Box: @unchecked Sendable {
+        // Immutable after init apart from files on disk.
+        let dir: TemporaryDirectory
+        var pool: String { dir.appending("pool") }
+        var srv: String { dir.appending("srv") }
+        var keyring: String { dir.appending("keyring.gpg") }
+        init() throws {
+            dir = try TemporaryDirectory(prefix: "imagectl-pull-cli")
+            try sh("mkdir -p \(dir.appending("srv")) \(dir.appending("pool"))")
+        }
+        func path(_ name: String) -> String { dir.appending(name) }
+
+        /// Copies fixtures into the served directory and writes SHA256SUMS for them.
+        func serve(_ fixtures: [String], sums: Bool = true) throws {
+            for name in fixtures {
+                guard let source = Fixtures.path(name) else { throw Failure(text: "fixture \(name) missing") }
+                try sh("cp \(source) \(srv)/\(name)")
+            }
+            if sums { try sh("cd \(srv) && sha256sum \(fixtures.joined(separator: " ")) > SHA256SUMS") }
+        }
+
+        /// A throw-away signing key in its own GNUPGHOME; the trusted keyring holds only "trusted".
+        func makeKey(_ name: String) throws -> String {
+            let home = path("gnupg-\(name)")
+            try sh("mkdir -m 700 -p \(home) && GNUPGHOME=\(home) gpg --batch --quiet --passphrase '' --quick-gen-key 'imagectl \(name) <\(name)@example.org>' ed25519 sign never 2>&1")
+            return home
+        }
+
+        func trust(_ home: String) throws {
+            try sh("GNUPGHOME=\(home) gpg --batch --quiet --export > \(keyring)")
+        }
+
+        func sign(_ file: String, with home: String, as signature: String) throws {
+            try sh("GNUPGHOME=\(home) gpg --batch --quiet --yes --detach-sign -o \(srv)/\(signature) \(srv)/\(file) 2>&1")
+        }
+
+        func leftovers() -> [String] {
+            ((try? FileManager.default.contentsOfDirectory(atPath: pool)) ?? []).sorted()
+        }
+    }
+
+    static func expectOneErrorLine(_ result: Tool.Result, containing text: String, sourceLocation: SourceLocation = #_sourceLocation) {
+        #expect(result.status == 1, "exit status \(result.status): \(result.stderr)", sourceLocation: sourceLocation)
+        let lines = result.stderr.split(separator: "\n")
+        #expect(lines.count == 1, "stderr: \(result.stderr)", sourceLocation: sourceLocation)
+        #expect(lines.first?.hasPrefix("error: ") == true, sourceLocation: sourceLocation)
+        #expect(result.stderr.lowercased().contains(text.lowercased()), "stderr: \(result.stderr)", sourceLocation: sourceLocation)
+    }
+
+    /// No image of that name in the pool: neither the file/directory nor a listing entry.
+    static func expectNoImage(_ box: Box, _ name: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        #expect(!FileManager.default.fileExists(atPath: "\(box.pool)/\(name).raw"), sourceLocation: sourceLocation)
+        #expect(!FileManager.default.fileExists(atPath: "\(box.pool)/\(name)"), sourceLocation: sourceLocation)
+        let list = try Imagectl.run(["list", "--all"], root: box.pool)
+        #expect(!list.stdout.split(separator: "\n").contains { $0.split(separator: " ").first.map(String.init) == name },
+                "list: \(list.stdout)", sourceLocation: sourceLocation)
+    }
+
+    /// Everything about a tree that an import keeps: paths, types, modes, owners, sizes, mtimes,
+    /// link targets, xattrs (the top directory's own xattrs left out: a pull records its URL there).
+    static func treeListing(_ root: String) throws -> String {
+        let entries = try sh("cd \(root) && find . -mindepth 1 -printf '%p %y %m %U %G %s %T@ %l\\n' | sort")
+        let xattrs = try sh("cd \(root) && find . -mindepth 1 -print0 | sort -z | xargs -0 getfattr -h -d -m - --absolute-names 2>/dev/null || true")
+        return entries + xattrs
+    }
+
+    // MARK: - the happy paths
+
+    @Test("pull-raw --verify=checksum of multiblock.raw.xz equals import-raw; provenance, ETag xattr, mtime from Last-Modified")
+    func rawWithChecksum() throws {
+        try Privileged.require(.tool("python3"), .fixture("multiblock.raw.xz"))
+        let box = try Box()
+        try box.serve(["multiblock.raw.xz"])
+        let server = try Server(directory: box.srv, log: box.path("log"))
+        let pulled = try Imagectl.run(["pull-raw", "--verify=checksum", server.url("multiblock.raw.xz")], root: box.pool)
+        #expect(pulled.status == 0, "\(pulled.stderr)")
+        #expect(pulled.stdout.contains("Pulled multiblock as"))
+        let imported = try Imagectl.run(["import-raw", "\(box.srv)/multiblock.raw.xz", "imported"], root: box.pool)
+        #expect(imported.status == 0, "\(imported.stderr)")
+        try Self.sh("cmp \(box.pool)/multiblock.raw \(box.pool)/imported.raw")
+        let attrs = try Self.sh("getfattr -d --absolute-names \(box.pool)/multiblock.raw")
+        #expect(attrs.contains("user.source_url=\"\(server.url("multiblock.raw.xz"))\""))
+        #expect(attrs.contains("user.source_etag="))
+        let mtime = try Self.sh("stat -c %Y \(box.pool)/multiblock.raw").trimmingCharacters(in: .whitespacesAndNewlines)
+        let served = try Self.sh("stat -c %Y \(box.srv)/multiblock.raw.xz").trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(mtime == served)
+        let digest = try Self.sh("sha256sum \(box.srv)/multiblock.raw.xz").prefix(64)
+        let show = try Imagectl.run(["show", "multiblock", "--json"], root: box.pool)
+        #expect(show.stdout.contains(String(digest)), "\(show.stdout)")
+        #expect(box.leftovers().allSatisfy { !$0.hasPrefix(".#") || $0.hasSuffix(".lck") }, "\(box.leftovers())")
+    }
+
+    @Test("pull-tar with a gpg signature of SHA256SUMS equals import-tar; pull-raw with a signed .sha256; file:// works")
+    func tarWithSignature() throws {
+        try Privileged.require(.tool("python3"), .tool("gpg"), .tool("gpgv"), .tool("getfattr"),
+                               .fixture("busybox.tar.xz"), .fixture("bare-ext4.raw.xz"))
+        let box = try Box()
+        try box.serve(["busybox.tar.xz", "bare-ext4.raw.xz"])
+        try Self.sh("cd \(box.srv) && sha256sum bare-ext4.raw.xz > bare-ext4.raw.xz.sha256")
+        let key = try box.makeKey("trusted")
+        try box.trust(key)
+        try box.sign("SHA256SUMS", with: key, as: "SHA256SUMS.gpg")
+        try box.sign("bare-ext4.raw.xz.sha256", with: key, as: "bare-ext4.raw.xz.sha256.asc")
+        let server = try Server(directory: box.srv, log: box.path("log"))
+
+        let tar = try Imagectl.run(["pull-tar", "--keyring=\(box.keyring)", server.url("busybox.tar.xz")], root: box.pool)
+        #expect(tar.status == 0, "\(tar.stderr)")
+        #expect(tar.stdout.contains("good signature"))
+        let imported = try Imagectl.run(["import-tar", "\(box.srv)/busybox.tar.xz", "imported"], root: box.pool)
+        #expect(imported.status == 0, "\(imported.stderr)")
+        #expect(try Self.treeListing("\(box.pool)/busybox") == Self.treeListing("\(box.pool)/imported"))
+
+        let raw = try Imagectl.run(["pull-raw", "--keyring=\(box.keyring)", server.url("bare-ext4.raw.xz")], root: box.pool)
+        #expect(raw.status == 0, "\(raw.stderr)")
+        try Self.sh("xz -dc \(box.srv)/bare-ext4.raw.xz | cmp - \(box.pool)/bare-ext4.raw")
+        let paths = server.requests().compactMap { $0["path"] as? String }
+        #expect(paths.contains("/bare-ext4.raw.xz.sha256.asc"))
+
+        let local = try Imagectl.run(["pull-raw", "--keyring=\(box.keyring)", "file://\(box.srv)/bare-ext4.raw.xz", "local"], root: box.pool)
+        #expect(local.status == 0, "\(local.stderr)")
+        try Self.sh("cmp \(box.pool)/local.raw \(box.pool)/bare-ext4.raw")
+    }
+
+    @Test("side files are fetched, checked against SHA256SUMS and stored beside the image; one without a checksum line is refused")
+    func sideFiles() throws {
+        try Privileged.require(.tool("python3"), .fixture("bare-ext4.raw.xz"))
+        let box = try Box()
+        try box.serve(["bare-ext4.raw.xz"], sums: false)
+        try Self.sh("cd \(box.srv) && printf '[Exec]\\nBoot=no\\n' > bare-ext4.nspawn && printf '%064d\\n' 7 > bare-ext4.roothash && sha256sum bare-ext4.raw.xz bare-ext4.nspawn bare-ext4.roothash > SHA256SUMS")
+        let server = try Server(directory: box.srv, log: box.path("log"))
+        let ok = try Imagectl.run(["pull-raw", "--verify=checksum", "--read-only", server.url("bare-ext4.raw.xz")], root: box.pool)
+        #expect(ok.status == 0, "\(ok.stderr)")
+        try Self.sh("cmp \(box.srv)/bare-ext4.nspawn \(box.pool)/bare-ext4.nspawn && cmp \(box.srv)/bare-ext4.roothash \(box.pool)/bare-ext4.roothash")
+        #expect(try Self.sh("stat -c %a \(box.pool)/bare-ext4.raw").hasPrefix("444"))
+
+        // A side file the checksum file does not cover is not trusted: the pull is refused.
+        try Self.sh("cd \(box.srv) && sha256sum bare-ext4.raw.xz bare-ext4.nspawn > SHA256SUMS")
+        let refused = try Imagectl.run(["pull-raw", "--verify=checksum", server.url("bare-ext4.raw.xz"), "other"], root: box.pool)
+        Self.expectOneErrorLine(refused, containing: "bare-ext4.roothash")
+        try Self.expectNoImage(box, "other")
+        #expect(!FileManager.default.fileExists(atPath: "\(box.pool)/other.roothash"))
+    }
+
+    // MARK: - refusals
+
+    @Test("tampered payload, tampered SHA256SUMS, unknown key, missing signature: refused with one error line, no image")
+    func verificationRefusals() throws {
+        try Privileged.require(.tool("python3"), .tool("gpg"), .tool("gpgv"), .fixture("bare-ext4.raw.xz"))
+        let box = try Box()
+        try box.serve(["bare-ext4.raw.xz"])
+        let key = try box.makeKey("trusted")
+        let stranger = try box.makeKey("stranger")
+        try box.trust(key)
+        let server = try Server(directory: box.srv, log: box.path("log"))
+        let url = server.url("bare-ext4.raw.xz")
+
+        // No signature at all: fails closed by default.
+        let unsigned = try Imagectl.run(["pull-raw", "--keyring=\(box.keyring)", url], root: box.pool)
+        Self.expectOneErrorLine(unsigned, containing: "no signature found")
+        try Self.expectNoImage(box, "bare-ext4")
+
+        // Signed by a key that is not in the keyring.
+        try box.sign("SHA256SUMS", with: stranger, as: "SHA256SUMS.gpg")
+        let unknown = try Imagectl.run(["pull-raw", "--keyring=\(box.keyring)", url], root: box.pool)
+        Self.expectOneErrorLine(unknown, containing: "signature")
+        try Self.expectNoImage(box, "bare-ext4")
+
+        // Properly signed, then SHA256SUMS changed after signing.
+        try box.sign("SHA256SUMS", with: key, as: "SHA256SUMS.gpg")
+        try Self.sh("cd \(box.srv) && sed -i 's/^./0/' SHA256SUMS")
+        let tamperedSums = try Imagectl.run(["pull-raw", "--keyring=\(box.keyring)", url], root: box.pool)
+        Self.expectOneErrorLine(tamperedSums, containing: "signature")
+        try Self.expectNoImage(box, "bare-ext4")
+
+        // Good signature over SHA256SUMS, but the payload was changed: the digest does not match.
+        try Self.sh("cd \(box.srv) && sha256sum bare-ext4.raw.xz > SHA256SUMS")
+        try box.sign("SHA256SUMS", with: key, as: "SHA256SUMS.gpg")
+        try Self.sh("cd \(box.srv) && printf 'x' | dd of=bare-ext4.raw.xz bs=1 seek=4000 conv=notrunc status=none")
+        let tampered = try Imagectl.run(["pull-raw", "--keyring=\(box.keyring)", url], root: box.pool)
+        #expect(tampered.status == 1)
+        #expect(tampered.stderr.split(separator: "\n").count == 1, "\(tampered.stderr)")
+        #expect(tampered.stderr.hasPrefix("error: "))
+        try Self.expectNoImage(box, "bare-ext4")
+        // With --verify=checksum and a literal digest alike.
+        let literal = try Imagectl.run(["pull-raw", "--verify=\(String(repeating: "ab", count: 32))", url, "lit"], root: box.pool)
+        Self.expectOneErrorLine(literal, containing: "checksum mismatch")
+        try Self.expectNoImage(box, "lit")
+        // No keyring anywhere: refused before downloading.
+        let noKeyring = try Imagectl.run(["pull-raw", "--keyring=\(box.path("nope.gpg"))", url], root: box.pool)
+        Self.expectOneErrorLine(noKeyring, containing: "keyring")
+    }
+
+    @Test("truncated transfer, wrong Content-Length, oversize checksum file, 404, 401, self-signed https: refused, no image")
+    func transferRefusals() throws {
+        try Privileged.require(.tool("python3"), .tool("openssl"), .fixture("bare-ext4.raw.xz"), .fixture("busybox.tar.xz"))
+        let box = try Box()
+        try box.serve(["bare-ext4.raw.xz", "busybox.tar.xz"])
+        try Self.sh("cp \(box.srv)/bare-ext4.raw.xz \(box.srv)/cut.raw.xz && cp \(box.srv)/bare-ext4.raw.xz \(box.srv)/long.raw.xz && cd \(box.srv) && sha256sum cut.raw.xz long.raw.xz >> SHA256SUMS")
+        let server = try Server(directory: box.srv, log: box.path("log"),
+                                arguments: ["--truncate", "cut.raw.xz", "--wrong-length", "long.raw.xz",
+                                            "--status", "secret.raw.xz=401"])
+
+        let cut = try Imagectl.run(["pull-raw", "--verify=checksum", server.url("cut.raw.xz")], root: box.pool)
+        Self.expectOneErrorLine(cut, containing: "download truncated")
+        try Self.expectNoImage(box, "cut")
+
+        let long = try Imagectl.run(["pull-raw", "--verify=checksum", server.url("long.raw.xz")], root: box.pool)
+        Self.expectOneErrorLine(long, containing: "content length incorrect")
+        try Self.expectNoImage(box, "long")
+
+        let missing = try Imagectl.run(["pull-raw", "--verify=no", server.url("nothing.raw.xz")], root: box.pool)
+        Self.expectOneErrorLine(missing, containing: "Wrong URL?")
+        let secret = try Imagectl.run(["pull-raw", "--verify=no", server.url("secret.raw.xz")], root: box.pool)
+        Self.expectOneErrorLine(secret, containing: "credentials")
+        try Self.expectNoImage(box, "secret")
+
+        // A checksum file over 1 MiB is not read.
+        try Self.sh("cd \(box.srv) && mkdir big && cp bare-ext4.raw.xz big/ && (sha256sum bare-ext4.raw.xz; head -c 1100000 /dev/zero | tr '\\0' '#') > big/SHA256SUMS")
+        let bigServer = try Server(directory: "\(box.srv)/big", log: box.path("log-big"))
+        let big = try Imagectl.run(["pull-raw", "--verify=checksum", bigServer.url("bare-ext4.raw.xz")], root: box.pool)
+        Self.expectOneErrorLine(big, containing: "exceeds the size limit")
+        try Self.expectNoImage(box, "bare-ext4")
+
+        // https with a self-signed certificate: TLS verification is on.
+        try Self.sh("cd \(box.dir.path) && openssl req -x509 -newkey rsa:2048 -nodes -keyout key.pem -out cert.pem -days 1 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 2>/dev/null")
+        let tls = try Server(directory: box.srv, log: box.path("log-tls"), arguments: ["--tls", box.path("cert.pem"), box.path("key.pem")])
+        let https = try Imagectl.run(["pull-tar", "--verify=checksum", tls.url("busybox.tar.xz", scheme: "https")], root: box.pool)
+        Self.expectOneErrorLine(https, containing: "certificate")
+        try Self.expectNoImage(box, "busybox")
+    }
+
+    // MARK: - resume, cache, mirrors, progress
+
+    @Test("a transfer cut half-way resumes with a Range request and verifies; a second pull gets a 304 and downloads nothing")
+    func resumeAndCache() throws {
+        try Privileged.require(.tool("python3"), .fixture("multiblock.raw.xz"))
+        let box = try Box()
+        try box.serve(["multiblock.raw.xz"])
+        let server = try Server(directory: box.srv, log: box.path("log"), arguments: ["--drop-once", "multiblock.raw.xz"])
+        let url = server.url("multiblock.raw.xz")
+        let pulled = try Imagectl.run(["pull-raw", "--verify=checksum", url], root: box.pool)
+        #expect(pulled.status == 0, "\(pulled.stderr)")
+        let payloadRequests = server.requests().filter { ($0["path"] as? String) == "/multiblock.raw.xz" }
+        #expect(payloadRequests.count == 2)
+        let resumed = payloadRequests.last
+        #expect((resumed?["range"] as? String)?.hasPrefix("bytes=") == true && (resumed?["range"] as? String) != "bytes=0-")
+        #expect((resumed?["status"] as? Int) == 206)
+        try Self.sh("xz -dc \(box.srv)/multiblock.raw.xz | cmp - \(box.pool)/multiblock.raw")
+
+        let again = try Imagectl.run(["pull-raw", "--verify=checksum", url], root: box.pool)
+        #expect(again.status == 0, "\(again.stderr)")
+        #expect(again.stdout.contains("up to date"))
+        let last = server.requests().last { ($0["path"] as? String) == "/multiblock.raw.xz" }
+        #expect((last?["status"] as? Int) == 304)
+        #expect(last?["if-none-match"] as? String != nil)
+
+        // Without the cache match (another name) an existing name still needs --force.
+        let exists = try Imagectl.run(["pull-raw", "--verify=checksum", url, "multiblock"], root: box.pool)
+        #expect(exists.status == 0)
+        try Self.sh("printf x >> \(box.srv)/multiblock.raw.xz")
+        let changed = try Imagectl.run(["pull-raw", "--verify=checksum", url], root: box.pool)
+        Self.expectOneErrorLine(changed, containing: "--force")
+    }
+
+    @Test("kill -9 during a pull leaves no image; the next pull of the same URL resumes with Range; clean tidies")
+    func killAndResume() throws {
+        try Privileged.require(.tool("python3"), .fixture("multiblock.raw.xz"))
+        let box = try Box()
+        try box.serve(["multiblock.raw.xz"])
+        let slowArguments = ["--slow", "multiblock.raw.xz=8000000"]
+        var server = try Server(directory: box.srv, log: box.path("log"), arguments: slowArguments)
+        let port = server.port
+        var generator = SystemRandomNumberGenerator()
+        for round in 0..<4 {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: Imagectl.binary)
+            process.arguments = ["pull-raw", "--verify=checksum", server.url("multiblock.raw.xz")]
+            process.environment = ProcessInfo.processInfo.environment.merging(["IMAGECTL_ROOT": box.pool]) { $1 }
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            let delay = Double.random(in: 0.2...(round == 0 ? 2.5 : 1.5), using: &generator)
+            Thread.sleep(forTimeInterval: delay)
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            try Self.expectNoImage(box, "multiblock")
+        }
+        // The download is kept; a new server on the same port (same URL) without the slowdown.
+        let kept = box.leftovers().filter { $0.hasSuffix(".download") }
+        #expect(kept.count == 1, "\(box.leftovers())")
+        server.stop()
+        server = try Server(directory: box.srv, log: box.path("log2"), port: port)
+        let done = try Imagectl.run(["pull-raw", "--verify=checksum", server.url("multiblock.raw.xz")], root: box.pool)
+        #expect(done.status == 0, "\(done.stderr)")
+        let first = server.requests().first { ($0["path"] as? String) == "/multiblock.raw.xz" }
+        #expect((first?["range"] as? String)?.hasPrefix("bytes=") == true, "\(server.requests())")
+        #expect((first?["status"] as? Int) == 206)
+        try Self.sh("xz -dc \(box.srv)/multiblock.raw.xz | cmp - \(box.pool)/multiblock.raw")
+
+        // Killed again on another name, then clean: nothing with .# is left.
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Imagectl.binary)
+        let slow = try Server(directory: box.srv, log: box.path("log3"), arguments: slowArguments)
+        process.arguments = ["pull-raw", "--verify=checksum", slow.url("multiblock.raw.xz"), "second"]
+        process.environment = ProcessInfo.processInfo.environment.merging(["IMAGECTL_ROOT": box.pool]) { $1 }
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        Thread.sleep(forTimeInterval: 1)
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        try Self.expectNoImage(box, "second")
+        #expect(box.leftovers().contains { $0.hasPrefix(".#second") })
+        let clean = try Imagectl.run(["clean"], root: box.pool)
+        #expect(clean.status == 0, "\(clean.stderr)")
+        #expect(box.leftovers().allSatisfy { !$0.hasPrefix(".#") }, "\(box.leftovers())")
+    }
+
+    @Test("SIGTERM during a pull: exit 143, no image; --mirror is tried after a failing URL; --json progress lines")
+    func signalsMirrorsJSON() throws {
+        try Privileged.require(.tool("python3"), .fixture("multiblock.raw.xz"), .fixture("busybox.tar.xz"))
+        let box = try Box()
+        try box.serve(["multiblock.raw.xz", "busybox.tar.xz"])
+        let slow = try Server(directory: box.srv, log: box.path("log"), arguments: ["--slow", "multiblock.raw.xz=4000000"])
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Imagectl.binary)
+        process.arguments = ["pull-raw", "--verify=checksum", slow.url("multiblock.raw.xz")]
+        process.environment = ProcessInfo.processInfo.environment.merging(["IMAGECTL_ROOT": box.pool]) { $1 }
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        Thread.sleep(forTimeInterval: 1)
+        kill(process.processIdentifier, SIGTERM)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 143)
+        try Self.expectNoImage(box, "multiblock")
+        #expect(box.leftovers().allSatisfy { !$0.hasSuffix(".tmp") }, "\(box.leftovers())")
+
+        let server = try Server(directory: box.srv, log: box.path("log2"), arguments: ["--status", "busybox.tar.xz=503"])
+        let other = try Server(directory: box.srv, log: box.path("log3"))
+        let mirrored = try Imagectl.run(["pull-tar", "--verify=checksum", "--json", "--mirror=\(other.url("busybox.tar.xz"))",
+                                         server.url("busybox.tar.xz")], root: box.pool)
+        #expect(mirrored.status == 0, "\(mirrored.stderr)")
+        let events = mirrored.stdout.split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
+        #expect(events.count == mirrored.stdout.split(separator: "\n").count, "\(mirrored.stdout)")
+        #expect(events.contains { ($0["event"] as? String) == "note" })
+        #expect(events.contains { ($0["event"] as? String) == "end" && ($0["phase"] as? String) == "download" })
+        #expect((events.last?["event"] as? String) == "done")
+        #expect((events.last?["name"] as? String) == "busybox")
+        #expect(FileManager.default.fileExists(atPath: "\(box.pool)/busybox/etc/os-release"))
+    }
+}
