@@ -165,6 +165,19 @@ import TestSupport
         #expect(Self.leftovers(vmTemp).isEmpty)
     }
 
+    @Test func poolImageByName() throws {
+        try Privileged.require(.tool("qemu-system-x86_64"), .fixture("gpt-multi.raw"))
+        let pool = try TemporaryDirectory(prefix: "imagectl-vm-pool")
+        try Tool.run("cp", ["--sparse=always", try #require(Fixtures.path("gpt-multi.raw")), pool.path + "/multi.raw"])
+        let r = try Imagectl.run(["vm", "-i", "multi", "--linux=/dev/null", "--kvm=no", "--tpm=no", "--print-command"], root: pool.path)
+        #expect(r.status == 0, "stderr: \(r.stderr)")
+        #expect(r.stdout.contains("-drive file=\(pool.path)/multi.raw,format=raw,if=virtio,discard=unmap"))
+        #expect(r.stdout.contains("-name guest=multi"))
+        let missing = try Imagectl.run(["vm", "-i", "nosuch", "--print-command"], root: pool.path)
+        #expect(missing.status == 1)
+        #expect(missing.stderr == "error: no image file or store image named \"nosuch\"\n")
+    }
+
     @Test func firmwareList() throws {
         try Privileged.require(.tool("qemu-system-x86_64"))
         let r = try Imagectl.run(["vm", "--firmware=list"])
