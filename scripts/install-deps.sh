@@ -13,6 +13,8 @@ packages=(
   systemd-container cryptsetup-bin qemu-utils debootstrap xz-utils zstd bzip2 gzip
   btrfs-progs busybox-static fdisk e2fsprogs squashfs-tools erofs-utils dosfstools
   attr acl kmod util-linux python3 xfsprogs mtools openssl systemd
+  # imagectl run/shell console tests: a terminal (tmux) to drive the pty relay
+  tmux
   # imagectl vm: qemu, a Debian kernel+initrd for direct boot, UEFI firmware (descriptors in
   # /usr/share/qemu/firmware), ssh-keygen for --pass-ssh-key, systemd-boot for the ESP fixture,
   # swtpm for --tpm

@@ -8,6 +8,7 @@
 // pointing out) cannot move a mount onto the host (runc CVE-2019-16884, CVE-2021-30465).
 #define _GNU_SOURCE
 #include "CShimsContainer.h"
+#include "CShimsEnter.h"
 #include "CShims.h"
 
 #include <errno.h>
@@ -556,6 +557,31 @@ static void loopback_up(void) {
     close(s);
 }
 
+/// The payload's console (runner-proc): a pty from the container's own devpts (mounted, with
+/// ptmx, by set_up_dev), bound onto /dev/console and made the controlling terminal and standard
+/// streams; the master goes to imagectl, which relays it (ConsoleRelay.swift). Runs after
+/// pivot_root and setsid().
+static void set_up_console(int socket) {
+    int master = open("/dev/pts/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (master < 0) die("open", "/dev/pts/ptmx");
+    int unlock = 0;
+    if (ioctl(master, TIOCSPTLCK, &unlock) < 0) die("unlockpt", NULL);
+    int peer = ioctl(master, _IO('T', 0x41) /* TIOCGPTPEER */, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (peer < 0) die("open", "pty peer");
+    int console = open("/dev/console", O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (console < 0) die("create", "/dev/console");
+    close(console);
+    char p[64];
+    fd_path(p, peer);
+    if (mount(p, "/dev/console", NULL, MS_BIND, NULL) < 0) die("mount", "/dev/console");
+    if (ioctl(peer, TIOCSCTTY, 0) < 0) die("TIOCSCTTY", NULL);
+    if (dup2(peer, 0) < 0 || dup2(peer, 1) < 0 || dup2(peer, 2) < 0) die("dup2", "console");
+    if (peer > 2) close(peer);
+    if (img_send_fd(socket, master) < 0) die("send", "console pty");
+    close(master);
+    close(socket);
+}
+
 static void drop_bounding_set(uint64_t keep) {
     int last = img_cap_last_cap();
     for (int cap = 0; cap <= last; cap++) {
@@ -659,6 +685,7 @@ static int child_main(void *arg) {
     if (sethostname(c->hostname, strlen(c->hostname)) < 0) die("sethostname", c->hostname);
     if (c->private_network) loopback_up();
     if (setsid() < 0) die("setsid", NULL);
+    if (c->console) set_up_console(c->console_socket);
     drop_bounding_set(c->capabilities);
 
     if (c->as_pid2) {

@@ -20,6 +20,7 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <termios.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #ifndef CLOSE_RANGE_CLOEXEC
@@ -84,8 +85,7 @@ static void enter_exec(const struct img_enter_config *c) {
     enter_die("execute", file);
 }
 
-/// Sends `fd` over the AF_UNIX `socket` (SCM_RIGHTS).
-static int send_fd(int socket, int fd) {
+int img_send_fd(int socket, int fd) {
     char byte = 0;
     struct iovec iov = {&byte, 1};
     union {
@@ -149,7 +149,7 @@ static void take_console(int socket) {
     if (ioctl(slave, TIOCSCTTY, 0) < 0) enter_die("TIOCSCTTY", NULL);
     if (dup2(slave, 0) < 0 || dup2(slave, 1) < 0 || dup2(slave, 2) < 0) enter_die("dup2", "pty");
     if (slave > 2) close(slave);
-    if (send_fd(socket, master) < 0) enter_die("send", "pty master");
+    if (img_send_fd(socket, master) < 0) enter_die("send", "pty master");
     close(master);
     close(socket);
 }
@@ -164,15 +164,17 @@ static void payload_main(const struct img_enter_config *c) {
         if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL) enter_die("PR_CAPBSET_DROP", NULL);
     }
     (void)prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
-    if (setgroups(c->group_count, c->groups) < 0) enter_die("setgroups", NULL);
+    // Raw system calls: glibc's wrappers signal every thread of the copied thread list (setxid
+    // broadcast) and can wait forever in a clone() of a multi-threaded process.
+    if (syscall(SYS_setgroups, c->group_count, c->groups) < 0) enter_die("setgroups", NULL);
     if (c->seccomp_program_size) {
         struct sock_fprog program;
         program.len = (unsigned short)(c->seccomp_program_size / sizeof(struct sock_filter));
         program.filter = (struct sock_filter *)c->seccomp_program;
         if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program, 0, 0) < 0) enter_die("seccomp", NULL);
     }
-    if (setresgid(c->gid, c->gid, c->gid) < 0) enter_die("setresgid", NULL);
-    if (setresuid(c->uid, c->uid, c->uid) < 0) enter_die("setresuid", NULL);
+    if (syscall(SYS_setresgid, c->gid, c->gid, c->gid) < 0) enter_die("setresgid", NULL);
+    if (syscall(SYS_setresuid, c->uid, c->uid, c->uid) < 0) enter_die("setresuid", NULL);
     if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) < 0) enter_die("close_range", NULL);
     enter_exec(c);
 }
@@ -265,4 +267,59 @@ pid_t img_container_enter(const struct img_enter_config *config, int *error_fd) 
     }
     *error_fd = pipe_fds[0];
     return pid;
+}
+
+int img_terminal_size(int fd, unsigned short *rows, unsigned short *columns) {
+    struct winsize size;
+    if (ioctl(fd, TIOCGWINSZ, &size) < 0) return -1;
+    *rows = size.ws_row;
+    *columns = size.ws_col;
+    return 0;
+}
+
+int img_set_terminal_size(int fd, unsigned short rows, unsigned short columns) {
+    struct winsize size;
+    memset(&size, 0, sizeof size);
+    size.ws_row = rows;
+    size.ws_col = columns;
+    return ioctl(fd, TIOCSWINSZ, &size);
+}
+
+static int winch_fds[2] = {-1, -1};
+
+static void winch_handler(int sig) {
+    (void)sig;
+    int saved = errno;
+    char byte = 1;
+    ssize_t ignored = write(winch_fds[1], &byte, 1);  // non-blocking: a full pipe drops it
+    (void)ignored;
+    errno = saved;
+}
+
+int img_winch_pipe(void) {
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    pthread_mutex_lock(&lock);
+    if (winch_fds[0] < 0) {
+        if (pipe2(winch_fds, O_CLOEXEC | O_NONBLOCK) < 0) {
+            pthread_mutex_unlock(&lock);
+            return -1;
+        }
+        struct sigaction action;
+        memset(&action, 0, sizeof action);
+        action.sa_handler = winch_handler;
+        action.sa_flags = SA_RESTART;
+        sigemptyset(&action.sa_mask);
+        if (sigaction(SIGWINCH, &action, NULL) < 0) {
+            pthread_mutex_unlock(&lock);
+            return -1;
+        }
+    }
+    pthread_mutex_unlock(&lock);
+    // A caller may have been started with SIGWINCH blocked (the mask survives exec): unblock it in
+    // this thread, which runs the relay.
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGWINCH);
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+    return winch_fds[0];
 }

@@ -35,6 +35,8 @@ public enum Container {
         public var termination: ContainerTermination
         /// True when a SIGTERM/SIGINT to imagectl was forwarded as the kill signal.
         public var killed: Bool
+        /// True when ^] pressed three times on the console killed the container.
+        public var escaped = false
     }
 
     /// Resolves payload, user, environment and working directory against the image's tree.
@@ -110,7 +112,7 @@ public enum Container {
         try HostFiles.makeStagingDirectory(staging)
         defer { HostFiles.removeDirectory(staging) }
 
-        let spec = ChildSpec(
+        var spec = ChildSpec(
             directory: configuration.directory, staging: staging, ephemeral: configuration.ephemeral,
             readOnly: configuration.readOnly, privateNetwork: configuration.privateNetwork,
             asPID2: configuration.asPID2, hostname: configuration.hostname ?? plan.machine,
@@ -120,7 +122,9 @@ public enum Container {
             noNewPrivileges: configuration.noNewPrivileges, seccompProgram: seccomp,
             cgroupLayout: cgroups.layout, cgroupDirectories: cgroups.directories,
             mounts: configuration.mounts.orderedMounts)
+        spec.console = configuration.process.console
         let process = try ContainerProcess.start(spec)
+        process.forwardTerminationSignals(as: plan.killSignal)
         // Registered once PID 1 runs; removed on every return path (a kill -9 of imagectl leaves
         // an unlocked entry that the next reader removes, see MachineRegistry).
         let registration: MachineRegistration
@@ -135,9 +139,16 @@ public enum Container {
             throw error
         }
         defer { registration.unregister() }
-        process.forwardTerminationSignals(as: plan.killSignal)
         started(plan)
+        var escaped = false
+        if let master = process.consoleMaster {
+            defer { try? master.close() }
+            if try ConsoleRelay(console: master).run() == .escape {
+                process.kill()
+                escaped = true
+            }
+        }
         let termination = try process.wait()
-        return Outcome(machine: plan.machine, termination: termination, killed: ContainerProcess.signalForwarded)
+        return Outcome(machine: plan.machine, termination: termination, killed: ContainerProcess.signalForwarded, escaped: escaped)
     }
 }

@@ -38,6 +38,7 @@ public struct ContainerConfiguration: Sendable {
     public var mounts = MountSettings()
 
     // --- process, console, user namespace, limits (owned by the runner-proc work) ---
+    public var process = ProcessSettings()
 
     public init(directory: String) { self.directory = directory }
 

@@ -131,15 +131,20 @@ public enum ContainerShell {
         return files
     }
 
-    /// Starts the process and waits for it; `console` (when the request asked for one) receives
-    /// the pty master and runs until the process ends. Returns how the process ended.
-    public static func run(_ plan: Plan, console: ((FileDescriptor) throws -> Void)? = nil) throws -> ContainerTermination {
+    /// Starts the process and waits for it. With `console` it gets a pty of the container's
+    /// devpts, relayed to imagectl's terminal by `ConsoleRelay`; `escaped` is true when ^]
+    /// pressed three times killed it.
+    public static func run(_ plan: Plan, console: Bool = false) throws -> (termination: ContainerTermination, escaped: Bool) {
         let seccomp = try SeccompFilter.program()
-        let process = try EnterProcess.start(plan, seccompProgram: seccomp, console: console != nil)
-        if let console, let master = process.consoleMaster {
+        let process = try EnterProcess.start(plan, seccompProgram: seccomp, console: console)
+        var escaped = false
+        if let master = process.consoleMaster {
             defer { try? master.close() }
-            try console(master)
+            if try ConsoleRelay(console: master).run() == .escape {
+                process.kill()
+                escaped = true
+            }
         }
-        return try process.wait()
+        return (try process.wait(), escaped)
     }
 }

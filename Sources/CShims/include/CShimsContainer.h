@@ -102,6 +102,11 @@ struct img_container_config {
     size_t mount_count;
 
     /* --- process, console, user namespace, limits (owned by the runner-proc work) --- */
+    /// Non-zero: the payload gets a new pty of the container's devpts as controlling terminal,
+    /// standard streams and /dev/console (a bind mount of the pty, as nspawn makes it); the pty's
+    /// master is sent over `console_socket` (a connected AF_UNIX socket, SCM_RIGHTS).
+    int console;
+    int console_socket;
 };
 
 /// What the child reports on its error pipe when a set-up step fails.

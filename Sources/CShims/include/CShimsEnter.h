@@ -49,5 +49,18 @@ struct img_enter_config {
 /// `struct img_container_error` (CShimsContainer.h) first. Returns -1 and sets errno on failure.
 pid_t img_container_enter(const struct img_enter_config *config, int *error_fd);
 
+/// Sends `fd` over the AF_UNIX `socket` (SCM_RIGHTS, one byte of data); -1 and errno on failure.
+int img_send_fd(int socket, int fd);
+
+/// The window size of the terminal `fd` (TIOCGWINSZ); -1 and errno when it is none.
+int img_terminal_size(int fd, unsigned short *rows, unsigned short *columns);
+
+/// Sets the window size of the terminal `fd` (TIOCSWINSZ); -1 and errno on failure.
+int img_set_terminal_size(int fd, unsigned short rows, unsigned short columns);
+
+/// The read end of a non-blocking pipe that gets one byte per SIGWINCH, from a process-wide
+/// handler installed on the first call (async-signal-safe: it only writes). -1 and errno on failure.
+int img_winch_pipe(void);
+
 /// Receives one file descriptor sent with SCM_RIGHTS on `socket`; -1 and errno on failure.
 int img_receive_fd(int socket);

@@ -1,5 +1,6 @@
 import CShims
 import Glibc
+import SystemPackage
 
 /// The parts of a start the C child needs, as Swift values (converted to C in `start`).
 struct ChildSpec {
@@ -21,6 +22,8 @@ struct ChildSpec {
     var seccompProgram: [UInt8]
     var cgroupLayout: CgroupTree.HostLayout
     var cgroupDirectories: [String]
+    /// Give the payload a pty; its master is received into `ContainerProcess.consoleMaster`.
+    var console = false
     /// Extra mounts in the order the child makes them (runner-mounts).
     var mounts: [ExtraMount] = []
 }
@@ -35,6 +38,8 @@ public enum ContainerTermination: Equatable, Sendable {
 final class ContainerProcess {
     let pid: pid_t
     private let pidfd: Int32
+    /// The master of the payload's pty (spec.console).
+    private(set) var consoleMaster: FileDescriptor?
 
     private init(pid: pid_t, pidfd: Int32) {
         self.pid = pid
@@ -59,6 +64,13 @@ final class ContainerProcess {
         let controllers = list(spec.cgroupLayout.controllers)
         let groups = spec.groups.map { gid_t($0) }
         let childMounts = try ChildMounts(spec.mounts)
+        var consoleSockets: [Int32] = [-1, -1]
+        if spec.console {
+            guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &consoleSockets) == 0 else {
+                throw RunnerError.startFailed(step: "socketpair", errno: errno)
+            }
+        }
+        defer { for fd in consoleSockets where fd >= 0 { close(fd) } }
         var errorFD: Int32 = -1
         let pid: pid_t = argv.withUnsafeBufferPointer { argvBuffer in
             envp.withUnsafeBufferPointer { envBuffer in
@@ -91,6 +103,8 @@ final class ContainerProcess {
                                 config.cgroup_hybrid = spec.cgroupLayout.hybrid ? 1 : 0
                                 config.mounts = UnsafePointer(childMounts.table)
                                 config.mount_count = childMounts.count
+                                config.console = spec.console ? 1 : 0
+                                config.console_socket = consoleSockets[1]
                                 return img_container_start(&config, &errorFD)
                             }
                         }
@@ -123,7 +137,20 @@ final class ContainerProcess {
             throw RunnerError.startFailed(step: got == expected ? step : "the child's report was cut short", errno: report.error_number)
         }
         let pidfd = img_pidfd_open(pid, 0)
-        return ContainerProcess(pid: pid, pidfd: pidfd)
+        let process = ContainerProcess(pid: pid, pidfd: pidfd)
+        if spec.console {
+            close(consoleSockets[1])
+            consoleSockets[1] = -1
+            let master = img_receive_fd(consoleSockets[0])
+            guard master >= 0 else {
+                let code = errno
+                process.kill()
+                _ = try? process.wait()
+                throw RunnerError.startFailed(step: "receiving the console pty", errno: code)
+            }
+            process.consoleMaster = FileDescriptor(rawValue: master)
+        }
+        return process
     }
 
     /// From now on SIGTERM/SIGINT to imagectl send `signal` to PID 1 of the container, once.

@@ -95,7 +95,7 @@ final class EnterProcess {
             let fd = img_receive_fd(sockets[0])
             if fd < 0 {
                 let code = errno
-                kill(pid, SIGKILL)
+                _ = Glibc.kill(pid, SIGKILL)
                 var status: Int32 = 0
                 while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
                 throw RunnerError.startFailed(step: "receiving the pty", errno: code)
@@ -107,6 +107,11 @@ final class EnterProcess {
         signal(SIGINT, SIG_IGN)
         signal(SIGQUIT, SIG_IGN)
         return EnterProcess(pid: pid, consoleMaster: master)
+    }
+
+    /// SIGKILL to the helper; the payload follows by its parent-death signal.
+    func kill() {
+        _ = Glibc.kill(pid, SIGKILL)
     }
 
     /// Waits for the helper, which exits with the payload's status (128+N for signal N).

@@ -15,12 +15,14 @@ struct RunCommand: AsyncParsableCommand {
             tmpfs, and a cgroup tree systemd accepts. The capability bounding set is nspawn's \
             default; keyring, bpf, kexec, open_by_handle_at, perf_event_open, swapon/swapoff and \
             the TIOCSTI/TIOCLINUX ioctls are denied by seccomp; file descriptors from 3 up are \
-            closed. The payload shares imagectl's standard input and output (no pty) and gets a \
-            new session. Needs root.
+            closed. When standard input is a terminal the payload gets a pty (also its \
+            /dev/console), relayed in raw mode with the window size forwarded (^] three times \
+            within 1s kills the container); otherwise it shares imagectl's standard input and \
+            output. It gets a new session. Needs root.
             Exit status: the payload's exit code; 128+N when a signal N ended it; 0 when a booted \
             system powered off; 1 when the container could not start; 2 for bad options.
             Not available yet: --private-users, \
-            --resolv-conf, --timezone, a pty console.
+            --resolv-conf, --timezone.
             """)
 
     @Option(name: [.customShort("D"), .customLong("directory")], help: "Directory to use as the container's root file system.")
@@ -108,6 +110,7 @@ struct RunCommand: AsyncParsableCommand {
         for item in dropCapability { c.dropCapabilities.formUnion(try Capability.parseList(item)) }
         if let noNewPrivileges { c.noNewPrivileges = try ContainerConfiguration.parseBoolean(noNewPrivileges, option: "--no-new-privileges") }
         c.privateNetwork = privateNetwork
+        c.process.console = isatty(STDIN_FILENO) == 1
         if template != nil && ephemeral { throw RunnerError.conflictingOptions("--template and --ephemeral cannot be combined") }
         try imageOptions.apply(to: &c, directory: directory, template: template)
         try c.validate()
@@ -140,9 +143,11 @@ struct RunCommand: AsyncParsableCommand {
         defer { session.close() }
         let plan = try Container.plan(session.configuration, hostEnvironment: ProcessInfo.processInfo.environment)
         if !quiet {
+            if configuration.process.console { Terminal.standardError(ConsoleRelay.hint + "\n") }
             Terminal.standardError("Spawning container \(plan.machine) on \(session.description).\n")
         }
         let outcome = try Container.run(session.configuration, plan: plan, started: session.containerStarted)
+        if outcome.escaped { Terminal.standardError("\nContainer \(outcome.machine) killed: ^] was pressed three times.\n") }
         let status: Int32
         switch outcome.termination {
         case .exited(let code):

@@ -1,0 +1,65 @@
+import Foundation
+import SystemPackage
+
+/// Relays a console (the master of a container's pty, or a VM's serial line) to imagectl's own
+/// terminal, as systemd's ptyfwd does for nspawn and vmspawn: the caller's terminal in raw mode
+/// while it runs (restored on every return path), the window size copied to the console at the
+/// start and on every SIGWINCH, and `^]` pressed three times within one second ends the relay
+/// with `.escape` (the caller then kills the machine).
+public final class ConsoleRelay {
+    public enum Ending: Equatable, Sendable {
+        /// The other side closed (every process holding the pty's slave ended).
+        case hangup
+        /// `^]` was pressed three times within a second.
+        case escape
+    }
+
+    /// The byte `^]` sends (GS, 0x1d).
+    public static let escapeByte: UInt8 = 0x1d
+
+    let console: FileDescriptor
+    let input: FileDescriptor
+    let output: FileDescriptor
+    let forwardWindowSize: Bool
+
+    /// - Parameters:
+    ///   - console: the pty master (or any bidirectional descriptor); not closed by the relay.
+    ///   - input, output: the user's side, default imagectl's standard input and output.
+    ///   - forwardWindowSize: copy the input terminal's size to `console` (a pty master).
+    public init(console: FileDescriptor, input: FileDescriptor = .standardInput, output: FileDescriptor = .standardOutput,
+                forwardWindowSize: Bool = true) {
+        self.console = console
+        self.input = input
+        self.output = output
+        self.forwardWindowSize = forwardWindowSize
+    }
+
+    /// The message nspawn prints before a relay starts.
+    public static let hint = "Press ^] three times within 1s to kill container."
+
+    /// Relays until the console hangs up or the escape is pressed.
+    public func run() throws -> Ending {
+        let terminal = RawTerminal(input)
+        defer { terminal.restore() }
+        return try ConsoleIO.relay(self)
+    }
+
+    /// Tracks `^]` presses: true on the third within one second.
+    struct EscapeDetector {
+        var presses: [UInt64] = []
+
+        /// `now` in nanoseconds of a monotonic clock.
+        mutating func feed(_ bytes: some Sequence<UInt8>, now: UInt64) -> Bool {
+            for byte in bytes {
+                guard byte == ConsoleRelay.escapeByte else {
+                    presses.removeAll()
+                    continue
+                }
+                presses.append(now)
+                if presses.count > 3 { presses.removeFirst() }
+                if presses.count == 3, now - presses[0] <= 1_000_000_000 { return true }
+            }
+            return false
+        }
+    }
+}
