@@ -204,8 +204,11 @@ static void join_cgroups(const struct img_container_config *c) {
     if (unshare(CLONE_NEWCGROUP) < 0) die("unshare", "cgroup namespace");
 }
 
+static int set_up_volatile_root(const struct img_container_config *c);
+
 /// Mounts the container root on `staging` and returns an O_PATH fd of it.
 static int set_up_root(const struct img_container_config *c) {
+    if (c->volatile_root) return set_up_volatile_root(c);
     int staging = open(c->staging, O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
     if (staging < 0) die("open", c->staging);
     int source = open(c->directory, O_PATH | O_DIRECTORY | O_CLOEXEC);
@@ -524,6 +527,45 @@ static void overlay_mount(int rootfd, const struct img_container_mount *m) {
     for (size_t i = 0; i < count; i++) close(fds[i]);
 }
 
+/// --volatile=yes as nspawn does it: a tmpfs root (gone with the mount namespace) holding only
+/// the tree's /usr, bound read-only; the OS populates /etc and /var itself.
+static int set_up_volatile_root(const struct img_container_config *c) {
+    int staging = open(c->staging, O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (staging < 0) die("open", c->staging);
+    mount_on("tmpfs", staging, "tmpfs", MS_NOSUID | MS_NODEV | MS_STRICTATIME, "mode=0755", "volatile root");
+    close(staging);
+    int root = open(c->staging, O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (root < 0) die("open", c->staging);
+    int source = open(c->directory, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (source < 0) die("open", c->directory);
+    int usr = open_in_root(source, "usr");
+    if (usr < 0) die("open /usr of", c->directory);
+    close(source);
+    int target = make_directory_in_root(root, "usr", 0755);
+    if (target < 0) die("create mount point", "/usr");
+    char p[64];
+    fd_path(p, usr);
+    mount_on(p, target, NULL, MS_BIND | MS_REC, NULL, "/usr");
+    close(target);
+    close(usr);
+    make_read_only(root, "usr", 1);
+    // The merged-/usr links systemd's base-filesystem.c makes (ld.so is found through /lib64),
+    // each only when the tree's /usr has the directory.
+    char rp[64];
+    fd_path(rp, root);
+    int dir = open(rp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir < 0) die("open", "volatile root");
+    static const char *const links[][2] = {{"bin", "usr/bin"}, {"sbin", "usr/sbin"}, {"lib", "usr/lib"}, {"lib64", "usr/lib64"}};
+    for (size_t i = 0; i < sizeof links / sizeof links[0]; i++) {
+        int probe = open_in_root(root, links[i][1]);
+        if (probe < 0) continue;
+        close(probe);
+        if (symlinkat(links[i][1], dir, links[i][0]) < 0) die("symlink", links[i][0]);
+    }
+    close(dir);
+    return root;
+}
+
 static void set_up_extra_mounts(int rootfd, const struct img_container_config *c) {
     for (size_t i = 0; i < c->mount_count; i++) {
         const struct img_container_mount *m = &c->mounts[i];
@@ -712,12 +754,15 @@ static int child_main(void *arg) {
     }
 
     if (chdir(c->working_directory) < 0) die("chdir", c->working_directory);
-    if (setgroups(c->group_count, c->groups) < 0) die("setgroups", NULL);
+    // Raw system calls, not glibc's wrappers: those broadcast the change to every thread in
+    // glibc's thread list (__nptl_setxid), which this clone() child copied from the
+    // multi-threaded parent, and wait forever for a thread that was being created at clone time.
+    if (syscall(SYS_setgroups, c->group_count, c->groups) < 0) die("setgroups", NULL);
     if (c->no_new_privileges && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) die("PR_SET_NO_NEW_PRIVS", NULL);
     // seccomp while still root (CAP_SYS_ADMIN allows it without no_new_privs).
     install_seccomp(c);
-    if (setresgid(c->gid, c->gid, c->gid) < 0) die("setresgid", NULL);
-    if (setresuid(c->uid, c->uid, c->uid) < 0) die("setresuid", NULL);
+    if (syscall(SYS_setresgid, c->gid, c->gid, c->gid) < 0) die("setresgid", NULL);
+    if (syscall(SYS_setresuid, c->uid, c->uid, c->uid) < 0) die("setresuid", NULL);
     // Everything from 3 up closes at exec (runc CVE-2024-21626); the error pipe is close-on-exec
     // already and stays usable until then.
     if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) < 0) die("close_range", NULL);

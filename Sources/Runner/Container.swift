@@ -121,7 +121,7 @@ public enum Container {
             capabilities: Capability.mask(configuration.boundingSet),
             noNewPrivileges: configuration.noNewPrivileges, seccompProgram: seccomp,
             cgroupLayout: cgroups.layout, cgroupDirectories: cgroups.directories,
-            mounts: configuration.mounts.orderedMounts)
+            mounts: configuration.mounts.orderedMounts, volatileRoot: configuration.mounts.volatile == .yes)
         spec.console = configuration.process.console
         let process = try ContainerProcess.start(spec)
         process.forwardTerminationSignals(as: plan.killSignal)

@@ -17,6 +17,8 @@ public struct MountSettings: Sendable {
     public var imagePolicy: String?
     /// Trusted certificates for root hash signatures.
     public var verityKeyring = VeritySignatureCheck.defaultKeyringDirectory
+    /// --volatile=: what of the tree is kept in memory only.
+    public var volatile = VolatileMode.no
     /// Extra mounts, in command-line order (sorted by target when the child makes them).
     public var extra: [ExtraMount] = []
 
@@ -50,6 +52,26 @@ public struct MountSettings: Sendable {
             for (p, q) in zip(x, y) where p != q { return p < q }
             return x.count != y.count ? x.count < y.count : a.offset < b.offset
         }.map(\.element)
+    }
+}
+
+/// systemd-nspawn's --volatile= modes.
+public enum VolatileMode: String, Sendable, CaseIterable {
+    /// A tmpfs root with only the tree's /usr, read-only.
+    case yes
+    /// The tree read-only, a tmpfs on /var.
+    case state
+    /// The tree under an overlayfs whose upper layer is a tmpfs (like -x).
+    case overlay
+    case no
+
+    /// "yes", "state", "overlay", "no", or a boolean; no value means yes.
+    public static func parse(_ text: String) throws(MountSettings.Error) -> VolatileMode {
+        if let mode = VolatileMode(rawValue: text) { return mode }
+        guard let flag = try? ContainerConfiguration.parseBoolean(text, option: "--volatile") else {
+            throw .invalid(option: "--volatile", value: text, reason: "expected yes, state, overlay or no")
+        }
+        return flag ? .yes : .no
     }
 }
 

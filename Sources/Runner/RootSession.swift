@@ -23,6 +23,8 @@ public final class RootSession {
     /// (so the removal goes exactly there, whatever happens to the path) and the name.
     private var workBeneathRoot: [(parent: FileDescriptor, name: String)] = []
     private var closed = false
+    /// The throw-away btrfs snapshot of -x, deleted by `close`.
+    private var snapshot: String?
 
     public enum Error: Swift.Error, CustomStringConvertible {
         case noSource
@@ -81,6 +83,7 @@ public final class RootSession {
         } else if configuration.directory.isEmpty {
             throw Error.noSource
         }
+        try applyEphemeralAndVolatile(fromImage: imagePath != nil)
         try makeTemporaries()
     }
 
@@ -99,6 +102,32 @@ public final class RootSession {
             mkdir: false, record: false, keyringDirectory: settings.verityKeyring, log: log))
         configuration.directory = staging + "/root"
         description = path
+    }
+
+    /// -x on a btrfs subvolume: a snapshot beside it (O(1), as nspawn does) that the container
+    /// runs on and `close` deletes; on any other file system the child's overlay with a tmpfs
+    /// upper layer. --volatile=overlay is that overlay, state a read-only tree with a tmpfs on
+    /// /var, yes a tmpfs root with the tree's /usr (made by the child).
+    private func applyEphemeralAndVolatile(fromImage: Bool) throws {
+        switch configuration.mounts.volatile {
+        case .no: break
+        case .yes:
+            // The tmpfs root has no home directories: start in / unless told otherwise.
+            if configuration.workingDirectory == nil { configuration.workingDirectory = "/" }
+        case .overlay: configuration.ephemeral = true
+        case .state:
+            configuration.readOnly = true
+            configuration.mounts.extra.insert(.tmpfs(target: "/var", flags: UInt(MS_NODEV | MS_STRICTATIME), data: "mode=0755"), at: 0)
+        }
+        guard configuration.ephemeral, configuration.mounts.volatile == .no, !fromImage,
+              (try? Btrfs.isSubvolume(configuration.directory)) == true else { return }
+        if configuration.machineName == nil { configuration.machineName = try configuration.resolvedMachineName }
+        let source = configuration.directory
+        let path = "\(FileSystem.parentDirectory(source))/.#\(FileSystem.baseName(source)).\(FileSystem.randomHex(8))"
+        try Btrfs.snapshot(source, to: path, recursive: true, readOnly: false)
+        snapshot = path
+        configuration.directory = path
+        configuration.ephemeral = false
     }
 
     /// A fresh directory under /var/tmp (as nspawn puts them), removed by `close`.
@@ -186,6 +215,8 @@ public final class RootSession {
             HostFiles.removeDirectory(staging)
             imageStaging = nil
         }
+        if let snapshot { try? Btrfs.deleteSubvolume(snapshot, recursive: true) }
+        snapshot = nil
         lock?.release()
         lock = nil
     }

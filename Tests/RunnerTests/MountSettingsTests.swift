@@ -77,3 +77,15 @@ struct MountSettingsTests {
         #expect(table.count == 2)
     }
 }
+
+@Suite("run --volatile values")
+struct VolatileModeTests {
+    @Test func modesAndBooleans() throws {
+        #expect(try VolatileMode.parse("state") == .state)
+        #expect(try VolatileMode.parse("overlay") == .overlay)
+        #expect(try VolatileMode.parse("yes") == .yes)
+        #expect(try VolatileMode.parse("true") == .yes)
+        #expect(try VolatileMode.parse("0") == .no)
+        #expect(throws: MountSettings.Error.self) { try VolatileMode.parse("sometimes") }
+    }
+}

@@ -18,6 +18,9 @@ struct RunImageCLITests {
     }
     struct Failure: Error { var text: String }
 
+    /// Machine names must be unique among running machines, and other test runs may be going on.
+    static func unique() -> String { UUID().uuidString.prefix(8).lowercased() }
+
     static func rootHash(_ fixture: String) throws -> String {
         try String(contentsOfFile: "\(fixtures)/\(fixture)", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
     }
@@ -27,10 +30,11 @@ struct RunImageCLITests {
         try Tool.run("losetup", ["-j", image]).stdout
     }
 
-    /// Mounts the runner made for images (under /run/imagectl/runner), from the host's mount table.
-    static func runnerMounts() -> [String] {
-        let table = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
-        return table.split(separator: "\n").map(String.init).filter { $0.contains("/run/imagectl/runner/") }
+    /// A private copy of gpt-verity.raw (other test runs may use the fixture at the same time:
+    /// "no loop device of this file" then speaks only of this test; a mount pins its loop device,
+    /// so no loop device also means no mount).
+    static func verityImage(_ scratch: TemporaryDirectory) throws -> String {
+        try copy("gpt-verity.raw", to: scratch, as: "gv-\(unique()).raw")
     }
 
     static func temporaries() -> [String] {
@@ -43,21 +47,23 @@ struct RunImageCLITests {
 
     @Test func verityImageRunsACommandThatReadsOSRelease() throws {
         try Privileged.require(.root, .loopDevices, .fixture("gpt-verity.raw"), .tool("losetup"))
-        let image = "\(Self.fixtures)/gpt-verity.raw"
+        let scratch = try TemporaryDirectory(prefix: "run-image")
+        let image = try Self.verityImage(scratch)
         let r = try Imagectl.run(["run", "-i", image, "--root-hash=\(try Self.rootHash("gpt-verity.roothash.txt"))",
                                   "cat", "/etc/os-release"])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout.contains("ID=imagectl-test\n"))
         // Which verity path was taken is said; the machine is named after the image.
         #expect(r.stderr.contains("root: device-mapper unavailable: verified the whole verity tree in userspace"))
-        #expect(r.stderr.contains("Spawning container gpt-verity on \(image)."))
+        let machine = URL(fileURLWithPath: image).deletingPathExtension().lastPathComponent
+        #expect(r.stderr.contains("Spawning container \(machine) on \(image)."))
         #expect(try Self.loops(of: image).isEmpty)
-        #expect(Self.runnerMounts().isEmpty)
     }
 
     @Test func verityRootIsReadOnlyInside() throws {
         try Privileged.require(.root, .loopDevices, .fixture("gpt-verity.raw"))
-        let r = try Imagectl.run(["run", "-q", "-i", "\(Self.fixtures)/gpt-verity.raw",
+        let scratch = try TemporaryDirectory(prefix: "run-image")
+        let r = try Imagectl.run(["run", "-q", "-i", try Self.verityImage(scratch),
                                   "--root-hash=\(try Self.rootHash("gpt-verity.roothash.txt"))",
                                   "sh", "-c", "touch /new-file && echo wrote"])
         #expect(r.stdout.isEmpty)
@@ -66,7 +72,8 @@ struct RunImageCLITests {
 
     @Test func wrongRootHashRefusesToStartAndLeavesNothing() throws {
         try Privileged.require(.root, .loopDevices, .fixture("gpt-verity.raw"), .tool("losetup"))
-        let image = "\(Self.fixtures)/gpt-verity.raw"
+        let scratch = try TemporaryDirectory(prefix: "run-image")
+        let image = try Self.verityImage(scratch)
         let good = try Self.rootHash("gpt-verity.roothash.txt")
         // A hash whose first half still names the root partition (repart derives the UUIDs of
         // root and root-verity from the halves), and a hash of zeros.
@@ -78,13 +85,13 @@ struct RunImageCLITests {
             let lines = r.stderr.split(separator: "\n")
             #expect(lines.count == 1 && lines.first?.hasPrefix("error: ") == true, "\(r.stderr)")
             #expect(try Self.loops(of: image).isEmpty)
-            #expect(Self.runnerMounts().isEmpty)
         }
     }
 
     @Test func imagePolicyIsCheckedBeforeAnythingIsMounted() throws {
         try Privileged.require(.root, .loopDevices, .fixture("gpt-verity.raw"), .tool("losetup"))
-        let image = "\(Self.fixtures)/gpt-verity.raw"
+        let scratch = try TemporaryDirectory(prefix: "run-image")
+        let image = try Self.verityImage(scratch)
         // Without a root hash the root is unprotected, which root=verity does not allow.
         let refused = try Imagectl.run(["run", "-q", "-i", image, "--read-only", "--image-policy=root=verity", "true"])
         #expect(refused.status == 1)
@@ -98,9 +105,10 @@ struct RunImageCLITests {
     @Test func readOnlyImageAndWritableCopy() throws {
         try Privileged.require(.root, .loopDevices, .fixture("bare-ext4.raw"))
         let scratch = try TemporaryDirectory(prefix: "run-image")
-        let image = try Self.copy("bare-ext4.raw", to: scratch, as: "web.raw")
+        let name = "web-\(UUID().uuidString.prefix(8).lowercased())"
+        let image = try Self.copy("bare-ext4.raw", to: scratch, as: "\(name).raw")
         let ro = try Imagectl.run(["run", "-q", "--read-only", "-i", image, "sh", "-c", "hostname; touch /x"])
-        #expect(ro.stdout == "web\n")
+        #expect(ro.stdout == "\(name)\n")
         #expect(ro.stderr.contains("Read-only file system"))
         // Writable by default (as nspawn): a write inside lands in the image.
         let rw = try Imagectl.run(["run", "-q", "-i", image, "sh", "-c", "echo kept > /written"])
@@ -112,7 +120,8 @@ struct RunImageCLITests {
 
     @Test func sigtermTearsTheImageDown() throws {
         try Privileged.require(.root, .loopDevices, .fixture("gpt-verity.raw"), .tool("losetup"))
-        let image = "\(Self.fixtures)/gpt-verity.raw"
+        let scratch = try TemporaryDirectory(prefix: "run-image")
+        let image = try Self.verityImage(scratch)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Imagectl.binary)
         process.arguments = ["run", "-q", "-i", image, "--root-hash=\(try Self.rootHash("gpt-verity.roothash.txt"))",
@@ -124,12 +133,11 @@ struct RunImageCLITests {
         // Running once the payload says so.
         let line = output.fileHandleForReading.availableData
         #expect(String(decoding: line, as: UTF8.self) == "started\n")
-        #expect(!Self.runnerMounts().isEmpty)
+        #expect(try !Self.loops(of: image).isEmpty)
         process.terminate()
         process.waitUntilExit()
         #expect(process.terminationStatus == 128 + SIGKILL)
         #expect(try Self.loops(of: image).isEmpty)
-        #expect(Self.runnerMounts().isEmpty)
     }
 
     // MARK: -M from the store
@@ -137,33 +145,34 @@ struct RunImageCLITests {
     @Test func storeImagesRunAndAreLockedWhileRunning() throws {
         try Privileged.require(.root, .loopDevices, .fixture("busybox-tree"), .fixture("bare-ext4.raw"))
         let pool = try TemporaryDirectory(prefix: "run-pool")
-        let copy = try Tool.run("cp", ["-a", "\(Self.fixtures)/busybox-tree", pool.appending("bb")])
+        let bb = "bb-\(Self.unique())", disk = "disk-\(Self.unique())"
+        let copy = try Tool.run("cp", ["-a", "\(Self.fixtures)/busybox-tree", pool.appending(bb)])
         #expect(copy.status == 0)
-        _ = try Self.copy("bare-ext4.raw", to: pool, as: "disk.raw")
+        _ = try Self.copy("bare-ext4.raw", to: pool, as: "\(disk).raw")
 
         // A directory image: runs, and is locked while it runs.
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Imagectl.binary)
-        process.arguments = ["run", "-q", "--root", pool.path, "-M", "bb", "sh", "-c", "touch /started; sleep 3"]
+        process.arguments = ["run", "-q", "--root", pool.path, "-M", bb, "sh", "-c", "touch /started; sleep 3"]
         try process.run()
         var started = false
         for _ in 0..<100 where !started {
             usleep(50_000)
-            started = FileManager.default.fileExists(atPath: pool.appending("bb/started"))
+            started = FileManager.default.fileExists(atPath: pool.appending("\(bb)/started"))
         }
         #expect(started)
-        let busy = try Imagectl.run(["remove", "bb"], root: pool.path)
+        let busy = try Imagectl.run(["remove", bb], root: pool.path)
         #expect(busy.status == 16, "\(busy.stderr)")
         process.waitUntilExit()
         #expect(process.terminationStatus == 0)
         // A raw image in the pool is dissected and mounted; -M names it and the machine.
-        let raw = try Imagectl.run(["run", "-q", "--read-only", "--root", pool.path, "-M", "disk", "hostname"])
-        #expect(raw.stdout == "disk\n", "\(raw.stderr)")
+        let raw = try Imagectl.run(["run", "-q", "--read-only", "--root", pool.path, "-M", disk, "hostname"])
+        #expect(raw.stdout == "\(disk)\n", "\(raw.stderr)")
         // Unlocked afterwards.
-        #expect(try Imagectl.run(["remove", "bb"], root: pool.path).status == 0)
-        let missing = try Imagectl.run(["run", "-q", "--root", pool.path, "-M", "bb", "true"])
+        #expect(try Imagectl.run(["remove", bb], root: pool.path).status == 0)
+        let missing = try Imagectl.run(["run", "-q", "--root", pool.path, "-M", bb, "true"])
         #expect(missing.status == 1)
-        #expect(missing.stderr.hasPrefix("error: ") && missing.stderr.contains("bb"))
+        #expect(missing.stderr.hasPrefix("error: ") && missing.stderr.contains(bb))
     }
 
     @Test func rootSourcesExcludeEachOther() throws {
@@ -273,8 +282,52 @@ struct RunImageCLITests {
         #expect(Self.temporaries() == before)
     }
 
+    // MARK: -x on btrfs, --volatile
+
+    @Test func ephemeralOnABtrfsSubvolumeIsASnapshotThatIsDeleted() throws {
+        try Privileged.require(.root, .btrfs, .fixture("busybox-tree"), .tool("btrfs"))
+        let fs = try BtrfsScratch()
+        defer { fs.unmount() }
+        let source = fs.appending("bbsub")
+        #expect(try Tool.run("btrfs", ["-q", "subvolume", "create", source]).status == 0)
+        #expect(try Tool.run("cp", ["-a", "\(Self.fixtures)/busybox-tree/.", source]).status == 0)
+        let r = try Imagectl.run(["run", "-q", "-x", "-D", source, "sh", "-c",
+                                  "echo changed > /etc/hostname; touch /new; hostname; head -n 1 /proc/self/mountinfo"])
+        #expect(r.status == 0, "\(r.stderr)")
+        // The machine keeps the source's name; the root is the btrfs snapshot, not an overlay.
+        #expect(r.stdout.hasPrefix("bbsub\n"))
+        #expect(r.stdout.contains(" - btrfs "), "\(r.stdout)")
+        #expect(try String(contentsOfFile: source + "/etc/hostname", encoding: .utf8) == "imagectl-busybox\n")
+        #expect(!FileManager.default.fileExists(atPath: source + "/new"))
+        // The snapshot is gone: only the source subvolume is left.
+        #expect(try FileManager.default.contentsOfDirectory(atPath: fs.mountPoint) == ["bbsub"])
+        let list = try Tool.run("btrfs", ["subvolume", "list", fs.mountPoint])
+        #expect(list.stdout.split(separator: "\n").count == 1, "\(list.stdout)")
+    }
+
+    @Test func volatileModes() throws {
+        try Privileged.require(.root, .fixture("busybox-tree"), .fixture("debian-tree"))
+        let s = try Setup()
+        // state: the tree read-only, /var a tmpfs.
+        let state = try Imagectl.run(["run", "-q", "-D", s.root, "--volatile=state", "sh", "-c",
+                                      "ls /var/lib; echo x > /var/written && echo var-ok; touch /etc/x || echo etc-ro"])
+        #expect(state.stdout == "var-ok\netc-ro\n", "\(state.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: s.root + "/var/written"))
+        // overlay: everything writable, nothing kept.
+        let overlay = try Imagectl.run(["run", "-q", "-D", s.root, "--volatile=overlay", "sh", "-c", "echo y > /etc/hostname && cat /etc/hostname"])
+        #expect(overlay.stdout == "y\n", "\(overlay.stderr)")
+        #expect(try String(contentsOfFile: s.root + "/etc/hostname", encoding: .utf8) == "imagectl-busybox\n")
+        // yes: a tmpfs root holding only the tree's /usr, read-only (a merged-/usr tree runs).
+        let yes = try Imagectl.run(["run", "-q", "-D", "\(Self.fixtures)/debian-tree", "--volatile=yes", "/usr/bin/sh", "-c",
+                                    "/usr/bin/ls /; /usr/bin/touch /usr/x || echo usr-ro; /usr/bin/touch /root-file && echo root-rw"])
+        #expect(yes.stdout == "bin\ndev\nlib\nlib64\nproc\nrun\nsbin\nsys\ntmp\nusr\nusr-ro\nroot-rw\n", "\(yes.stdout) \(yes.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: "\(Self.fixtures)/debian-tree/root-file"))
+        let conflict = try Imagectl.run(["run", "-D", s.root, "-x", "--volatile=state", "true"])
+        #expect(conflict.status == 2)
+    }
+
     @Test func badMountOptionsAreUsageErrors() throws {
-        for option in ["--bind=relative", "--bind=/a:/b:idmap", "--tmpfs=/", "--overlay=/only", "--bind-ro=/a/../b"] {
+        for option in ["--volatile=maybe", "--bind=relative", "--bind=/a:/b:idmap", "--tmpfs=/", "--overlay=/only", "--bind-ro=/a/../b"] {
             let r = try Imagectl.run(["run", "-D", "/tmp", option, "true"])
             #expect(r.status == 2, "\(option)")
             #expect(r.stderr.contains("invalid"), "\(option): \(r.stderr)")

@@ -100,6 +100,8 @@ struct img_container_config {
     /// Extra mounts in the order to make them (parents before children).
     const struct img_container_mount *mounts;
     size_t mount_count;
+    /// Non-zero (--volatile=yes): the root is a tmpfs holding only the tree's /usr, read-only.
+    int volatile_root;
 
     /* --- process, console, user namespace, limits (owned by the runner-proc work) --- */
     /// Non-zero: the payload gets a new pty of the container's devpts as controlling terminal,

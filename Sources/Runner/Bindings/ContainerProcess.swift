@@ -26,6 +26,8 @@ struct ChildSpec {
     var console = false
     /// Extra mounts in the order the child makes them (runner-mounts).
     var mounts: [ExtraMount] = []
+    /// --volatile=yes: a tmpfs root with the tree's /usr read-only.
+    var volatileRoot = false
 }
 
 /// How the container's PID 1 ended.
@@ -103,6 +105,7 @@ final class ContainerProcess {
                                 config.cgroup_hybrid = spec.cgroupLayout.hybrid ? 1 : 0
                                 config.mounts = UnsafePointer(childMounts.table)
                                 config.mount_count = childMounts.count
+                                config.volatile_root = spec.volatileRoot ? 1 : 0
                                 config.console = spec.console ? 1 : 0
                                 config.console_socket = consoleSockets[1]
                                 return img_container_start(&config, &errorFD)

@@ -26,6 +26,9 @@ struct RunImageOptions: ParsableArguments {
     @Option(name: .customLong("overlay-ro"), help: ArgumentHelp("Read-only overlay file system: LOWER...:DST (repeatable).", valueName: "lower:dst"))
     var overlayReadOnly: [String] = []
 
+    @Option(name: .customLong("volatile"), help: ArgumentHelp("yes: a tmpfs root with the tree's /usr read-only; state: the tree read-only with a tmpfs on /var; overlay: a throw-away overlay over the tree; no (default).", valueName: "mode"))
+    var volatile: String?
+
     /// Fills `c.mounts`. -D, -i and -M-as-source exclude each other as in nspawn: with -D or -i,
     /// -M only names the machine; alone it names a store image to run.
     func apply(to c: inout ContainerConfiguration, directory: String?, template: String?) throws {
@@ -54,6 +57,10 @@ struct RunImageOptions: ParsableArguments {
         } catch {
             throw ValidationError(error.description)
         }
+        if let volatile {
+            do { m.volatile = try VolatileMode.parse(volatile) } catch { throw ValidationError(error.description) }
+        }
+        if m.volatile != .no && c.ephemeral { throw ValidationError("--volatile and --ephemeral cannot be combined") }
         c.mounts = m
     }
 
