@@ -26,6 +26,7 @@
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -624,6 +625,27 @@ static void set_up_console(int socket) {
     close(socket);
 }
 
+/// --rlimit=, --oom-score-adjust=, --cpu-affinity= (runner-proc), set while still root (raising
+/// a hard limit needs CAP_SYS_RESOURCE) and before the payload or the stub init forks.
+static void apply_process_limits(const struct img_container_config *c) {
+    for (size_t i = 0; i < c->resource_limit_count; i++) {
+        struct rlimit limit = {(rlim_t)c->resource_limits[i].soft, (rlim_t)c->resource_limits[i].hard};
+        if (syscall(SYS_prlimit64, 0, c->resource_limits[i].resource, &limit, NULL) < 0) die("setrlimit", NULL);
+    }
+    if (c->oom_score_adjust_set) {
+        char value[24];
+        format_int(value, c->oom_score_adjust);
+        int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+        if (fd < 0) die("open", "/proc/self/oom_score_adj");
+        if (write(fd, value, strlen(value)) < 0) die("write", "/proc/self/oom_score_adj");
+        close(fd);
+    }
+    if (c->cpu_mask_words) {
+        if (syscall(SYS_sched_setaffinity, 0, c->cpu_mask_words * sizeof(uint64_t), c->cpu_mask) < 0)
+            die("sched_setaffinity", NULL);
+    }
+}
+
 static void drop_bounding_set(uint64_t keep) {
     int last = img_cap_last_cap();
     for (int cap = 0; cap <= last; cap++) {
@@ -728,6 +750,7 @@ static int child_main(void *arg) {
     if (c->private_network) loopback_up();
     if (setsid() < 0) die("setsid", NULL);
     if (c->console) set_up_console(c->console_socket);
+    apply_process_limits(c);
     drop_bounding_set(c->capabilities);
 
     if (c->as_pid2) {

@@ -123,6 +123,7 @@ public enum Container {
             cgroupLayout: cgroups.layout, cgroupDirectories: cgroups.directories,
             mounts: configuration.mounts.orderedMounts, volatileRoot: configuration.mounts.volatile == .yes)
         spec.console = configuration.process.console
+        spec.limits = configuration.process
         let process = try ContainerProcess.start(spec)
         process.forwardTerminationSignals(as: plan.killSignal)
         // Registered once PID 1 runs; removed on every return path (a kill -9 of imagectl leaves

@@ -20,6 +20,8 @@ public enum RunnerError: Swift.Error, CustomStringConvertible, Equatable {
     case registry(String)
     /// No running machine has that name.
     case noSuchMachine(String)
+    /// A value an option does not accept.
+    case invalidOption(option: String, value: String)
 
     public var description: String {
         switch self {
@@ -41,6 +43,7 @@ public enum RunnerError: Swift.Error, CustomStringConvertible, Equatable {
         case .seccomp(let text): "seccomp filter: \(text)"
         case .registry(let text): "machine registry: \(text)"
         case .noSuchMachine(let name): "no machine \"\(name)\" is running"
+        case .invalidOption(let option, let value): "invalid value \"\(value)\" for \(option)"
         }
     }
 

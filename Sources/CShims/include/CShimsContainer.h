@@ -55,6 +55,13 @@ struct img_container_mount {
     int work_in_root;
 };
 
+/// One --rlimit= (runner-proc): RLIMIT_* number, soft and hard value (RLIM_INFINITY = ~0).
+struct img_resource_limit {
+    int resource;
+    uint64_t soft;
+    uint64_t hard;
+};
+
 struct img_container_config {
     /// Host path of the container's tree (-D).
     const char *directory;
@@ -109,6 +116,15 @@ struct img_container_config {
     /// master is sent over `console_socket` (a connected AF_UNIX socket, SCM_RIGHTS).
     int console;
     int console_socket;
+    /// --rlimit=: prlimit(2) of each before the payload runs (count 0: none).
+    const struct img_resource_limit *resource_limits;
+    size_t resource_limit_count;
+    /// --oom-score-adjust=: written to /proc/self/oom_score_adj when oom_score_adjust_set.
+    int oom_score_adjust_set;
+    int oom_score_adjust;
+    /// --cpu-affinity=: a CPU mask of `cpu_mask_words` 64-bit words (0: unchanged).
+    const uint64_t *cpu_mask;
+    size_t cpu_mask_words;
 };
 
 /// What the child reports on its error pipe when a set-up step fails.

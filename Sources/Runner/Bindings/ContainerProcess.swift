@@ -24,6 +24,8 @@ struct ChildSpec {
     var cgroupDirectories: [String]
     /// Give the payload a pty; its master is received into `ContainerProcess.consoleMaster`.
     var console = false
+    /// Resource limits, OOM score adjustment, CPU affinity (runner-proc).
+    var limits = ProcessSettings()
     /// Extra mounts in the order the child makes them (runner-mounts).
     var mounts: [ExtraMount] = []
     /// --volatile=yes: a tmpfs root with the tree's /usr read-only.
@@ -66,6 +68,16 @@ final class ContainerProcess {
         let controllers = list(spec.cgroupLayout.controllers)
         let groups = spec.groups.map { gid_t($0) }
         let childMounts = try ChildMounts(spec.mounts)
+        // Plain allocations rather than more nested withUnsafeBufferPointer closures; freed on return.
+        let resourceLimits = UnsafeMutablePointer<img_resource_limit>.allocate(capacity: max(1, spec.limits.resourceLimits.count))
+        defer { resourceLimits.deallocate() }
+        for (i, limit) in spec.limits.resourceLimits.enumerated() {
+            resourceLimits[i] = img_resource_limit(resource: limit.resource, soft: limit.soft, hard: limit.hard)
+        }
+        let maskWords = spec.limits.cpuMaskWords
+        let cpuMask = UnsafeMutablePointer<UInt64>.allocate(capacity: max(1, maskWords.count))
+        defer { cpuMask.deallocate() }
+        for (i, word) in maskWords.enumerated() { cpuMask[i] = word }
         var consoleSockets: [Int32] = [-1, -1]
         if spec.console {
             guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &consoleSockets) == 0 else {
@@ -108,6 +120,12 @@ final class ContainerProcess {
                                 config.volatile_root = spec.volatileRoot ? 1 : 0
                                 config.console = spec.console ? 1 : 0
                                 config.console_socket = consoleSockets[1]
+                                config.resource_limits = UnsafePointer(resourceLimits)
+                                config.resource_limit_count = spec.limits.resourceLimits.count
+                                config.oom_score_adjust_set = spec.limits.oomScoreAdjust == nil ? 0 : 1
+                                config.oom_score_adjust = spec.limits.oomScoreAdjust ?? 0
+                                config.cpu_mask = UnsafePointer(cpuMask)
+                                config.cpu_mask_words = maskWords.count
                                 return img_container_start(&config, &errorFD)
                             }
                         }

@@ -30,6 +30,8 @@ struct RunCommand: AsyncParsableCommand {
 
     @OptionGroup var imageOptions: RunImageOptions
 
+    @OptionGroup var processOptions: RunProcessOptions
+
     @Flag(name: [.customShort("x"), .customLong("ephemeral")], help: "Run on a throw-away overlay over the directory; the directory is left unchanged.")
     var ephemeral = false
 
@@ -111,6 +113,7 @@ struct RunCommand: AsyncParsableCommand {
         if let noNewPrivileges { c.noNewPrivileges = try ContainerConfiguration.parseBoolean(noNewPrivileges, option: "--no-new-privileges") }
         c.privateNetwork = privateNetwork
         c.process.console = isatty(STDIN_FILENO) == 1
+        try processOptions.apply(to: &c)
         if template != nil && ephemeral { throw RunnerError.conflictingOptions("--template and --ephemeral cannot be combined") }
         try imageOptions.apply(to: &c, directory: directory, template: template)
         try c.validate()
