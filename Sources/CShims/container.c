@@ -644,6 +644,7 @@ static void apply_process_limits(const struct img_container_config *c) {
         if (syscall(SYS_sched_setaffinity, 0, c->cpu_mask_words * sizeof(uint64_t), c->cpu_mask) < 0)
             die("sched_setaffinity", NULL);
     }
+    if (c->personality_set && syscall(SYS_personality, c->personality) < 0) die("personality", NULL);
 }
 
 static void drop_bounding_set(uint64_t keep) {

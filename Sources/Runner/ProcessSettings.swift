@@ -17,6 +17,18 @@ public struct ProcessSettings: Sendable {
     public var oomScoreAdjust: Int32?
     /// --cpu-affinity= CPU numbers, set with sched_setaffinity(2).
     public var cpuAffinity: [Int]?
+    /// --personality=: the personality(2) persona (PER_LINUX 0, PER_LINUX32 8).
+    public var personality: UInt32?
+
+    /// Parses "x86" (PER_LINUX32: uname -m says i686) or "x86-64" (PER_LINUX), the
+    /// architectures an x86-64 host can offer, as nspawn's --personality= names them.
+    public static func parsePersonality(_ text: String) throws(RunnerError) -> UInt32 {
+        switch text {
+        case "x86": return 0x0008
+        case "x86-64": return 0x0000
+        default: throw .invalidOption(option: "--personality", value: text)
+        }
+    }
 
     public init() {}
 

@@ -21,5 +21,7 @@ struct ProcessSettingsTests {
         var settings = ProcessSettings()
         settings.cpuAffinity = [0, 65]
         #expect(settings.cpuMaskWords == [1, 2])
+        #expect(try ProcessSettings.parsePersonality("x86") == 8)
+        #expect(throws: RunnerError.invalidOption(option: "--personality", value: "sparc")) { try ProcessSettings.parsePersonality("sparc") }
     }
 }

@@ -23,8 +23,14 @@ struct RunProcessCLITests {
         #expect(plain.stdout == (try String(contentsOfFile: "/proc/self/oom_score_adj", encoding: .utf8)))
     }
 
+    @Test func personalityChangesTheReportedArchitecture() throws {
+        try Privileged.require(.root, .fixture("busybox-tree"))
+        #expect(try run(["--personality=x86"], ["uname", "-m"]).stdout == "i686\n")
+        #expect(try run(["--personality=x86-64"], ["uname", "-m"]).stdout == "x86_64\n")
+    }
+
     @Test func badValuesAreUsageErrors() throws {
-        for options in [["--rlimit=NOFILE=9:1"], ["--rlimit=FOO=1"], ["--oom-score-adjust=2000"], ["--cpu-affinity=a"]] {
+        for options in [["--personality=arm64"], ["--rlimit=NOFILE=9:1"], ["--rlimit=FOO=1"], ["--oom-score-adjust=2000"], ["--cpu-affinity=a"]] {
             let r = try Imagectl.run(["run", "-D", "/tmp"] + options + ["true"])
             #expect(r.status == 2, "\(options)")
             #expect(r.stderr.hasPrefix("error: ") && r.stderr.split(separator: "\n").count == 1, "\(options): \(r.stderr)")

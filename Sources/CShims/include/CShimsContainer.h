@@ -125,6 +125,9 @@ struct img_container_config {
     /// --cpu-affinity=: a CPU mask of `cpu_mask_words` 64-bit words (0: unchanged).
     const uint64_t *cpu_mask;
     size_t cpu_mask_words;
+    /// --personality=: personality(2) persona when personality_set.
+    int personality_set;
+    unsigned long personality;
 };
 
 /// What the child reports on its error pipe when a set-up step fails.

@@ -126,6 +126,8 @@ final class ContainerProcess {
                                 config.oom_score_adjust = spec.limits.oomScoreAdjust ?? 0
                                 config.cpu_mask = UnsafePointer(cpuMask)
                                 config.cpu_mask_words = maskWords.count
+                                config.personality_set = spec.limits.personality == nil ? 0 : 1
+                                config.personality = UInt(spec.limits.personality ?? 0)
                                 return img_container_start(&config, &errorFD)
                             }
                         }

@@ -12,7 +12,11 @@ struct RunProcessOptions: ParsableArguments {
     @Option(name: .customLong("cpu-affinity"), help: ArgumentHelp("CPUs the payload may run on, e.g. 0,2 or 0-3.", valueName: "list"))
     var cpuAffinity: String?
 
+    @Option(name: .customLong("personality"), help: ArgumentHelp("Architecture the payload's uname reports: x86 (i686, a 32-bit personality) or x86-64.", valueName: "arch"))
+    var personality: String?
+
     func apply(to c: inout ContainerConfiguration) throws {
+        if let personality { c.process.personality = try ProcessSettings.parsePersonality(personality) }
         for item in rlimit {
             let limit = try ProcessSettings.parseResourceLimit(item)
             c.process.resourceLimits.removeAll { $0.resource == limit.resource }
