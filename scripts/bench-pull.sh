@@ -2,23 +2,25 @@
 # Benchmarks `imagectl pull-raw --verify=checksum` against systemd-pull on the same file from the
 # same local server (fixtures/test-http-server.py on 127.0.0.1), in the same run. Not a test.
 #
-#   scripts/bench-pull.sh [--rounds N] [--debug] [--file NAME]
+#   scripts/bench-pull.sh [--rounds N] [--debug] [--no-build] [--file NAME]
 #
 # Runs imagectl, systemd-pull, imagectl, systemd-pull, ... (A B A B; 3 rounds by default), each
 # into a fresh image root (removed, and `sync` run, outside the timed region, so neither tool gets
 # a cache hit), and prints the median wall-clock seconds of each and the ratio imagectl/peer.
 # Default input: multiblock.raw.xz (fixtures/build.sh). Release build (.build-pull-release) unless
-# --debug, which uses the debug build in .build-pull and says so.
+# --debug, which uses the debug build in .build-pull and says so; --no-build uses what is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 rounds=3
 mode=release
+build=1
 file=multiblock.raw.xz
 while [ $# -gt 0 ]; do
     case "$1" in
         --rounds) rounds=$2; shift ;;
         --debug) mode=debug ;;
+        --no-build) build=0 ;;
         --file) file=$2; shift ;;
         -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "bench-pull: unknown argument $1" >&2; exit 2 ;;
@@ -35,8 +37,10 @@ PEER=/lib/systemd/systemd-pull
 
 if [ "$mode" = release ]; then
     scratch=.build-pull-release
-    swift build -c release --scratch-path "$scratch" --product imagectl >"/tmp/bench-pull.build.log" 2>&1 \
-        || { tail -n 30 /tmp/bench-pull.build.log >&2; exit 1; }
+    if [ "$build" = 1 ]; then
+        swift build -c release --scratch-path "$scratch" --product imagectl >"/tmp/bench-pull.build.log" 2>&1 \
+            || { tail -n 30 /tmp/bench-pull.build.log >&2; exit 1; }
+    fi
     IMAGECTL=$(swift build -c release --scratch-path "$scratch" --show-bin-path)/imagectl
 else
     IMAGECTL=$(swift build --scratch-path .build-pull --show-bin-path)/imagectl
