@@ -175,6 +175,14 @@ struct RunImageCLITests {
         #expect(missing.stderr.hasPrefix("error: ") && missing.stderr.contains(bb))
     }
 
+    @Test func helpNamesTheSourceAndMountOptions() throws {
+        let help = try Imagectl.run(["run", "--help"])
+        #expect(help.status == 0)
+        for option in ["--image", "--root-hash", "--image-policy", "--bind-ro", "--tmpfs", "--overlay-ro", "--volatile"] {
+            #expect(help.stdout.contains(option), "\(option)")
+        }
+    }
+
     @Test func rootSourcesExcludeEachOther() throws {
         let none = try Imagectl.run(["run", "true"])
         #expect(none.status == 2)

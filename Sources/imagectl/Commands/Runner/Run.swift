@@ -129,6 +129,8 @@ struct RunCommand: AsyncParsableCommand {
     }
 
     func validate() throws {
+        // All options are optional now (-D, -i or -M), so --help lands in the passthrough command.
+        if let first = command.first, first == "--help" || first == "-h" { throw CleanExit.helpRequest(self) }
         do {
             _ = try makeConfiguration()
         } catch let error as RunnerError {
