@@ -108,10 +108,14 @@ let package = Package(
             swiftSettings: strict
         ),
         // Running an image as a VM: VMSpec -> qemu command line -> qemu (`imagectl vm`). Apart
-        // from Runner so that it builds and is tested on its own.
+        // from Runner (the containers) so that it builds and is tested on its own; it uses
+        // Runner's ConsoleRelay for the interactive serial console.
         .target(
             name: "VMRunner",
-            dependencies: ["LinuxSystem", "Dissect"],
+            dependencies: [
+                "CShims", "LinuxSystem", "Dissect", "Runner",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
             swiftSettings: strict
         ),
         .executableTarget(

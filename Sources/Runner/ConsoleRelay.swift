@@ -6,7 +6,9 @@ import SystemPackage
 /// while it runs (restored on every return path), the window size copied to the console at the
 /// start and on every SIGWINCH, and `^]` pressed three times within one second ends the relay
 /// with `.escape` (the caller then kills the machine).
-public final class ConsoleRelay {
+/// Sendable: every stored property is an immutable `let` of a Sendable type, so the relay can
+/// run on a thread of its own (as `imagectl vm` does) while its creator waits for the machine.
+public final class ConsoleRelay: Sendable {
     public enum Ending: Equatable, Sendable {
         /// The other side closed (every process holding the pty's slave ended).
         case hangup

@@ -1,5 +1,8 @@
 import Dissect
 import Foundation
+import Runner
+import Synchronization
+import SystemPackage
 
 /// What the user asked `imagectl vm` for, before any file is made.
 public struct VMRequest: Sendable {
@@ -352,6 +355,8 @@ extension VirtualMachine {
         public var failure: String?
         /// The signal that stopped the VM from outside, if any.
         public var receivedSignal: Int32?
+        /// The user pressed ^] three times on the interactive console and qemu was killed.
+        public var escaped = false
     }
 
     /// Runs qemu for a prepared VM until it exits; the VM's temporary files are removed on
@@ -363,7 +368,17 @@ extension VirtualMachine {
         if let colour { FileHandle.standardOutput.write(Data("\u{1B}[\(colour)m\u{1B}[K".utf8)) }
         defer { if colour != nil { FileHandle.standardOutput.write(Data("\u{1B}[0m\u{1B}[K".utf8)) } }
         let connectInput = vm.spec.console == .interactive || vm.spec.console == .native
-        let outcome = try QEMUProcess.run(QEMUCommand.arguments(for: vm.spec), connectStandardInput: connectInput, started: started)
+        let arguments = QEMUCommand.arguments(for: vm.spec)
+        let outcome: QEMUProcess.Outcome
+        var escaped = false
+        if relaysConsole(vm.spec) {
+            (outcome, escaped) = try runWithConsoleRelay(arguments, started: started)
+        } else {
+            outcome = try QEMUProcess.run(arguments, connectStandardInput: connectInput, started: started)
+        }
+        if escaped {
+            return Outcome(exitStatus: 128 + SIGKILL, failure: nil, receivedSignal: nil, escaped: true)
+        }
         if let signo = outcome.receivedSignal {
             return Outcome(exitStatus: 128 + signo, failure: nil, receivedSignal: signo)
         }
@@ -375,5 +390,50 @@ extension VirtualMachine {
         case .signaled(let signo):
             return Outcome(exitStatus: 128 + signo, failure: "qemu-system-x86_64 was killed by signal \(signo)", receivedSignal: nil)
         }
+    }
+}
+
+extension VirtualMachine {
+    /// The interactive console on a terminal, as `imagectl run` has it: qemu's serial line
+    /// (its stdio chardev) is a pty of imagectl's, relayed to the user's terminal in raw mode by
+    /// Runner's ConsoleRelay on a thread of its own, with the window size forwarded and ^]
+    /// pressed three times within a second killing qemu. qemu's own stdio on the user's
+    /// terminal would leave no place for that escape.
+    static func runWithConsoleRelay(_ arguments: [String], started: (Int32) throws -> Void) throws -> (QEMUProcess.Outcome, Bool) {
+        let pty = try QEMUProcess.openPseudoTerminal()
+        defer { QEMUProcess.closeDescriptor(pty.master) }
+        let relay = ConsoleRelay(console: FileDescriptor(rawValue: pty.master))
+        let relayDone = DispatchSemaphore(value: 0)
+        let ending = Mutex<ConsoleRelay.Ending?>(nil)
+        let thread = Thread {
+            let result = try? relay.run()
+            ending.withLock { $0 = result }
+            // Killed outright, as nspawn and vmspawn do on the escape: the user asked to end it now.
+            if result == .escape { QEMUProcess.signalQEMU(SIGKILL) }
+            relayDone.signal()
+        }
+        let outcome: QEMUProcess.Outcome
+        var relayStarted = false
+        do {
+            outcome = try QEMUProcess.run(arguments, connectStandardInput: true, console: pty.slave) { pid in
+                try started(pid)
+                thread.start()
+                relayStarted = true
+            }
+        } catch {
+            // qemu is gone, so a started relay sees the pty hang up and ends.
+            if relayStarted { relayDone.wait() }
+            throw error
+        }
+        relayDone.wait()
+        return (outcome, ending.withLock { $0 } == .escape)
+    }
+
+    /// What the interactive console prints before it starts (nspawn's words, for a VM).
+    public static let consoleHint = "Press ^] three times within 1s to kill the VM."
+
+    /// Whether `run` relays the console through a pty (interactive mode on a terminal).
+    public static func relaysConsole(_ spec: VMSpec) -> Bool {
+        spec.console == .interactive && QEMUProcess.standardInputIsTerminal
     }
 }

@@ -99,6 +99,41 @@ import TestSupport
         #expect(ps.stdout.isEmpty, "a qemu is still running: \(ps.stdout)")
     }
 
+    /// The interactive console in a terminal (tmux): the guest's serial output reaches the
+    /// terminal through imagectl's pty relay, and ^] pressed three times kills the VM (137),
+    /// leaving no qemu, temporary file or registry entry behind.
+    @Test(.timeLimit(.minutes(3)))
+    func interactiveConsoleRelaysSerialAndEscapeKillsTheVM() throws {
+        try Privileged.require(.root, .tool("qemu-system-x86_64"), .tool("tmux"), .fixture("vm-debian.raw"))
+        let (kernel, initrd) = try Self.hostKernel()
+        let image = try #require(Fixtures.path("vm-debian.raw"))
+        let vmTemp = try TemporaryDirectory(prefix: "imagectl-vm-tmp", under: "/var/tmp")
+        let runtime = try TemporaryDirectory(prefix: "imagectl-vm-run")
+        let exit = runtime.path + "/exit"
+        let name = "vmcon-\(UUID().uuidString.prefix(6).lowercased())"
+        let command = "IMAGECTL_VM_TMPDIR=\(vmTemp.path) IMAGECTL_RUNTIME_DIR=\(runtime.path) \(Imagectl.binary) vm -x -i \(image) -M \(name) "
+            + "--linux=\(kernel) --initrd=\(initrd) --ram=1G; echo $? > \(exit); sleep 60"
+        let tmux = try ConsoleTests.Tmux(command: command, columns: 100, rows: 30)
+        #expect(tmux.waitFor("Press ^] three times within 1s to kill the VM."), "\(tmux.screen)")
+        // Written by the guest on its ttyS0: the kernel's first line, then systemd's greeting
+        // (searched in the pane's whole history: the boot scrolls past the window).
+        var history = ""
+        let deadline = Date().addingTimeInterval(120)
+        while !(history.contains("Linux version") && history.contains("Welcome to Debian")) && Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.5)
+            history = (try? Tool.run("tmux", ["-L", tmux.socket, "capture-pane", "-p", "-S", "-", "-t", "t"]).stdout) ?? ""
+        }
+        #expect(history.contains("Linux version") && history.contains("Welcome to Debian"), "\(history)")
+        #expect(try Imagectl.run(["machines"], environment: ["IMAGECTL_RUNTIME_DIR": runtime.path]).stdout.contains(name))
+        try tmux.send("C-]", "C-]", "C-]")
+        #expect(ConsoleTests.waitForFile(exit, seconds: 30) == "137\n")
+        #expect(tmux.waitFor("VM \(name) killed: ^] was pressed three times."), "\(tmux.screen)")
+        #expect(Self.leftovers(vmTemp).isEmpty)
+        // (The pattern names qemu: the tmux window's shell has the path in its command line too.)
+        #expect(try Tool.run("pgrep", ["-f", "qemu-system-x86_64 .*" + vmTemp.path]).stdout.isEmpty, "a qemu is still running")
+        #expect(!(try Imagectl.run(["machines"], environment: ["IMAGECTL_RUNTIME_DIR": runtime.path]).stdout.contains(name)))
+    }
+
     @Test(.timeLimit(.minutes(3)))
     func listedAsMachineAndStoppedByName() throws {
         try Privileged.require(.root, .tool("qemu-system-x86_64"), .fixture("vm-debian.raw"))

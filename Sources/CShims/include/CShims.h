@@ -74,3 +74,6 @@ static const unsigned long img_BTRFS_IOC_FS_INFO = BTRFS_IOC_FS_INFO;
 
 // `imagectl shell`: a process joining a running container's namespaces.
 #include "CShimsEnter.h"
+
+// Pseudo-terminal pairs (the console of `imagectl vm`).
+#include "CShimsTerminal.h"

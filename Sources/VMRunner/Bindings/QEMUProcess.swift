@@ -1,3 +1,4 @@
+import CShims
 import Foundation
 import Synchronization
 #if canImport(Glibc)
@@ -16,9 +17,11 @@ enum QEMUProcess {
     }
 
     /// Starts `arguments` (program first). `connectStandardInput` false gives qemu /dev/null.
+    /// `console`, when given, is a pty slave that becomes qemu's standard input and output (the
+    /// caller relays the master); it is closed here once qemu has it.
     /// `started` runs with qemu's PID right after the start; if it throws, qemu is stopped and
     /// the error rethrown.
-    static func run(_ arguments: [String], connectStandardInput: Bool,
+    static func run(_ arguments: [String], connectStandardInput: Bool, console: Int32? = nil,
                     started: (Int32) throws -> Void) throws -> Outcome {
         let forwarded: [Int32] = [SIGTERM, SIGINT, SIGHUP]
         // A plain handler rather than a dispatch signal source: libdispatch blocks the signal in
@@ -52,18 +55,27 @@ enum QEMUProcess {
 
         // Saved so that a qemu killed in raw mode does not leave the terminal unusable.
         var savedTerminal = termios()
-        let haveTerminal = connectStandardInput && isatty(0) == 1 && tcgetattr(0, &savedTerminal) == 0
+        let haveTerminal = console == nil && connectStandardInput && isatty(0) == 1 && tcgetattr(0, &savedTerminal) == 0
         defer { if haveTerminal { _ = tcsetattr(0, TCSANOW, &savedTerminal) } }
 
         let process = Process()
         process.executableURL = URL(fileURLWithPath: arguments[0])
         process.arguments = Array(arguments.dropFirst())
-        if !connectStandardInput { process.standardInput = FileHandle.nullDevice }
+        if let console {
+            let handle = FileHandle(fileDescriptor: console, closeOnDealloc: false)
+            process.standardInput = handle
+            process.standardOutput = handle
+        } else if !connectStandardInput {
+            process.standardInput = FileHandle.nullDevice
+        }
         do {
             try process.run()
         } catch {
+            if let console { close(console) }
             throw VMError.setupFailed("cannot start \(arguments[0]): \(error.localizedDescription)")
         }
+        // Only qemu holds the slave now, so the relay sees a hang-up when qemu ends.
+        if let console { close(console) }
         let pid = process.processIdentifier
         qemuLeader.store(pid, ordering: .sequentiallyConsistent)
         // A signal that came before the PID was known is forwarded now.
@@ -82,6 +94,28 @@ enum QEMUProcess {
         let signo = receivedSignal.load(ordering: .sequentiallyConsistent)
         return Outcome(termination: termination, receivedSignal: signo == 0 ? nil : signo)
     }
+
+    /// Sends `signal` to qemu while it runs (the console's ^]^]^] escape uses SIGKILL).
+    static func signalQEMU(_ signal: Int32) {
+        let pid = qemuLeader.load(ordering: .sequentiallyConsistent)
+        if pid > 0 { kill(pid, signal) }
+    }
+
+    /// Whether standard input is a terminal (the interactive console then gets a pty).
+    static var standardInputIsTerminal: Bool { isatty(0) == 1 }
+
+    /// A new pseudo-terminal pair for qemu's serial console (img_open_pty: posix_openpt and
+    /// friends), both ends close-on-exec (qemu gets the slave as its stdio through dup2).
+    static func openPseudoTerminal() throws -> (master: Int32, slave: Int32) {
+        var master: Int32 = -1
+        var slave: Int32 = -1
+        guard img_open_pty(&master, &slave) == 0 else {
+            throw VMError.setupFailed("cannot open a pty for the console: \(String(cString: strerror(errno)))")
+        }
+        return (master, slave)
+    }
+
+    static func closeDescriptor(_ fd: Int32) { close(fd) }
 
     /// Whether standard output is a terminal (for --background's colour).
     static var standardOutputIsTerminal: Bool { isatty(1) == 1 }

@@ -21,12 +21,14 @@ struct VMCommand: AsyncParsableCommand {
             Exit status: 0 when the guest powered off (or rebooted: qemu runs with -no-reboot); \
             128+N when imagectl was stopped by signal N (the VM gets SIGTERM); qemu's status when \
             qemu failed (its own message is shown); 1 for a VM that could not be set up; 2 for bad \
-            options. The guest's EXIT_STATUS= (vsock notify) is not read.
+            options; 137 when ^] was pressed three times. The guest's EXIT_STATUS= (vsock \
+            notify) is not read.
+            With --console=interactive on a terminal, the serial line is a pty relayed to the \
+            terminal in raw mode (^C goes to the guest; the window size is forwarded); ^] pressed \
+            three times within a second kills the VM, as in imagectl run.
             Registered in the machine registry while it runs (kind vm, leader: the qemu process).
             Not available: -D/--directory (a directory tree as a VM), --forward-journal, \
-            --bind, --private-users, the vsock notify socket; --console=interactive hands the \
-            terminal to qemu's serial (qemu sets it raw; ^C goes to the guest), without the \
-            ^]^]^] escape of imagectl run: stop the VM from inside or with imagectl's SIGTERM.
+            --bind, --private-users, the vsock notify socket.
             """)
 
     @Option(name: [.customShort("i"), .customLong("image")], help: ArgumentHelp("Disk image to boot: a raw or qcow2 file, or the name of a raw image in the pool.", valueName: "image"))
@@ -212,6 +214,7 @@ struct VMCommand: AsyncParsableCommand {
             }
             Terminal.standardError("Booting \(path) as VM \(vm.spec.name) (\(vm.spec.accelerator == .kvm ? "KVM" : "TCG"), \(how)).\n")
             if let key = vm.sshPrivateKey { Terminal.standardError("SSH private key for root: \(key) (removed when the VM ends).\n") }
+            if VirtualMachine.relaysConsole(vm.spec) { Terminal.standardError(VirtualMachine.consoleHint + "\n") }
         }
         // Registered as soon as qemu has a PID, for `imagectl machines` and `imagectl stop`
         // (which sends SIGTERM to qemu: a clean qemu exit, status 0).
@@ -231,7 +234,10 @@ struct VMCommand: AsyncParsableCommand {
         }
         registration?.unregister()
         if let failure = outcome.failure { throw CommandFailure(message: failure, status: outcome.exitStatus) }
-        if !quiet {
+        if outcome.escaped {
+            // Said even with -q, as imagectl run does: the user ended the VM by force.
+            Terminal.standardError("\nVM \(vm.spec.name) killed: ^] was pressed three times.\n")
+        } else if !quiet {
             if let signo = outcome.receivedSignal {
                 Terminal.standardError("VM \(vm.spec.name) stopped on signal \(signo).\n")
             } else {
