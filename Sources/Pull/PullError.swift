@@ -25,6 +25,7 @@ public enum PullError: Swift.Error, CustomStringConvertible, Sendable {
     case noKeyring(tried: [String])
     case gpgvMissing
     case exists(String)
+    case keptCopyUnusable(String)
     case interrupted
 
     public var description: String {
@@ -74,6 +75,8 @@ public enum PullError: Swift.Error, CustomStringConvertible, Sendable {
             return "gpgv is not installed; it is needed for --verify=signature"
         case .exists(let name):
             return "image '\(name)' already exists (use --force to replace it)"
+        case .keptCopyUnusable(let name):
+            return "the kept download '\(name)' is not a raw file or a directory tree; remove it and pull again"
         case .interrupted:
             return "pull interrupted"
         }
@@ -83,7 +86,7 @@ public enum PullError: Swift.Error, CustomStringConvertible, Sendable {
     /// bytes of a mirror are verified the same way, so trying the next one never weakens a check.
     var triesNextMirror: Bool {
         switch self {
-        case .exists, .interrupted, .unsupportedURL, .noFileName, .noKeyring, .gpgvMissing, .checksumFileNamesItself: false
+        case .exists, .keptCopyUnusable, .interrupted, .unsupportedURL, .noFileName, .noKeyring, .gpgvMissing, .checksumFileNamesItself: false
         default: true
         }
     }

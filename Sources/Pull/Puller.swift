@@ -21,6 +21,8 @@ public struct PullOptions: Sendable {
     public var keyring: String?
     public var force: Bool
     public var readOnly: Bool
+    /// `--keep-download`: keep the verified download as a read-only hidden image and clone it.
+    public var keepDownload: Bool
     /// Cap on the download and on its decompressed content (SECURITY.md 6).
     public var maximumSize: UInt64
     /// Other URLs of the same file, tried in order when one fails.
@@ -32,12 +34,13 @@ public struct PullOptions: Sendable {
     public static let smallFileLimit: UInt64 = 1 << 20
 
     public init(verify: Verify = .signature, keyring: String? = nil, force: Bool = false, readOnly: Bool = false,
-                maximumSize: UInt64 = ImportOptions.defaultMaximumSize, mirrors: [String] = [],
+                keepDownload: Bool = false, maximumSize: UInt64 = ImportOptions.defaultMaximumSize, mirrors: [String] = [],
                 backoff: [Double] = [0.5, 1, 2]) {
         self.verify = verify
         self.keyring = keyring
         self.force = force
         self.readOnly = readOnly
+        self.keepDownload = keepDownload
         self.maximumSize = maximumSize
         self.mirrors = mirrors
         self.backoff = backoff
@@ -113,6 +116,10 @@ public enum Puller {
             cachedETag = tag
         }
         if existing != nil && !options.force && cachedETag == nil { throw PullError.exists(name.rawValue) }
+        // A kept download of this URL (--keep-download): its ETag is the one asked about, so that
+        // a 304 lets the image be cloned from it.
+        let kept = options.keepDownload ? await KeptDownload.find(payload, url: url, store: store) : nil
+        let askedETag = kept?.etag ?? cachedETag
 
         // 1. Checksums (and their signature) first: small, and they decide what the payload must be.
         let checksums = try await BlockingWork.run {
@@ -132,7 +139,7 @@ public enum Puller {
         let download: PayloadDownload
         do {
             download = try PayloadDownload(url: url, partialPath: partialPath, maximumSize: options.maximumSize,
-                                           ifNoneMatch: cachedETag, progress: progress, job: job, backoff: options.backoff)
+                                           ifNoneMatch: askedETag, progress: progress, job: job, backoff: options.backoff)
         } catch {
             pending.discard()
             throw error
@@ -142,6 +149,20 @@ public enum Puller {
         do {
             progress.begin(.download, url)
             let start = try await BlockingWork.run { try download.begin() }
+            if start == .notModified, let kept, askedETag == kept.etag, cachedETag != kept.etag {
+                _ = download.waitUntilDone()
+                progress.end(.download, "not modified since the kept download \(kept.image.name) (ETag \(kept.etag))")
+                progress.begin(.commit, name.rawValue)
+                let staging = pending.temporaryPath
+                let pool = store.poolPath
+                try await BlockingWork.run { try KeptDownload.fill(staging, from: kept.image, pool: pool) }
+                try? Xattr.set(staging, name: "user.source_etag", string: kept.etag)
+                let provenance = Provenance(source: url, sha256: kept.image.provenance?.sha256, format: kept.image.provenance?.format)
+                let image = try pending.commit(readOnly: options.readOnly, provenance: provenance)
+                progress.end(.commit, image.path)
+                logger.info("cloned from the kept download", metadata: ["url": "\(url)", "name": "\(name)", "kept": "\(kept.image.name)"])
+                return .pulled(image)
+            }
             if start == .notModified, let cachedETag {
                 _ = download.waitUntilDone()
                 pending.discard()
@@ -225,8 +246,26 @@ public enum Puller {
             if let modified = download.lastModified, let date = Self.httpDate(modified) {
                 try? PullFiles.setModificationTime(staging, date)
             }
-            let image = try pending.commit(readOnly: options.readOnly,
-                                           provenance: Provenance(source: url, sha256: result.sha256, format: result.format))
+            let provenance = Provenance(source: url, sha256: result.sha256, format: result.format)
+            if options.keepDownload {
+                // The verified download becomes the kept copy (read-only, hidden name from the URL
+                // and ETag); the image is then cloned from it. Both stay under `.#` names until
+                // each is complete.
+                let keptName = try KeptDownload.name(payload, url: url, etag: download.etag)
+                let keptPending = try await store.beginImage(keptName, kind: payload == .raw ? .rawFile : .directoryTree, force: true)
+                let keptImage: Image
+                do {
+                    try KeptDownload.move(from: staging, to: keptPending.temporaryPath)
+                    keptImage = try keptPending.commit(readOnly: true, provenance: provenance)
+                } catch {
+                    keptPending.discard()
+                    throw error
+                }
+                progress.note("kept the download as \(keptImage.path)")
+                let pool = store.poolPath
+                try await BlockingWork.run { try KeptDownload.fill(staging, from: keptImage, pool: pool) }
+            }
+            let image = try pending.commit(readOnly: options.readOnly, provenance: provenance)
             progress.end(.commit, image.path)
             logger.info("pulled", metadata: ["url": "\(url)", "name": "\(name)"])
             return .pulled(image)

@@ -423,3 +423,117 @@ struct PullCLITests {
         #expect(FileManager.default.fileExists(atPath: "\(box.pool)/busybox/etc/os-release"))
     }
 }
+
+// MARK: - --keep-download
+
+extension PullCLITests {
+    /// The pool's kept downloads: hidden entries that start with `prefix` (".raw-" or ".tar-").
+    static func keptEntries(_ box: Box, _ prefix: String) -> [String] {
+        box.leftovers().filter { $0.hasPrefix(prefix) && !$0.hasSuffix(".imagectl.json") }
+    }
+
+    /// `show`'s "Read-only" line says yes.
+    static func shownReadOnly(_ name: String, _ box: Box) throws -> Bool {
+        let show = try Imagectl.run(["show", name], root: box.pool)
+        return show.stdout.split(separator: "\n").contains { $0.contains("Read-only") && $0.contains("yes") }
+    }
+
+    /// GETs of `path` the server answered with the whole file (200) or a part of it (206).
+    static func payloadTransfers(_ server: Server, _ path: String) -> Int {
+        server.requests().filter { ($0["path"] as? String) == path && [200, 206].contains($0["status"] as? Int ?? 0) }.count
+    }
+
+    @Test("pull-raw --keep-download: a read-only hidden kept copy equal to the image; a second pull clones it after a 304; remove and clean leave it")
+    func keepDownloadRaw() throws {
+        try Privileged.require(.tool("python3"), .fixture("multiblock.raw.xz"))
+        let box = try Box()
+        try box.serve(["multiblock.raw.xz"])
+        let server = try Server(directory: box.srv, log: box.path("log"))
+        let url = server.url("multiblock.raw.xz")
+        let pulled = try Imagectl.run(["pull-raw", "--verify=checksum", "--keep-download", url], root: box.pool)
+        #expect(pulled.status == 0, "\(pulled.stderr)")
+        let kept = Self.keptEntries(box, ".raw-")
+        try #require(kept.count == 1, "\(box.leftovers())")
+        let keptFile = kept[0]
+        #expect(keptFile.hasSuffix(".raw") && !keptFile.contains("/"))
+        #expect(keptFile.contains("multiblock.raw.xz"), "\(keptFile)")
+        let keptName = String(keptFile.dropLast(4))
+        try Self.sh("cmp \(box.pool)/multiblock.raw '\(box.pool)/\(keptFile)'")
+        try Self.sh("xz -dc \(box.srv)/multiblock.raw.xz | cmp - '\(box.pool)/\(keptFile)'")
+        // Read-only as the store marks raw files (no write bits), and `show` says so; the image is writable.
+        let keptMode = try Self.sh("stat -c %a '\(box.pool)/\(keptFile)'").trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(Int(keptMode, radix: 8).map { $0 & 0o222 == 0 } == true, "mode \(keptMode)")
+        #expect(try Self.shownReadOnly(keptName, box))
+        #expect(try !Self.shownReadOnly("multiblock", box))
+        let attrs = try Self.sh("getfattr -d --absolute-names '\(box.pool)/\(keptFile)'")
+        #expect(attrs.contains("user.source_url=\"\(url)\"") && attrs.contains("user.source_etag="), "\(attrs)")
+        // Hidden: not in `list`, in `list --all`.
+        let list = try Imagectl.run(["list"], root: box.pool)
+        #expect(!list.stdout.contains(".raw-") && list.stdout.contains("multiblock"), "\(list.stdout)")
+        #expect(try Imagectl.run(["list", "--all"], root: box.pool).stdout.contains(keptName))
+        #expect(Self.payloadTransfers(server, "/multiblock.raw.xz") == 1)
+
+        // Same URL, another name: 304 against the kept copy's ETag, cloned without the payload.
+        let second = try Imagectl.run(["pull-raw", "--verify=checksum", "--keep-download", url, "second"], root: box.pool)
+        #expect(second.status == 0, "\(second.stderr)")
+        #expect(second.stdout.contains("Pulled second as"), "\(second.stdout)")
+        #expect(Self.payloadTransfers(server, "/multiblock.raw.xz") == 1, "\(server.requests())")
+        let last = server.requests().last { ($0["path"] as? String) == "/multiblock.raw.xz" }
+        #expect((last?["status"] as? Int) == 304)
+        try Self.sh("cmp \(box.pool)/second.raw '\(box.pool)/\(keptFile)'")
+        #expect(try !Self.shownReadOnly("second", box))
+        #expect(Self.keptEntries(box, ".raw-") == kept)
+
+        // remove and clean (without --all) leave the kept copy; no `.#` leftovers.
+        #expect(try Imagectl.run(["remove", "multiblock", "second"], root: box.pool).status == 0)
+        #expect(try Imagectl.run(["clean"], root: box.pool).status == 0)
+        #expect(Self.keptEntries(box, ".raw-") == kept)
+        try Self.sh("xz -dc \(box.srv)/multiblock.raw.xz | cmp - '\(box.pool)/\(keptFile)'")
+        #expect(box.leftovers().allSatisfy { !$0.hasPrefix(".#") || $0.hasSuffix(".lck") }, "\(box.leftovers())")
+
+        // After the file changed on the server, a new ETag: downloaded, and a second kept copy.
+        try Self.sh("cp \(box.srv)/multiblock.raw.xz \(box.path("orig.xz")) && xz -dc \(box.path("orig.xz")) | head -c 1048576 | xz -0 > \(box.srv)/multiblock.raw.xz && cd \(box.srv) && sha256sum multiblock.raw.xz > SHA256SUMS")
+        let changed = try Imagectl.run(["pull-raw", "--verify=checksum", "--keep-download", url, "third"], root: box.pool)
+        #expect(changed.status == 0, "\(changed.stderr)")
+        #expect(Self.payloadTransfers(server, "/multiblock.raw.xz") == 2)
+        #expect(Self.keptEntries(box, ".raw-").count == 2, "\(box.leftovers())")
+        try Self.sh("xz -dc \(box.srv)/multiblock.raw.xz | cmp - \(box.pool)/third.raw")
+    }
+
+    @Test("pull-tar --keep-download: a read-only hidden kept tree equal to the image; a second pull clones it after a 304")
+    func keepDownloadTar() throws {
+        try Privileged.require(.tool("python3"), .tool("getfattr"), .fixture("busybox.tar.xz"))
+        let box = try Box()
+        try box.serve(["busybox.tar.xz"])
+        let server = try Server(directory: box.srv, log: box.path("log"))
+        let url = server.url("busybox.tar.xz")
+        let pulled = try Imagectl.run(["pull-tar", "--verify=checksum", "--keep-download", url], root: box.pool)
+        #expect(pulled.status == 0, "\(pulled.stderr)")
+        let kept = Self.keptEntries(box, ".tar-")
+        try #require(kept.count == 1, "\(box.leftovers())")
+        let keptName = kept[0]
+        #expect(try Self.treeListing("\(box.pool)/busybox") == Self.treeListing("\(box.pool)/\(keptName)"))
+        #expect(try Self.shownReadOnly(keptName, box))
+        #expect(try !Self.shownReadOnly("busybox", box))
+        // Read-only for real: creating a file at the kept tree's top fails even for root.
+        #expect((try? Self.sh("touch '\(box.pool)/\(keptName)/new-file' 2>&1")) == nil)
+        #expect(!(try Imagectl.run(["list"], root: box.pool).stdout.contains(".tar-")))
+
+        let second = try Imagectl.run(["pull-tar", "--verify=checksum", "--keep-download", url, "again"], root: box.pool)
+        #expect(second.status == 0, "\(second.stderr)")
+        #expect(Self.payloadTransfers(server, "/busybox.tar.xz") == 1, "\(server.requests())")
+        #expect((server.requests().last { ($0["path"] as? String) == "/busybox.tar.xz" }?["status"] as? Int) == 304)
+        #expect(try Self.treeListing("\(box.pool)/again") == Self.treeListing("\(box.pool)/\(keptName)"))
+        // The clone is writable and changing it leaves the kept tree as it was.
+        try Self.sh("touch \(box.pool)/again/new-file")
+        #expect(!FileManager.default.fileExists(atPath: "\(box.pool)/\(keptName)/new-file"))
+
+        #expect(try Imagectl.run(["remove", "busybox", "again"], root: box.pool).status == 0)
+        #expect(try Imagectl.run(["clean"], root: box.pool).status == 0)
+        #expect(Self.keptEntries(box, ".tar-") == kept)
+        #expect(box.leftovers().allSatisfy { !$0.hasPrefix(".#") || $0.hasSuffix(".lck") }, "\(box.leftovers())")
+        // The kept tree goes only when asked for by name (and so the temporary directory can go).
+        #expect(try Imagectl.run(["remove", keptName], root: box.pool).status == 0)
+        #expect(Self.keptEntries(box, ".tar-").isEmpty, "\(box.leftovers())")
+    }
+}

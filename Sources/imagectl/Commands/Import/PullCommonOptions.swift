@@ -27,6 +27,9 @@ struct PullCommonOptions: ParsableArguments {
     @Flag(name: .long, help: "Replace an existing image of the same name in the pool.")
     var force = false
 
+    @Flag(name: .long, help: "Keep a pristine read-only copy of the verified download in the pool under a hidden name made of the URL and ETag (.raw-<url>.<etag>.raw, .tar-<url>.<etag>) and make the image a clone of it (btrfs snapshot or reflink/copy). A later pull of the same URL with --keep-download whose ETag still matches clones the kept copy without downloading.")
+    var keepDownload = false
+
     @Option(name: .long, help: ArgumentHelp(
         "Abort when the download or its decompressed content exceeds this many bytes; suffixes K, M, G, T (powers of 1024) accepted. Default 64G.",
         valueName: "bytes"))
@@ -36,7 +39,7 @@ struct PullCommonOptions: ParsableArguments {
     var json = false
 
     func pullOptions() throws -> PullOptions {
-        var options = PullOptions(keyring: keyring, force: force, readOnly: readOnly, mirrors: mirror)
+        var options = PullOptions(keyring: keyring, force: force, readOnly: readOnly, keepDownload: keepDownload, mirrors: mirror)
         switch verify {
         case "no": options.verify = .no
         case "checksum": options.verify = .checksum
