@@ -20,6 +20,7 @@
 #include <net/if.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdio.h>  // renameat only; no stdio streams in the child
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -567,6 +568,110 @@ static int set_up_volatile_root(const struct img_container_config *c) {
     return root;
 }
 
+// ---------------------------------------------------------------------------------------------
+// /etc/resolv.conf and /etc/localtime (--resolv-conf=, --timezone=), as nspawn's
+// setup_resolv_conf() and setup_timezone(): every step that cannot be done is skipped (nspawn
+// logs and ignores), except a bind that was made and then cannot be made read-only.
+
+/// The container's /etc as a directory fd, resolved beneath the root; -1 when there is none.
+static int open_etc(int rootfd) {
+    int path_fd = open_in_root(rootfd, "etc");
+    if (path_fd < 0) return -1;
+    char p[64];
+    fd_path(p, path_fd);
+    int dir = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    close(path_fd);
+    return dir;
+}
+
+/// Writes the parent's copy of the host file as `name` in `etc`: into a new temporary file that
+/// is renamed over the name, so an existing inode (a hard link to anything, a symlink out of the
+/// image) is never written through. Without `replace` a symlink or other non-regular file at the
+/// name is left alone (nspawn's copy-* opens with O_NOFOLLOW and gives up on ELOOP).
+static int copy_etc_file(int etc, const char *name, const struct img_etc_file *f) {
+    struct stat st;
+    if (!f->replace && fstatat(etc, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISREG(st.st_mode)) return -1;
+    char temporary[64] = ".#";
+    append(temporary, sizeof temporary, name);
+    append(temporary, sizeof temporary, ".imagectl");
+    (void)unlinkat(etc, temporary, 0);
+    int fd = openat(etc, temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd < 0) return -1;
+    const char *bytes = f->contents;
+    size_t done = 0;
+    while (done < f->size) {
+        ssize_t n = write(fd, bytes + done, f->size - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        done += (size_t)n;
+    }
+    int ok = done == f->size && fchmod(fd, 0644) == 0 && fchown(fd, 0, 0) == 0;
+    close(fd);
+    if (!ok || renameat(etc, temporary, etc, name) < 0) {
+        (void)unlinkat(etc, temporary, 0);
+        return -1;
+    }
+    return 0;
+}
+
+/// Bind-mounts the host file over `path` (relative to the root; a symlink there is followed
+/// beneath the root, as nspawn's chase() does), created empty when missing, then read-only.
+static int bind_etc_file(int rootfd, const char *path, const struct img_etc_file *f) {
+    int source = open(f->host_path, O_PATH | O_CLOEXEC);
+    if (source < 0) return -1;
+    int target = make_file_in_root(rootfd, path);
+    if (target < 0) { close(source); return -1; }
+    struct stat st;
+    char source_path[64], target_path[64];
+    fd_path(source_path, source);
+    fd_path(target_path, target);
+    int r = fstat(target, &st) == 0 && !S_ISDIR(st.st_mode) ? mount(source_path, target_path, NULL, MS_BIND, NULL) : -1;
+    close(target);
+    close(source);
+    if (r < 0) return -1;
+    int top = open_in_root(rootfd, path);
+    if (top < 0) die("open for read-only", path);
+    if (img_mount_setattr(top, "", AT_EMPTY_PATH, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, 0, 0, 0) < 0)
+        die("make read-only", path);
+    close(top);
+    return 0;
+}
+
+/// Points `name` at the container's own zone file. Returns -1 (try the next step) only when that
+/// zone file is missing in the image; a link that cannot be replaced (read-only tree) is given up.
+static int symlink_etc_file(int rootfd, int etc, const char *name, const struct img_etc_file *f) {
+    char current[256];
+    ssize_t n = readlinkat(etc, name, current, sizeof current - 1);
+    if (n >= 0) {
+        current[n] = 0;
+        if (strcmp(current, f->link_target) == 0) return 0;
+    }
+    int check = open_in_root(rootfd, f->link_check);
+    if (check < 0) return -1;
+    close(check);
+    if (unlinkat(etc, name, 0) < 0 && errno != ENOENT) return 0;
+    (void)symlinkat(f->link_target, etc, name);
+    return 0;
+}
+
+static void set_up_etc_file(int rootfd, const char *name, const struct img_etc_file *f) {
+    if (!f->steps) return;
+    int etc = open_etc(rootfd);
+    if (etc < 0) return;  // no /etc in the tree (e.g. --volatile=yes): nspawn ignores it as well
+    char path[64] = "etc/";
+    append(path, sizeof path, name);
+    if (f->steps & IMG_ETC_DELETE) {
+        (void)unlinkat(etc, name, 0);
+        close(etc);
+        return;
+    }
+    int done = 0;
+    if (f->steps & IMG_ETC_SYMLINK) done = symlink_etc_file(rootfd, etc, name, f) == 0;
+    if (!done && (f->steps & IMG_ETC_BIND)) done = bind_etc_file(rootfd, path, f) == 0;
+    if (!done && (f->steps & IMG_ETC_COPY)) (void)copy_etc_file(etc, name, f);
+    close(etc);
+}
+
 static void set_up_extra_mounts(int rootfd, const struct img_container_config *c) {
     for (size_t i = 0; i < c->mount_count; i++) {
         const struct img_container_mount *m = &c->mounts[i];
@@ -745,6 +850,9 @@ static int child_main(void *arg) {
     if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0) die("mount", "make / a slave");
     int rootfd = set_up_root(c);
     set_up_api_filesystems(rootfd, c);
+    // Before the extra mounts, so a --bind= of the user's onto either file stays on top.
+    set_up_etc_file(rootfd, "resolv.conf", &c->resolv_conf);
+    set_up_etc_file(rootfd, "localtime", &c->localtime);
     set_up_extra_mounts(rootfd, c);
     enter_root(rootfd);
     if (sethostname(c->hostname, strlen(c->hostname)) < 0) die("sethostname", c->hostname);

@@ -104,7 +104,9 @@ public enum Container {
     /// Starts the container, calls `started` once the payload runs, and waits for it to end.
     /// Cgroups and the staging directory are removed on every return path; the ephemeral layer
     /// lives only in the container's mount namespace and disappears with it.
-    public static func run(_ configuration: ContainerConfiguration, plan: Plan, started: (Plan) -> Void = { _ in }) throws -> Outcome {
+    /// `warn` gets one line per --resolv-conf=/--timezone= source missing on the host.
+    public static func run(_ configuration: ContainerConfiguration, plan: Plan, started: (Plan) -> Void = { _ in },
+                           warn: (String) -> Void = { _ in }) throws -> Outcome {
         let seccomp = configuration.seccomp ? try SeccompFilter.program() : []
         let cgroups = try CgroupTree.create(machine: plan.machine)
         defer { cgroups.remove() }
@@ -124,6 +126,11 @@ public enum Container {
             mounts: configuration.mounts.orderedMounts, volatileRoot: configuration.mounts.volatile == .yes)
         spec.console = configuration.process.console
         spec.limits = configuration.process
+        // nspawn's "writable": not --read-only (RootSession also sets that for --volatile=state),
+        // or --volatile=yes, whose root is a fresh tmpfs.
+        let writable = !configuration.readOnly || configuration.mounts.volatile == .yes
+        spec.resolvConf = EtcFiles.resolvConfPlan(configuration.resolvConf, privateNetwork: configuration.privateNetwork, writable: writable, warn: warn)
+        spec.localtime = EtcFiles.timezonePlan(configuration.timezone, writable: writable, warn: warn)
         let process = try ContainerProcess.start(spec)
         process.forwardTerminationSignals(as: plan.killSignal)
         // Registered once PID 1 runs; removed on every return path (a kill -9 of imagectl leaves

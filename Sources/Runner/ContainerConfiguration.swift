@@ -40,6 +40,10 @@ public struct ContainerConfiguration: Sendable {
     // --- process, console, user namespace, limits (owned by the runner-proc work) ---
     public var process = ProcessSettings()
 
+    // --- /etc/resolv.conf and /etc/localtime (see EtcFiles for nspawn's rules) ---
+    public var resolvConf: ResolvConfMode = .auto
+    public var timezone: TimezoneMode = .auto
+
     public init(directory: String) { self.directory = directory }
 
     /// Machine names are host names in one label, as nspawn requires.

@@ -55,6 +55,35 @@ struct img_container_mount {
     int work_in_root;
 };
 
+/// Steps for one file in the container's /etc (--resolv-conf=, --timezone=), tried in this order
+/// until one works, as nspawn falls through symlink -> bind -> copy. 0: leave the file alone.
+enum img_etc_step {
+    IMG_ETC_SYMLINK = 1,
+    IMG_ETC_BIND = 2,
+    IMG_ETC_COPY = 4,
+    /// Unlink the file (alone, no other step).
+    IMG_ETC_DELETE = 8,
+};
+
+/// /etc/resolv.conf or /etc/localtime of the container. All paths inside the container are
+/// resolved beneath its root; nothing is written through a symlink of the image.
+struct img_etc_file {
+    /// Bitwise enum img_etc_step; 0: off.
+    int steps;
+    /// COPY: replace whatever inode is there (a symlink too); otherwise only a missing file or a
+    /// regular file is replaced and a symlink is left alone (nspawn's copy-* vs replace-*).
+    int replace;
+    /// BIND: host file bind-mounted read-only (nosuid, nodev) over the container's file.
+    const char *host_path;
+    /// COPY: the file's bytes, read by the parent from the host file.
+    const void *contents;
+    size_t size;
+    /// SYMLINK: the link text (e.g. "../usr/share/zoneinfo/Etc/UTC") and the file, relative to the
+    /// root, that must exist in the container for the link to be made.
+    const char *link_target;
+    const char *link_check;
+};
+
 /// One --rlimit= (runner-proc): RLIMIT_* number, soft and hard value (RLIM_INFINITY = ~0).
 struct img_resource_limit {
     int resource;
@@ -128,6 +157,10 @@ struct img_container_config {
     /// --personality=: personality(2) persona when personality_set.
     int personality_set;
     unsigned long personality;
+
+    /* --- /etc/resolv.conf and /etc/localtime (--resolv-conf=, --timezone=) --- */
+    struct img_etc_file resolv_conf;
+    struct img_etc_file localtime;
 };
 
 /// What the child reports on its error pipe when a set-up step fails.

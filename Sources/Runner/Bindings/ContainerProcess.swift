@@ -30,6 +30,9 @@ struct ChildSpec {
     var mounts: [ExtraMount] = []
     /// --volatile=yes: a tmpfs root with the tree's /usr read-only.
     var volatileRoot = false
+    /// --resolv-conf=, --timezone= (decided by EtcFiles).
+    var resolvConf = EtcFilePlan()
+    var localtime = EtcFilePlan()
 }
 
 /// How the container's PID 1 ended.
@@ -68,6 +71,26 @@ final class ContainerProcess {
         let controllers = list(spec.cgroupLayout.controllers)
         let groups = spec.groups.map { gid_t($0) }
         let childMounts = try ChildMounts(spec.mounts)
+        // The copies' bytes, owned here until the child was started (it reads its own copy).
+        let resolvBytes = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, spec.resolvConf.contents.count), alignment: 1)
+        defer { resolvBytes.deallocate() }
+        resolvBytes.copyBytes(from: spec.resolvConf.contents)
+        let localtimeBytes = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, spec.localtime.contents.count), alignment: 1)
+        defer { localtimeBytes.deallocate() }
+        localtimeBytes.copyBytes(from: spec.localtime.contents)
+        func etcFile(_ plan: EtcFilePlan, _ bytes: UnsafeMutableRawBufferPointer) -> img_etc_file {
+            var f = img_etc_file()
+            f.steps = plan.steps.rawValue
+            f.replace = plan.replace ? 1 : 0
+            f.host_path = c(plan.hostPath)
+            f.contents = UnsafeRawPointer(bytes.baseAddress)
+            f.size = plan.contents.count
+            f.link_target = c(plan.linkTarget)
+            f.link_check = c(plan.linkCheck)
+            return f
+        }
+        let resolvConf = etcFile(spec.resolvConf, resolvBytes)
+        let localtime = etcFile(spec.localtime, localtimeBytes)
         // Plain allocations rather than more nested withUnsafeBufferPointer closures; freed on return.
         let resourceLimits = UnsafeMutablePointer<img_resource_limit>.allocate(capacity: max(1, spec.limits.resourceLimits.count))
         defer { resourceLimits.deallocate() }
@@ -128,6 +151,8 @@ final class ContainerProcess {
                                 config.cpu_mask_words = maskWords.count
                                 config.personality_set = spec.limits.personality == nil ? 0 : 1
                                 config.personality = UInt(spec.limits.personality ?? 0)
+                                config.resolv_conf = resolvConf
+                                config.localtime = localtime
                                 return img_container_start(&config, &errorFD)
                             }
                         }

@@ -21,8 +21,10 @@ struct RunCommand: AsyncParsableCommand {
             output. It gets a new session. Needs root.
             Exit status: the payload's exit code; 128+N when a signal N ended it; 0 when a booted \
             system powered off; 1 when the container could not start; 2 for bad options.
-            Not available yet: --private-users, \
-            --resolv-conf, --timezone.
+            /etc/resolv.conf and /etc/localtime follow --resolv-conf= and --timezone= (default \
+            auto, as nspawn). A copy is written beneath the container root (into the throw-away \
+            layer with -x), never through a symlink of the image; a bind is read-only.
+            Not available yet: --private-users.
             """)
 
     @Option(name: [.customShort("D"), .customLong("directory")], help: "Directory to use as the container's root file system.")
@@ -80,6 +82,27 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(name: .customLong("private-network"), help: "A new network namespace with only the loopback interface, up.")
     var privateNetwork = false
 
+    @Option(name: .customLong("resolv-conf"), help: ArgumentHelp("""
+        How to set /etc/resolv.conf in the container: off, copy-host, copy-static, copy-uplink, \
+        copy-stub (copy the host's /etc/resolv.conf, systemd-resolved's /usr/lib/systemd/resolv.conf, \
+        /run/systemd/resolve/resolv.conf or stub-resolv.conf; a symlink in the image is left alone), \
+        replace-* (copy, replacing a symlink too), bind-* (bind-mount read-only; a copy when that \
+        fails), delete, or auto (default): off with --private-network, else the static file when \
+        systemd-resolved runs, otherwise the host's file; copied into a writable tree, bound into a \
+        read-only one. A source missing on the host (the -uplink/-stub files without \
+        systemd-resolved) is skipped with a warning and the file left as it is.
+        """, valueName: "mode"))
+    var resolvConf: String?
+
+    @Option(name: .customLong("timezone"), help: ArgumentHelp("""
+        How to set /etc/localtime in the container: off, copy (the host's file), bind (read-only \
+        bind mount; a copy when that fails), symlink (to ../usr/share/zoneinfo/ZONE of the host's \
+        zone; bind when the image lacks that zone file), delete, or auto (default): symlink when \
+        the host's /etc/localtime is a symlink, else copy (delete when the host has none); bind \
+        on a read-only tree (off when the host has none).
+        """, valueName: "mode"))
+    var timezone: String?
+
     @Flag(name: [.customShort("q"), .customLong("quiet")], help: "Print no status messages (errors and a payload killed by a signal are still reported).")
     var quiet = false
 
@@ -112,6 +135,12 @@ struct RunCommand: AsyncParsableCommand {
         for item in dropCapability { c.dropCapabilities.formUnion(try Capability.parseList(item)) }
         if let noNewPrivileges { c.noNewPrivileges = try ContainerConfiguration.parseBoolean(noNewPrivileges, option: "--no-new-privileges") }
         c.privateNetwork = privateNetwork
+        do {
+            if let resolvConf { c.resolvConf = try ResolvConfMode.parse(resolvConf) }
+            if let timezone { c.timezone = try TimezoneMode.parse(timezone) }
+        } catch {
+            throw ValidationError(error.description)
+        }
         c.process.console = isatty(STDIN_FILENO) == 1
         try processOptions.apply(to: &c)
         if template != nil && ephemeral { throw RunnerError.conflictingOptions("--template and --ephemeral cannot be combined") }
@@ -151,7 +180,9 @@ struct RunCommand: AsyncParsableCommand {
             if configuration.process.console { Terminal.standardError(ConsoleRelay.hint + "\n") }
             Terminal.standardError("Spawning container \(plan.machine) on \(session.description).\n")
         }
-        let outcome = try Container.run(session.configuration, plan: plan, started: session.containerStarted)
+        let outcome = try Container.run(session.configuration, plan: plan, started: session.containerStarted) { warning in
+            if !quiet { Terminal.standardError("warning: \(warning)\n") }
+        }
         if outcome.escaped { Terminal.standardError("\nContainer \(outcome.machine) killed: ^] was pressed three times.\n") }
         let status: Int32
         switch outcome.termination {
