@@ -84,6 +84,10 @@ run imagectl mount demo-raw "$DEMO/mnt" --mkdir --verity-keyring "$DEMO/keyring"
 run cat "$DEMO/mnt/etc/os-release"
 run imagectl umount "$DEMO/mnt" --rmdir
 
+step "Run a command in the verity disk image as a container (dissected, verified, read-only root)"
+run imagectl run -M demo-raw --verity-keyring "$DEMO/keyring" /bin/sh -c \
+    '. /etc/os-release; echo "$PRETTY_NAME in container $(hostname)"; touch /x 2>/dev/null || echo "the root is read-only"'
+
 step "Boot the imported tree in a container (-x: ephemeral, the image stays unchanged)"
 run imagectl run -D "$IMAGECTL_ROOT/demo" -x --hostname=demo-box /bin/sh -c \
     '. /etc/os-release; echo "hello from $PRETTY_NAME, PID $$, hostname $(hostname)"; touch /scribble'
