@@ -8,6 +8,7 @@
 // pointing out) cannot move a mount onto the host (runc CVE-2019-16884, CVE-2021-30465).
 #define _GNU_SOURCE
 #include "CShimsContainer.h"
+#include "child_steps.h"
 #include "CShimsEnter.h"
 #include "CShims.h"
 
@@ -753,12 +754,7 @@ static void apply_process_limits(const struct img_container_config *c) {
 }
 
 static void drop_bounding_set(uint64_t keep) {
-    int last = img_cap_last_cap();
-    for (int cap = 0; cap <= last; cap++) {
-        if (cap < 64 && (keep & (1ULL << cap))) continue;
-        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL) die("PR_CAPBSET_DROP", NULL);
-    }
-    (void)prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+    if (img_child_drop_bounding_set(keep) < 0) die("PR_CAPBSET_DROP", NULL);
 }
 
 /// Limits the effective, permitted and inheritable sets to `keep` (for the stub init, which never
@@ -773,48 +769,12 @@ static void limit_capabilities(uint64_t keep) {
 }
 
 static void install_seccomp(const struct img_container_config *c) {
-    if (!c->seccomp_program_size) return;
-    struct sock_fprog program;
-    program.len = (unsigned short)(c->seccomp_program_size / sizeof(struct sock_filter));
-    program.filter = (struct sock_filter *)c->seccomp_program;
-    if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program, 0, 0) < 0) die("seccomp", NULL);
+    if (img_child_install_seccomp(c->seccomp_program, c->seccomp_program_size) < 0) die("seccomp", NULL);
 }
 
-static const char *env_value(const char *const *envp, const char *name) {
-    size_t n = strlen(name);
-    for (; envp && *envp; envp++)
-        if (strncmp(*envp, name, n) == 0 && (*envp)[n] == '=') return *envp + n + 1;
-    return NULL;
-}
-
-/// execve of argv[0], looked up in the payload's PATH when it has no "/" (execvpe would read the
-/// parent's environment and may allocate).
 static void exec_payload(const struct img_container_config *c) {
-    const char *file = c->argv[0];
-    if (strchr(file, '/')) {
-        execve(file, (char *const *)c->argv, (char *const *)c->envp);
-        die("execute", file);
-    }
-    const char *path = env_value(c->envp, "PATH");
-    if (!path) path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-    int saved = ENOENT;
-    for (const char *p = path;;) {
-        const char *end = strchr(p, ':');
-        size_t n = end ? (size_t)(end - p) : strlen(p);
-        char candidate[512];
-        if (n + strlen(file) + 2 < sizeof candidate && n > 0) {
-            memcpy(candidate, p, n);
-            candidate[n] = 0;
-            append(candidate, sizeof candidate, "/");
-            append(candidate, sizeof candidate, file);
-            execve(candidate, (char *const *)c->argv, (char *const *)c->envp);
-            if (errno != ENOENT && errno != ENOTDIR) saved = errno;
-        }
-        if (!end) break;
-        p = end + 1;
-    }
-    errno = saved;
-    die("execute", file);
+    img_child_exec(c->argv, c->envp);
+    die("execute", c->argv[0]);
 }
 
 /// PID 1 for --as-pid2: forwards every signal it can catch to the payload, reaps every child,

@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #include "CShimsEnter.h"
 #include "CShimsContainer.h"
+#include "child_steps.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -47,42 +48,6 @@ static void enter_die(const char *step, const char *detail) {
         (void)ignored;
     }
     _exit(127);
-}
-
-static const char *enter_env_value(const char *const *envp, const char *name) {
-    size_t n = strlen(name);
-    for (; envp && *envp; envp++)
-        if (strncmp(*envp, name, n) == 0 && (*envp)[n] == '=') return *envp + n + 1;
-    return NULL;
-}
-
-/// execve of argv[0], looked up in the payload's PATH when it has no "/".
-static void enter_exec(const struct img_enter_config *c) {
-    const char *file = c->argv[0];
-    if (strchr(file, '/')) {
-        execve(file, (char *const *)c->argv, (char *const *)c->envp);
-        enter_die("execute", file);
-    }
-    const char *path = enter_env_value(c->envp, "PATH");
-    if (!path) path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-    int saved = ENOENT;
-    size_t file_length = strlen(file);
-    for (const char *p = path;;) {
-        const char *end = strchr(p, ':');
-        size_t n = end ? (size_t)(end - p) : strlen(p);
-        char candidate[512];
-        if (n > 0 && n + file_length + 2 < sizeof candidate) {
-            memcpy(candidate, p, n);
-            candidate[n] = '/';
-            memcpy(candidate + n + 1, file, file_length + 1);
-            execve(candidate, (char *const *)c->argv, (char *const *)c->envp);
-            if (errno != ENOENT && errno != ENOTDIR) saved = errno;
-        }
-        if (!end) break;
-        p = end + 1;
-    }
-    errno = saved;
-    enter_die("execute", file);
 }
 
 int img_send_fd(int socket, int fd) {
@@ -158,25 +123,16 @@ static void payload_main(const struct img_enter_config *c) {
     (void)prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
     if (c->console_socket >= 0) take_console(c->console_socket);
     if (chdir(c->working_directory) < 0 && chdir("/") < 0) enter_die("chdir", c->working_directory);
-    int last = img_cap_last_cap();
-    for (int cap = 0; cap <= last; cap++) {
-        if (cap < 64 && (c->capabilities & (1ULL << cap))) continue;
-        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL) enter_die("PR_CAPBSET_DROP", NULL);
-    }
-    (void)prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+    if (img_child_drop_bounding_set(c->capabilities) < 0) enter_die("PR_CAPBSET_DROP", NULL);
     // Raw system calls: glibc's wrappers signal every thread of the copied thread list (setxid
     // broadcast) and can wait forever in a clone() of a multi-threaded process.
     if (syscall(SYS_setgroups, c->group_count, c->groups) < 0) enter_die("setgroups", NULL);
-    if (c->seccomp_program_size) {
-        struct sock_fprog program;
-        program.len = (unsigned short)(c->seccomp_program_size / sizeof(struct sock_filter));
-        program.filter = (struct sock_filter *)c->seccomp_program;
-        if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program, 0, 0) < 0) enter_die("seccomp", NULL);
-    }
+    if (img_child_install_seccomp(c->seccomp_program, c->seccomp_program_size) < 0) enter_die("seccomp", NULL);
     if (syscall(SYS_setresgid, c->gid, c->gid, c->gid) < 0) enter_die("setresgid", NULL);
     if (syscall(SYS_setresuid, c->uid, c->uid, c->uid) < 0) enter_die("setresuid", NULL);
     if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) < 0) enter_die("close_range", NULL);
-    enter_exec(c);
+    img_child_exec(c->argv, c->envp);
+    enter_die("execute", c->argv[0]);
 }
 
 static int enter_main(void *arg) {

@@ -1,0 +1,65 @@
+// See child_steps.h.
+#define _GNU_SOURCE
+#include "child_steps.h"
+#include "CShimsContainer.h"
+
+#include <errno.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+int img_child_drop_bounding_set(uint64_t keep) {
+    int last = img_cap_last_cap();
+    for (int cap = 0; cap <= last; cap++) {
+        if (cap < 64 && (keep & (1ULL << cap))) continue;
+        // EINVAL: a capability this kernel does not know.
+        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL) return -1;
+    }
+    (void)prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+    return 0;
+}
+
+int img_child_install_seccomp(const void *program, size_t size) {
+    if (!size) return 0;
+    struct sock_fprog filter;
+    filter.len = (unsigned short)(size / sizeof(struct sock_filter));
+    filter.filter = (struct sock_filter *)program;
+    return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &filter, 0, 0);
+}
+
+static const char *env_value(const char *const *envp, const char *name) {
+    size_t n = strlen(name);
+    for (; envp && *envp; envp++)
+        if (strncmp(*envp, name, n) == 0 && (*envp)[n] == '=') return *envp + n + 1;
+    return NULL;
+}
+
+void img_child_exec(const char *const *argv, const char *const *envp) {
+    const char *file = argv[0];
+    if (strchr(file, '/')) {
+        execve(file, (char *const *)argv, (char *const *)envp);
+        return;
+    }
+    const char *path = env_value(envp, "PATH");
+    if (!path) path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    int saved = ENOENT;
+    size_t file_length = strlen(file);
+    for (const char *p = path;;) {
+        const char *end = strchr(p, ':');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        char candidate[512];
+        if (n > 0 && n + file_length + 2 < sizeof candidate) {
+            memcpy(candidate, p, n);
+            candidate[n] = '/';
+            memcpy(candidate + n + 1, file, file_length + 1);
+            execve(candidate, (char *const *)argv, (char *const *)envp);
+            // Keep the first error that says more than "not here" (EACCES, ENOEXEC ...).
+            if (errno != ENOENT && errno != ENOTDIR && saved == ENOENT) saved = errno;
+        }
+        if (!end) break;
+        p = end + 1;
+    }
+    errno = saved;
+}

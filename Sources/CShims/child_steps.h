@@ -1,0 +1,20 @@
+// Steps shared by the two clone()d children that end in a container payload: container.c (the
+// container's PID 1) and enter.c (`imagectl shell`). Private to CShims (not under include/).
+// Same rules as those children: system calls only, no malloc, no stdio; each returns -1 with errno
+// set and leaves the reporting to its caller's own error pipe.
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+/// Drops every capability not in `keep` (bit N = capability N) from the bounding set
+/// (PR_CAPBSET_DROP up to the running kernel's last capability) and clears the ambient set.
+__attribute__((visibility("hidden"))) int img_child_drop_bounding_set(uint64_t keep);
+
+/// Installs a classic BPF seccomp program (struct sock_filter array, `size` bytes; 0: nothing).
+__attribute__((visibility("hidden"))) int img_child_install_seccomp(const void *program, size_t size);
+
+/// execve of argv[0], looked up in the PATH of `envp` when it has no "/" (execvpe would read the
+/// parent's environment and may allocate). Returns only on failure, with errno of the most
+/// telling attempt.
+__attribute__((visibility("hidden"))) void img_child_exec(const char *const *argv, const char *const *envp);
