@@ -326,7 +326,10 @@ struct RunImageCLITests {
         #expect(overlay.stdout == "y\n", "\(overlay.stderr)")
         #expect(try String(contentsOfFile: s.root + "/etc/hostname", encoding: .utf8) == "imagectl-busybox\n")
         // yes: a tmpfs root holding only the tree's /usr, read-only (a merged-/usr tree runs).
-        let yes = try Imagectl.run(["run", "-q", "-D", "\(Self.fixtures)/debian-tree", "--volatile=yes", "/usr/bin/sh", "-c",
+        // A machine name of its own: other suites run the debian-tree fixture (named after it) at
+        // the same time, and a running machine's name is taken (busy).
+        let yes = try Imagectl.run(["run", "-q", "-D", "\(Self.fixtures)/debian-tree", "-M", "vol-\(UUID().uuidString.prefix(8).lowercased())",
+                                    "--volatile=yes", "/usr/bin/sh", "-c",
                                     "/usr/bin/ls /; /usr/bin/touch /usr/x || echo usr-ro; /usr/bin/touch /root-file && echo root-rw"])
         #expect(yes.stdout == "bin\ndev\nlib\nlib64\nproc\nrun\nsbin\nsys\ntmp\nusr\nusr-ro\nroot-rw\n", "\(yes.stdout) \(yes.stderr)")
         #expect(!FileManager.default.fileExists(atPath: "\(Self.fixtures)/debian-tree/root-file"))
