@@ -24,7 +24,8 @@ struct RunCommand: AsyncParsableCommand {
             /etc/resolv.conf and /etc/localtime follow --resolv-conf= and --timezone= (default \
             auto, as nspawn). A copy is written beneath the container root (into the throw-away \
             layer with -x), never through a symlink of the image; a bind is read-only.
-            Not available yet: --private-users.
+            Not available yet: --private-users, --system-call-filter (the filter is the deny list \
+            above, not nspawn's allow list), --notify-ready, .nspawn settings files (--settings).
             """)
 
     @Option(name: [.customShort("D"), .customLong("directory")], help: "Directory to use as the container's root file system.")
