@@ -4,6 +4,9 @@
 #include "CShimsContainer.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/mman.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <string.h>
@@ -62,4 +65,33 @@ void img_child_exec(const char *const *argv, const char *const *envp) {
         p = end + 1;
     }
     errno = saved;
+}
+
+pid_t img_child_clone(int (*child)(void *), int flags, void *arg, int *error_pipe_slot, int *error_fd) {
+    int pipe_fds[2];
+    if (pipe2(pipe_fds, O_CLOEXEC) < 0) return -1;
+    size_t stack_size = 1 << 20;
+    void *stack = mmap(NULL, stack_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (stack == MAP_FAILED) {
+        int saved = errno;
+        close(pipe_fds[0]);
+        close(pipe_fds[1]);
+        errno = saved;
+        return -1;
+    }
+    // The child gets a copy of the address space, the slot included, before the parent resets it.
+    *error_pipe_slot = pipe_fds[1];
+    pid_t pid = clone(child, (char *)stack + stack_size, flags, arg);
+    int saved = errno;
+    *error_pipe_slot = -1;
+    close(pipe_fds[1]);
+    // Without CLONE_VM the child runs on its own copy of the stack.
+    munmap(stack, stack_size);
+    if (pid < 0) {
+        close(pipe_fds[0]);
+        errno = saved;
+        return -1;
+    }
+    *error_fd = pipe_fds[0];
+    return pid;
 }

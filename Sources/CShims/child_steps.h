@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /// Drops every capability not in `keep` (bit N = capability N) from the bounding set
 /// (PR_CAPBSET_DROP up to the running kernel's last capability) and clears the ambient set.
@@ -18,3 +19,10 @@ __attribute__((visibility("hidden"))) int img_child_install_seccomp(const void *
 /// parent's environment and may allocate). Returns only on failure, with errno of the most
 /// telling attempt.
 __attribute__((visibility("hidden"))) void img_child_exec(const char *const *argv, const char *const *envp);
+
+/// clone(2) of `child` on a fresh 1 MiB stack with `flags` (namespaces | SIGCHLD), and a
+/// close-on-exec error pipe: its write end is stored in `*error_pipe_slot` for the child's own
+/// die() (the slot is reset in the parent), its read end returned in `*error_fd`. Returns the
+/// child's PID, or -1 with errno set and nothing left open.
+__attribute__((visibility("hidden"))) pid_t img_child_clone(int (*child)(void *), int flags, void *arg,
+                                                            int *error_pipe_slot, int *error_fd);

@@ -863,32 +863,9 @@ static int child_main(void *arg) {
 }
 
 pid_t img_container_start(const struct img_container_config *config, int *error_fd) {
-    int pipe_fds[2];
-    if (pipe2(pipe_fds, O_CLOEXEC) < 0) return -1;
-    size_t stack_size = 1 << 20;
-    void *stack = mmap(NULL, stack_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-    if (stack == MAP_FAILED) {
-        int saved = errno;
-        close(pipe_fds[0]);
-        close(pipe_fds[1]);
-        errno = saved;
-        return -1;
-    }
-    error_pipe = pipe_fds[1];
     int flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | SIGCHLD;
     if (config->private_network) flags |= CLONE_NEWNET;
-    pid_t pid = clone(child_main, (char *)stack + stack_size, flags, (void *)config);
-    int saved = errno;
-    error_pipe = -1;
-    close(pipe_fds[1]);
-    munmap(stack, stack_size);
-    if (pid < 0) {
-        close(pipe_fds[0]);
-        errno = saved;
-        return -1;
-    }
-    *error_fd = pipe_fds[0];
-    return pid;
+    return img_child_clone(child_main, flags, (void *)config, &error_pipe, error_fd);
 }
 
 static volatile sig_atomic_t forward_pidfd = -1;

@@ -199,30 +199,7 @@ static int enter_main(void *arg) {
 }
 
 pid_t img_container_enter(const struct img_enter_config *config, int *error_fd) {
-    int pipe_fds[2];
-    if (pipe2(pipe_fds, O_CLOEXEC) < 0) return -1;
-    size_t stack_size = 1 << 20;
-    void *stack = mmap(NULL, stack_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-    if (stack == MAP_FAILED) {
-        int saved = errno;
-        close(pipe_fds[0]);
-        close(pipe_fds[1]);
-        errno = saved;
-        return -1;
-    }
-    enter_error_pipe = pipe_fds[1];
-    pid_t pid = clone(enter_main, (char *)stack + stack_size, SIGCHLD, (void *)config);
-    int saved = errno;
-    enter_error_pipe = -1;
-    close(pipe_fds[1]);
-    munmap(stack, stack_size);
-    if (pid < 0) {
-        close(pipe_fds[0]);
-        errno = saved;
-        return -1;
-    }
-    *error_fd = pipe_fds[0];
-    return pid;
+    return img_child_clone(enter_main, SIGCHLD, (void *)config, &enter_error_pipe, error_fd);
 }
 
 int img_terminal_size(int fd, unsigned short *rows, unsigned short *columns) {

@@ -47,16 +47,7 @@ public enum Container {
         let root = try FileDescriptor.open(configuration.directory, .readOnly, options: [.directory, .closeOnExec])
         defer { try? root.close() }
 
-        let passwd = (try OpenBeneath.readFile("etc/passwd", in: root)).map { UserDatabase.parsePasswd(String(decoding: $0, as: UTF8.self)) } ?? []
-        let groupDB = (try OpenBeneath.readFile("etc/group", in: root)).map { UserDatabase.parseGroups(String(decoding: $0, as: UTF8.self)) } ?? []
-        let entry: PasswdEntry
-        if let user = configuration.user {
-            guard let found = UserDatabase.resolve(user, passwd: passwd) else { throw RunnerError.userNotFound(user) }
-            entry = found
-        } else {
-            entry = passwd.first { $0.uid == 0 } ?? PasswdEntry(name: "root", uid: 0, gid: 0, home: "/root", shell: "/bin/sh")
-        }
-        let groups = UserDatabase.supplementaryGroups(of: entry.name, primary: entry.gid, groups: groupDB)
+        let (entry, groups) = try UserDatabase.identity(of: configuration.user, in: root)
 
         func isExecutableFile(_ path: String) -> Bool { OpenBeneath.fileType(path, in: root) == S_IFREG }
         var argv: [String]

@@ -1,3 +1,6 @@
+import LinuxSystem
+import SystemPackage
+
 /// The image's user database (/etc/passwd and /etc/group, read beneath the image root): who the
 /// payload runs as. The host's NSS is never asked, since the names belong to the image.
 public struct PasswdEntry: Equatable, Sendable {
@@ -43,5 +46,21 @@ public enum UserDatabase {
             result.append(group.gid)
         }
         return result
+    }
+
+    /// Who the payload runs as: `user` (a name or number; nil: the image's root) from the
+    /// image's /etc/passwd, with its supplementary groups from /etc/group, both read beneath
+    /// `root`. Shared by `imagectl run` and `imagectl shell`.
+    static func identity(of user: String?, in root: FileDescriptor) throws -> (entry: PasswdEntry, groups: [UInt32]) {
+        let passwd = (try OpenBeneath.readFile("etc/passwd", in: root)).map { parsePasswd(String(decoding: $0, as: UTF8.self)) } ?? []
+        let groupDB = (try OpenBeneath.readFile("etc/group", in: root)).map { parseGroups(String(decoding: $0, as: UTF8.self)) } ?? []
+        let entry: PasswdEntry
+        if let user {
+            guard let found = resolve(user, passwd: passwd) else { throw RunnerError.userNotFound(user) }
+            entry = found
+        } else {
+            entry = passwd.first { $0.uid == 0 } ?? PasswdEntry(name: "root", uid: 0, gid: 0, home: "/root", shell: "/bin/sh")
+        }
+        return (entry, supplementaryGroups(of: entry.name, primary: entry.gid, groups: groupDB))
     }
 }

@@ -165,25 +165,7 @@ final class ContainerProcess {
         defer { close(errorFD) }
 
         // EOF: the payload was exec'd. Otherwise one report of the failed step.
-        var report = img_container_error()
-        let expected = MemoryLayout<img_container_error>.size
-        var got = 0
-        withUnsafeMutableBytes(of: &report) { raw in
-            while got < expected {
-                let n = read(errorFD, raw.baseAddress! + got, expected - got)
-                if n < 0 && errno == EINTR { continue }
-                if n <= 0 { break }
-                got += n
-            }
-        }
-        if got > 0 {
-            var status: Int32 = 0
-            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-            let step = withUnsafeBytes(of: report.step) { raw in
-                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-            }
-            throw RunnerError.startFailed(step: got == expected ? step : "the child's report was cut short", errno: report.error_number)
-        }
+        try ChildStart.awaitExec(errorFD: errorFD, pid: pid, who: "child")
         let pidfd = img_pidfd_open(pid, 0)
         let process = ContainerProcess(pid: pid, pidfd: pidfd)
         if spec.console {
@@ -213,14 +195,9 @@ final class ContainerProcess {
 
     /// Waits for PID 1 to end.
     func wait() throws -> ContainerTermination {
-        var status: Int32 = 0
-        while true {
-            if waitpid(pid, &status, 0) >= 0 { break }
-            if errno != EINTR { throw RunnerError.startFailed(step: "waitpid", errno: errno) }
-        }
+        let termination = try ChildStart.waitForExit(pid)
         if pidfd >= 0 { close(pidfd) }
-        if img_wifexited(status) != 0 { return .exited(img_wexitstatus(status)) }
-        return .signaled(img_wtermsig(status))
+        return termination
     }
 }
 

@@ -71,25 +71,7 @@ final class EnterProcess {
             sockets[1] = -1
         }
 
-        var report = img_container_error()
-        let expected = MemoryLayout<img_container_error>.size
-        var got = 0
-        withUnsafeMutableBytes(of: &report) { raw in
-            while got < expected {
-                let n = read(errorFD, raw.baseAddress! + got, expected - got)
-                if n < 0 && errno == EINTR { continue }
-                if n <= 0 { break }
-                got += n
-            }
-        }
-        if got > 0 {
-            var status: Int32 = 0
-            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-            let step = withUnsafeBytes(of: report.step) { raw in
-                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-            }
-            throw RunnerError.startFailed(step: got == expected ? step : "the helper's report was cut short", errno: report.error_number)
-        }
+        try ChildStart.awaitExec(errorFD: errorFD, pid: pid, who: "helper")
         var master: FileDescriptor?
         if sockets[0] >= 0 {
             let fd = img_receive_fd(sockets[0])
@@ -115,13 +97,5 @@ final class EnterProcess {
     }
 
     /// Waits for the helper, which exits with the payload's status (128+N for signal N).
-    func wait() throws -> ContainerTermination {
-        var status: Int32 = 0
-        while true {
-            if waitpid(pid, &status, 0) >= 0 { break }
-            if errno != EINTR { throw RunnerError.startFailed(step: "waitpid", errno: errno) }
-        }
-        if img_wifexited(status) != 0 { return .exited(img_wexitstatus(status)) }
-        return .signaled(img_wtermsig(status))
-    }
+    func wait() throws -> ContainerTermination { try ChildStart.waitForExit(pid) }
 }
