@@ -44,6 +44,9 @@ public struct ContainerConfiguration: Sendable {
     public var resolvConf: ResolvConfMode = .auto
     public var timezone: TimezoneMode = .auto
 
+    // --- user namespace (userns): --private-users=, --private-users-ownership= ---
+    public var userNamespace = UserNamespaceSettings()
+
     public init(directory: String) { self.directory = directory }
 
     /// Machine names are host names in one label, as nspawn requires.
