@@ -44,6 +44,12 @@ public struct ContainerConfiguration: Sendable {
     public var resolvConf: ResolvConfMode = .auto
     public var timezone: TimezoneMode = .auto
 
+    // --- readiness (lifecycle) ---
+    /// --notify-ready=: false (default): imagectl reports READY=1 to its own service manager as
+    /// soon as the payload started; true: only once the payload sent READY=1 on the container's
+    /// notification socket (/run/host/notify, $NOTIFY_SOCKET inside).
+    public var notifyReady = false
+
     // --- user namespace (userns): --private-users=, --private-users-ownership= ---
     public var userNamespace = UserNamespaceSettings()
 

@@ -15,7 +15,11 @@ struct RunProcessOptions: ParsableArguments {
     @Option(name: .customLong("personality"), help: ArgumentHelp("Architecture the payload's uname reports: x86 (i686, a 32-bit personality) or x86-64.", valueName: "arch"))
     var personality: String?
 
+    @Option(name: .customLong("notify-ready"), help: ArgumentHelp("yes: imagectl tells its service manager (sd_notify, $NOTIFY_SOCKET) READY=1 only when the payload sent READY=1 on $NOTIFY_SOCKET (/run/host/notify in the container); no (default): as soon as the payload started. STATUS= is forwarded either way.", valueName: "bool"))
+    var notifyReady: String?
+
     func apply(to c: inout ContainerConfiguration) throws {
+        if let notifyReady { c.notifyReady = try ContainerConfiguration.parseBoolean(notifyReady, option: "--notify-ready") }
         if let personality { c.process.personality = try ProcessSettings.parsePersonality(personality) }
         for item in rlimit {
             let limit = try ProcessSettings.parseResourceLimit(item)
