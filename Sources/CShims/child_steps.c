@@ -25,11 +25,28 @@ int img_child_drop_bounding_set(uint64_t keep) {
 }
 
 int img_child_install_seccomp(const void *program, size_t size) {
-    if (!size) return 0;
-    struct sock_fprog filter;
-    filter.len = (unsigned short)(size / sizeof(struct sock_filter));
-    filter.filter = (struct sock_filter *)program;
-    return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &filter, 0, 0);
+    // Several programs in a row, each a 32-bit instruction count and its instructions: the
+    // kernel runs every installed filter and takes the strictest answer, which lets a filter
+    // with argument checks (ioctl requests) sit beside an allow list that admits ioctl as such.
+    const unsigned char *next = program;
+    while (size > 0) {
+        uint32_t count;
+        if (size < sizeof count) { errno = EINVAL; return -1; }
+        memcpy(&count, next, sizeof count);
+        next += sizeof count;
+        size -= sizeof count;
+        if (count == 0 || count > BPF_MAXINSNS || (size_t)count * sizeof(struct sock_filter) > size) {
+            errno = EINVAL;
+            return -1;
+        }
+        struct sock_fprog filter;
+        filter.len = (unsigned short)count;
+        filter.filter = (struct sock_filter *)(void *)next;
+        if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &filter, 0, 0) < 0) return -1;
+        next += (size_t)count * sizeof(struct sock_filter);
+        size -= (size_t)count * sizeof(struct sock_filter);
+    }
+    return 0;
 }
 
 static const char *env_value(const char *const *envp, const char *name) {

@@ -12,7 +12,8 @@
 /// (PR_CAPBSET_DROP up to the running kernel's last capability) and clears the ambient set.
 __attribute__((visibility("hidden"))) int img_child_drop_bounding_set(uint64_t keep);
 
-/// Installs a classic BPF seccomp program (struct sock_filter array, `size` bytes; 0: nothing).
+/// Installs classic BPF seccomp programs, in order: `size` bytes holding, for each program, its
+/// instruction count (uint32_t, host order) then its struct sock_filter array (0 bytes: nothing).
 __attribute__((visibility("hidden"))) int img_child_install_seccomp(const void *program, size_t size);
 
 /// execve of argv[0], looked up in the PATH of `envp` when it has no "/" (execvpe would read the

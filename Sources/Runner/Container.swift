@@ -98,7 +98,8 @@ public enum Container {
     /// `warn` gets one line per --resolv-conf=/--timezone= source missing on the host.
     public static func run(_ configuration: ContainerConfiguration, plan: Plan, started: (Plan) -> Void = { _ in },
                            warn: (String) -> Void = { _ in }) throws -> Outcome {
-        let seccomp = configuration.seccomp ? try SeccompFilter.program() : []
+        let seccomp = configuration.seccomp
+            ? try SeccompFilter.program(configuration.systemCallFilter, boundingSet: Capability.mask(configuration.boundingSet)) : []
         let cgroups = try CgroupTree.create(machine: plan.machine)
         defer { cgroups.remove() }
         let staging = "/run/imagectl/runner/\(plan.machine).\(HostFiles.processID)"
@@ -128,10 +129,12 @@ public enum Container {
         // an unlocked entry that the next reader removes, see MachineRegistry).
         let registration: MachineRegistration
         do {
-            registration = try MachineRegistry().register(MachineRecord(
+            var record = MachineRecord(
                 name: plan.machine, kind: .container, leader: process.pid, supervisor: HostFiles.processID,
                 root: configuration.directory, uuid: plan.uuid, started: Date(),
-                stopSignal: configuration.boot ? Signals.realtimeMinimum + 4 : plan.killSignal))
+                stopSignal: configuration.boot ? Signals.realtimeMinimum + 4 : plan.killSignal)
+            record.systemCallFilter = configuration.systemCallFilter
+            registration = try MachineRegistry().register(record)
         } catch {
             process.kill()
             _ = try? process.wait()

@@ -32,6 +32,9 @@ public struct ContainerConfiguration: Sendable {
     public var privateNetwork = false
     /// The default seccomp filter (off only for tests that compare).
     public var seccomp = true
+    /// --system-call-filter= values: calls and groups added to (or, with "~", taken from) nspawn's
+    /// default allow list (see SystemCallFilter).
+    public var systemCallFilter = SystemCallFilterSettings()
 
     // --- root sources and extra mounts (owned by the runner-mounts work) ---
     /// -i, -M as a source, verity and policy, --bind/--tmpfs/--overlay (see MountSettings).

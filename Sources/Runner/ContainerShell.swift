@@ -5,7 +5,7 @@ import SystemPackage
 /// `imagectl shell`: a new process inside a running container, as `machinectl shell` gives one
 /// (without systemd inside: imagectl's helper joins the container's namespaces itself, see
 /// CShimsEnter.h). The process gets the container's capability bounding set (read from its PID
-/// 1), imagectl's default seccomp filter, the user's identity from the container's /etc/passwd
+/// 1), the container's seccomp filter, the user's identity from the container's /etc/passwd
 /// and the environment a container payload gets.
 public enum ContainerShell {
     public struct Request: Sendable {
@@ -126,7 +126,9 @@ public enum ContainerShell {
     /// devpts, relayed to imagectl's terminal by `ConsoleRelay`; `escaped` is true when ^]
     /// pressed three times killed it.
     public static func run(_ plan: Plan, console: Bool = false) throws -> (termination: ContainerTermination, escaped: Bool) {
-        let seccomp = try SeccompFilter.program()
+        // The container's own filter: its --system-call-filter= values (from the record; none in
+        // a record written before they were kept) and its bounding set.
+        let seccomp = try SeccompFilter.program(plan.record.systemCallFilter ?? SystemCallFilterSettings(), boundingSet: plan.boundingSet)
         let process = try EnterProcess.start(plan, seccompProgram: seccomp, console: console)
         var escaped = false
         if let master = process.consoleMaster {

@@ -23,6 +23,9 @@ public struct MachineRecord: Codable, Sendable, Equatable {
     /// What `imagectl stop` sends to `leader`: for a container SIGRTMIN+4 when booted (systemd's
     /// poweroff request), else the kill signal; for a vm SIGTERM to qemu.
     public var stopSignal: Int32
+    /// A container's --system-call-filter= values, for `imagectl shell` to build the same filter;
+    /// nil for a VM and in records of an imagectl that did not keep them (read as "none").
+    public var systemCallFilter: SystemCallFilterSettings? = nil
 
     public init(name: String, kind: Kind, leader: Int32, supervisor: Int32, root: String?, uuid: UUID?,
                 started: Date, stopSignal: Int32) {

@@ -35,6 +35,8 @@ struct RunCommand: AsyncParsableCommand {
 
     @OptionGroup var processOptions: RunProcessOptions
 
+    @OptionGroup var securityOptions: RunSecurityOptions
+
     @Flag(name: [.customShort("x"), .customLong("ephemeral")], help: "Run on a throw-away overlay over the directory; the directory is left unchanged.")
     var ephemeral = false
 
@@ -144,6 +146,7 @@ struct RunCommand: AsyncParsableCommand {
         }
         c.process.console = isatty(STDIN_FILENO) == 1
         try processOptions.apply(to: &c)
+        try securityOptions.apply(to: &c)
         if template != nil && ephemeral { throw RunnerError.conflictingOptions("--template and --ephemeral cannot be combined") }
         try imageOptions.apply(to: &c, directory: directory, template: template)
         try c.validate()
