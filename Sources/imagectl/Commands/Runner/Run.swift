@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import ImageStore
 import Runner
 
 /// `imagectl run -D DIR [COMMAND [ARGS...]]`: a directory tree as a container, with
@@ -24,8 +25,11 @@ struct RunCommand: AsyncParsableCommand {
             /etc/resolv.conf and /etc/localtime follow --resolv-conf= and --timezone= (default \
             auto, as nspawn). A copy is written beneath the container root (into the throw-away \
             layer with -x), never through a symlink of the image; a bind is read-only.
+            The machine's NAME.nspawn file ([Exec], [Files], [Network]) fills in what the command \
+            line leaves unset; one shipped beside an image is untrusted and grants nothing (see \
+            --settings).
             Not available yet: --private-users, --system-call-filter (the filter is the deny list \
-            above, not nspawn's allow list), --notify-ready, .nspawn settings files (--settings).
+            above, not nspawn's allow list), --notify-ready.
             """)
 
     @Option(name: [.customShort("D"), .customLong("directory")], help: "Directory to use as the container's root file system.")
@@ -106,13 +110,39 @@ struct RunCommand: AsyncParsableCommand {
         """, valueName: "mode"))
     var timezone: String?
 
+    @Option(name: .customLong("settings"), help: ArgumentHelp("""
+        Use the machine's NAME.nspawn settings file (systemd.nspawn(5)): yes (default), no, \
+        trusted or override. It is looked for in /etc/systemd/nspawn and /run/systemd/nspawn \
+        (trusted), else beside the image file or root directory (for -M: beside the image in \
+        the pool, where pull puts it), where it is untrusted: Capability=, MachineID=, \
+        Ephemeral=, Bind=, BindReadOnly=, TemporaryFileSystem=, Overlay*=, all [Network] \
+        settings, PrivateUsers*=, a SystemCallFilter= that allows calls, Limit*=, \
+        OOMScoreAdjust= and CPUAffinity= are then ignored with a warning. Options given on the \
+        command line win over the file; override: the file wins; trusted: the file is trusted \
+        wherever it is. Keys imagectl lacks (PivotRoot=, LinkJournal=, SuppressSync=, \
+        AmbientCapability=, Inaccessible=, BindUser=, VirtualEthernet=, Interface=, MACVLAN=, \
+        IPVLAN=, Bridge=, Zone=, Port=) are ignored with a warning; a malformed file is an error.
+        """, valueName: "mode"))
+    var settings: String?
+
     @Flag(name: [.customShort("q"), .customLong("quiet")], help: "Print no status messages (errors and a payload killed by a signal are still reported).")
     var quiet = false
 
     @Argument(parsing: .captureForPassthrough, help: "Command and arguments to run (default: a login shell), or init arguments with --boot.")
     var command: [String] = []
 
+    /// Which settings file was used and what of it was ignored.
+    struct SettingsReport {
+        var file: SettingsLookup.Found?
+        var warnings: [String] = []
+    }
+
     func makeConfiguration() throws -> ContainerConfiguration {
+        var report = SettingsReport()
+        return try makeConfiguration(report: &report)
+    }
+
+    func makeConfiguration(report: inout SettingsReport) throws -> ContainerConfiguration {
         // Passthrough capture takes an unknown option as the command; like nspawn's getopt, an
         // option-looking first word is an error (a command starting with "-" goes after "--").
         if let first = command.first, first.hasPrefix("-"), first != "--" {
@@ -149,8 +179,79 @@ struct RunCommand: AsyncParsableCommand {
         try securityOptions.apply(to: &c)
         if template != nil && ephemeral { throw RunnerError.conflictingOptions("--template and --ephemeral cannot be combined") }
         try imageOptions.apply(to: &c, directory: directory, template: template)
+        try applySettingsFile(to: &c, report: &report)
         try c.validate()
         return c
+    }
+
+    /// The .nspawn file (--settings=): found by the machine name now that the root is known,
+    /// parsed, and merged where the command line left a setting alone (or over it with
+    /// override); an untrusted file's privileged settings are dropped (SettingsLookup).
+    func applySettingsFile(to c: inout ContainerConfiguration, report: inout SettingsReport) throws {
+        let mode = try SettingsMode.parse(settings ?? "yes")
+        guard mode != .no else { return }
+        let machine = try c.resolvedMachineName
+        let beside: String?
+        if let image = imageOptions.image {
+            beside = image
+        } else if let directory {
+            beside = directory
+        } else if let name = c.mounts.storeImage {
+            beside = Self.storeImagePath(name, root: imageOptions.store.explicitRoot)
+        } else {
+            beside = nil
+        }
+        guard let found = SettingsLookup.find(machine: machine, beside: beside, mode: mode) else { return }
+        let parsed = try SettingsLookup.load(found.path)
+        report.file = found
+        report.warnings = try parsed.apply(to: &c, mask: mode == .override ? [] : commandLineMask(), trusted: found.trusted, path: found.path)
+        // The checks RunImageOptions made before the file could change these settings.
+        if c.mounts.volatile != .no && c.ephemeral { throw RunnerError.conflictingOptions("--volatile (Volatile=) and --ephemeral (Ephemeral=) cannot be combined") }
+        if template != nil && c.ephemeral { throw RunnerError.conflictingOptions("--template and --ephemeral (Ephemeral=) cannot be combined") }
+    }
+
+    /// Where a store image named `name` is (the first search directory holding NAME or
+    /// NAME.raw), as the path its settings file sits beside: DIR/NAME.
+    static func storeImagePath(_ name: String, root: String?) -> String? {
+        let directories = root.map { [$0] } ?? ImageStore.systemSearchPath.map(\.path)
+        for directory in directories where FileManager.default.fileExists(atPath: directory + "/" + name)
+            || FileManager.default.fileExists(atPath: directory + "/" + name + ".raw") {
+            return directory + "/" + name
+        }
+        return nil
+    }
+
+    /// The settings the command line set (nspawn's settings mask): the file does not change them
+    /// unless --settings=override.
+    func commandLineMask() -> NspawnSettings.Mask {
+        var mask: NspawnSettings.Mask = []
+        let payload = command.first == "--" ? Array(command.dropFirst()) : command
+        if boot || asPID2 || !payload.isEmpty { mask.insert(.startMode) }
+        if !setenv.isEmpty { mask.insert(.environment) }
+        if user != nil { mask.insert(.user) }
+        if chdir != nil { mask.insert(.workingDirectory) }
+        if !capability.isEmpty || !dropCapability.isEmpty { mask.insert(.capability) }
+        if killSignal != nil { mask.insert(.killSignal) }
+        if processOptions.personality != nil { mask.insert(.personality) }
+        if uuid != nil { mask.insert(.machineID) }
+        if readOnly { mask.insert(.readOnly) }
+        if imageOptions.volatile != nil { mask.insert(.volatile) }
+        if !imageOptions.bind.isEmpty || !imageOptions.bindReadOnly.isEmpty || !imageOptions.tmpfs.isEmpty
+            || !imageOptions.overlay.isEmpty || !imageOptions.overlayReadOnly.isEmpty { mask.insert(.customMounts) }
+        if privateNetwork { mask.insert(.network) }
+        if processOptions.notifyReady != nil { mask.insert(.notifyReady) }
+        if !securityOptions.systemCallFilter.isEmpty { mask.insert(.systemCallFilter) }
+        if hostname != nil { mask.insert(.hostname) }
+        if noNewPrivileges != nil { mask.insert(.noNewPrivileges) }
+        if processOptions.oomScoreAdjust != nil { mask.insert(.oomScoreAdjust) }
+        if processOptions.cpuAffinity != nil { mask.insert(.cpuAffinity) }
+        if resolvConf != nil { mask.insert(.resolvConf) }
+        if timezone != nil { mask.insert(.timezone) }
+        if ephemeral { mask.insert(.ephemeral) }
+        for item in processOptions.rlimit {
+            if let limit = try? ProcessSettings.parseResourceLimit(item) { mask.insert(.resourceLimit(limit.resource)) }
+        }
+        return mask
     }
 
     /// systemd also accepts 32 hex digits without dashes.
@@ -168,12 +269,18 @@ struct RunCommand: AsyncParsableCommand {
             _ = try makeConfiguration()
         } catch let error as RunnerError {
             throw ValidationError(error.description)
+        } catch let error as NspawnSettings.Error {
+            throw ValidationError(error.description)
         }
     }
 
     func run() async throws {
-        let configuration = try makeConfiguration()
+        var report = SettingsReport()
+        let configuration = try makeConfiguration(report: &report)
         guard geteuid() == 0 else { throw CommandFailure(message: "imagectl run needs root (namespaces and mounts)") }
+        if !quiet {
+            for warning in report.warnings { Terminal.standardError("warning: \(warning)\n") }
+        }
         if let template, try Template.materialize(template, at: configuration.directory), !quiet {
             Terminal.standardError("Created \(configuration.directory) from template \(template).\n")
         }
