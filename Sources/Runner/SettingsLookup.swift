@@ -62,6 +62,10 @@ public enum SettingsLookup {
 
     /// Reads and parses a found file (at most 1 MiB).
     public static func load(_ path: String) throws(NspawnSettings.Error) -> NspawnSettings {
+        // A FIFO or device under that name would block or stream forever: only regular files.
+        guard (try? FileStatus.stat(path))?.kind == .regular else {
+            throw .unreadable(path: path, reason: "not a regular file")
+        }
         guard let handle = FileHandle(forReadingAtPath: path) else {
             throw .unreadable(path: path, reason: "cannot open it")
         }

@@ -262,6 +262,8 @@ struct NspawnSettingsTests {
         #expect(SettingsLookup.find(machine: "m", beside: pool + "/m", mode: .yes, directories: dirs) == .init(path: etc + "/m.nspawn", trusted: true))
         _ = FileManager.default.createFile(atPath: pool + "/big.nspawn", contents: Data(count: NspawnSettings.maximumSize + 10))
         #expect(throws: NspawnSettings.Error.tooLarge(path: pool + "/big.nspawn")) { try SettingsLookup.load(pool + "/big.nspawn") }
+        #expect(mkfifo(pool + "/fifo.nspawn", 0o600) == 0)
+        #expect(throws: NspawnSettings.Error.unreadable(path: pool + "/fifo.nspawn", reason: "not a regular file")) { try SettingsLookup.load(pool + "/fifo.nspawn") }
     }
 
     @Test func settingsModes() throws {
