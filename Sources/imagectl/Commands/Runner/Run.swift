@@ -14,12 +14,13 @@ struct RunCommand: AsyncParsableCommand {
             cgroup namespaces, with /proc (/proc/sys read-only; kallsyms, kcore, keys, \
             sysrq-trigger and timer_list masked), read-only /sys, a private /dev, /run and /tmp on \
             tmpfs, and a cgroup tree systemd accepts. The capability bounding set is nspawn's \
-            default; keyring, bpf, kexec, open_by_handle_at, perf_event_open, swapon/swapoff and \
-            the TIOCSTI/TIOCLINUX ioctls are denied by seccomp; file descriptors from 3 up are \
-            closed. When standard input is a terminal the payload gets a pty (also its \
-            /dev/console), relayed in raw mode with the window size forwarded (^] three times \
-            within 1s kills the container); otherwise it shares imagectl's standard input and \
-            output. It gets a new session. Needs root.
+            default; seccomp allows nspawn's default list of system calls (--system-call-filter=), \
+            so keyring, bpf, kexec, open_by_handle_at, perf_event_open, swapon/swapoff and module \
+            calls fail with EPERM, and the TIOCSTI/TIOCLINUX ioctls are denied too (for x86-64, \
+            i386 and x32 calls alike); file descriptors from 3 up are closed. When standard input \
+            is a terminal the payload gets a pty (also its /dev/console), relayed in raw mode with \
+            the window size forwarded (^] three times within 1s kills the container); otherwise it \
+            shares imagectl's standard input and output. It gets a new session. Needs root.
             Exit status: the payload's exit code; 128+N when a signal N ended it; 0 when a booted \
             system powered off; 1 when the container could not start; 2 for bad options.
             /etc/resolv.conf and /etc/localtime follow --resolv-conf= and --timezone= (default \
@@ -28,8 +29,7 @@ struct RunCommand: AsyncParsableCommand {
             The machine's NAME.nspawn file ([Exec], [Files], [Network]) fills in what the command \
             line leaves unset; one shipped beside an image is untrusted and grants nothing (see \
             --settings).
-            Not available yet: --private-users, --system-call-filter (the filter is the deny list \
-            above, not nspawn's allow list), --notify-ready.
+            Not available yet: --private-users, --notify-ready.
             """)
 
     @Option(name: [.customShort("D"), .customLong("directory")], help: "Directory to use as the container's root file system.")
