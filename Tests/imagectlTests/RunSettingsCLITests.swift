@@ -125,6 +125,19 @@ struct RunSettingsCLITests {
         #expect(m.1 == 0)
     }
 
+    /// Denying a call is no privilege: an untrusted file may do it.
+    @Test func anUntrustedFileMayDenySystemCalls() throws {
+        try RunCLITests.requireContainer()
+        let (tree, name) = try Self.tree()
+        try Self.write("[Exec]\nSystemCallFilter=~uname\n", to: tree.scratch.appending(name + ".nspawn"))
+        // busybox's uname prints an empty name when uname(2) fails (EPERM from the filter).
+        let denied = try run(tree, ["uname", "-s"])
+        #expect(denied.stdout == "\n")
+        #expect(try run(tree, ["uname", "-s"], options: ["--settings=no"]).stdout == "Linux\n")
+        // The command line's own filter masks the file's.
+        #expect(try run(tree, ["uname", "-s"], options: ["--system-call-filter=~@clock"]).stdout == "Linux\n")
+    }
+
     @Test func aMalformedFileIsOneErrorAndNothingRuns() throws {
         try RunCLITests.requireContainer()
         let (tree, name) = try Self.tree()
