@@ -204,10 +204,16 @@ static void join_cgroups(const struct img_container_config *c) {
         if (write(fd, "0", 1) != 1) die("join cgroup", *dir);
         close(fd);
     }
-    if (unshare(CLONE_NEWCGROUP) < 0) die("unshare", "cgroup namespace");
+    // With a user namespace the cgroup namespace is made later, owned by it (userns_set_up).
+    if (!c->userns && unshare(CLONE_NEWCGROUP) < 0) die("unshare", "cgroup namespace");
 }
 
 static int set_up_volatile_root(const struct img_container_config *c);
+// --- user namespace (userns) ---
+static int userns_idmapped_source(const struct img_container_config *c, int source);
+static void userns_attach_tree(int tree, int staging);
+static int userns_set_up(int rootfd, const struct img_container_config *c);
+// --- end user namespace (userns) ---
 
 /// Mounts the container root on `staging` and returns an O_PATH fd of it.
 static int set_up_root(const struct img_container_config *c) {
@@ -216,6 +222,7 @@ static int set_up_root(const struct img_container_config *c) {
     if (staging < 0) die("open", c->staging);
     int source = open(c->directory, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (source < 0) die("open", c->directory);
+    if (c->userns_idmap_root) source = userns_idmapped_source(c, source);  // userns
     char source_path[64];
     fd_path(source_path, source);
     int root;
@@ -257,6 +264,11 @@ static int set_up_root(const struct img_container_config *c) {
         root = openat(staging, "root", O_PATH | O_DIRECTORY | O_CLOEXEC);
         if (root < 0) die("open", "ephemeral root");
         close(staging);
+    } else if (c->userns_idmap_root) {
+        userns_attach_tree(source, staging);  // userns: a detached mount is attached, not bound
+        close(staging);
+        root = open(c->staging, O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        if (root < 0) die("open", c->staging);
     } else {
         mount_on(source_path, staging, NULL, MS_BIND | MS_REC, NULL, "bind root");
         close(staging);
@@ -314,8 +326,10 @@ static void set_up_dev(int rootfd) {
 /// /proc of the new PID namespace, /proc/sys read-only, and kernel-internal files masked with the
 /// container's own /dev/null on read-only binds. Each mask is checked after it was made (systemd
 /// PR 40833 found masks that silently did not apply).
+static int userns_proc_mounted = 0;  // userns: PID 1 mounted /proc by path already
+
 static void set_up_proc(int rootfd) {
-    mount_fs_in_root(rootfd, "proc", "proc", MS_NOSUID | MS_NOEXEC | MS_NODEV, NULL, 0555);
+    if (!userns_proc_mounted) mount_fs_in_root(rootfd, "proc", "proc", MS_NOSUID | MS_NOEXEC | MS_NODEV, NULL, 0555);
     int fd = open_in_root(rootfd, "proc/sys");
     if (fd < 0) die("open", "/proc/sys");
     char p[64];
@@ -809,17 +823,27 @@ static int child_main(void *arg) {
     join_cgroups(c);
     if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0) die("mount", "make / a slave");
     int rootfd = set_up_root(c);
-    set_up_api_filesystems(rootfd, c);
-    // Before the extra mounts, so a --bind= of the user's onto either file stays on top.
-    set_up_etc_file(rootfd, "resolv.conf", &c->resolv_conf);
-    set_up_etc_file(rootfd, "localtime", &c->localtime);
-    set_up_extra_mounts(rootfd, c);
-    enter_root(rootfd);
+    if (c->userns) {
+        // Returns in the container's PID 1, inside the user namespace (see "user namespace").
+        rootfd = userns_set_up(rootfd, c);
+    } else {
+        set_up_api_filesystems(rootfd, c);
+        // Before the extra mounts, so a --bind= of the user's onto either file stays on top.
+        set_up_etc_file(rootfd, "resolv.conf", &c->resolv_conf);
+        set_up_etc_file(rootfd, "localtime", &c->localtime);
+        set_up_extra_mounts(rootfd, c);
+    }
+    if (c->userns) {
+        close(rootfd);  // already the root (userns_set_up), and its mounts cannot be pivoted
+        if (chdir("/") < 0) die("chdir", "/");
+    } else {
+        enter_root(rootfd);
+    }
     if (sethostname(c->hostname, strlen(c->hostname)) < 0) die("sethostname", c->hostname);
     if (c->private_network) loopback_up();
     if (setsid() < 0) die("setsid", NULL);
     if (c->console) set_up_console(c->console_socket);
-    apply_process_limits(c);
+    if (!c->userns) apply_process_limits(c);  // userns: done on the host side (host capabilities)
     drop_bounding_set(c->capabilities);
 
     if (c->as_pid2) {
@@ -865,6 +889,8 @@ static int child_main(void *arg) {
 pid_t img_container_start(const struct img_container_config *config, int *error_fd) {
     int flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | SIGCHLD;
     if (config->private_network) flags |= CLONE_NEWNET;
+    // userns: the other namespaces are made inside the user namespace (userns_set_up).
+    if (config->userns) flags = CLONE_NEWNS | SIGCHLD;
     return img_child_clone(child_main, flags, (void *)config, &error_pipe, error_fd);
 }
 
@@ -923,3 +949,275 @@ int img_cap_last_cap(void) {
     }
     return CAP_LAST_CAP;
 }
+
+// --- user namespace (userns) ---------------------------------------------------------------------
+// --private-users= (see Sources/Runner/UserNamespace.swift for the range and ownership decisions).
+//
+// Design, as nspawn splits it between its outer and inner child:
+//  * The Swift parent makes the user namespace first (img_userns_create: a helper cloned with
+//    CLONE_NEWUSER that only waits, whose uid_map/gid_map "0 BASE SIZE" the parent writes as host
+//    root, and whose /proc/PID/ns/user is kept open). The fd serves both the ID-mapped mount of the
+//    root (MOUNT_ATTR_IDMAP needs a user namespace fd) and the child's setns().
+//  * The container child is cloned with CLONE_NEWNS only, in the host user namespace, and does
+//    what needs host privileges: joins the cgroups (chowned to BASE for delegation), mounts the
+//    root (ID-mapped when asked: open_tree clone + mount_setattr + move_mount), /dev on a tmpfs
+//    with mknod'ed nodes (mknod is never allowed in a user namespace), /sys (sysfs of the host's
+//    network namespace can only be mounted from the namespace that owns it), /run, /tmp, the
+//    --bind/--tmpfs/--overlay mounts (host paths, overlay's trusted.* xattrs), and the limits
+//    (raising a hard rlimit or lowering oom_score_adj needs host capabilities). Everything it
+//    creates is owned by BASE.
+//  * It then joins the user namespace, becomes its root (raw setresuid: glibc's setxid wrappers
+//    hang in a clone of a threaded process), unshares new mount, PID, UTS, IPC, cgroup (and
+//    network) namespaces, which are therefore owned by the user namespace, and clones the
+//    container's PID 1 with CLONE_PARENT, so that it is imagectl's own child (imagectl waits for
+//    it, signals it through its pidfd and registers it as the leader); the PID goes to imagectl
+//    over `userns_pid_pipe` and this intermediate process exits.
+//  * PID 1 makes the root a mount of its own (an rbind: the copied mounts are locked, and
+//    pivot_root refuses a locked new root), mounts /proc of its PID namespace (only possible from
+//    inside: CAP_SYS_ADMIN over the PID namespace, and while the host's /proc is still visible in
+//    the mount namespace, the kernel's mount_too_revealing rule), /sys with a private network, the
+//    cgroup file systems of its cgroup namespace, devpts, /dev/shm, /dev/mqueue, the /etc files
+//    (written as the container's root, so an ID-mapped root stores them as 0 on disk), then
+//    continues as without a user namespace: pivot_root, host name, console, capabilities,
+//    seccomp, identity, exec.
+
+static void userns_chown(int dirfd, const char *name, uid_t base) {
+    // Missing entries are fine (a cgroup v1 hierarchy has no cgroup.threads & co).
+    if (fchownat(dirfd, name, base, base, AT_SYMLINK_NOFOLLOW | (name[0] ? 0 : AT_EMPTY_PATH)) < 0 && errno != ENOENT)
+        die("chown", name[0] ? name : "mount root");
+}
+
+/// chown of the mount (or inode) at `path` inside the root to the base.
+static void userns_chown_in_root(int rootfd, const char *path, uid_t base) {
+    int fd = open_in_root(rootfd, path);
+    if (fd < 0) die("open", path);
+    userns_chown(fd, "", base);
+    close(fd);
+}
+
+/// The container's cgroups belong to its root, as nspawn delegates them: the directory and the
+/// files a delegated subtree needs to be writable (cgroup v2's delegation set, v1's tasks).
+static void userns_chown_cgroups(const struct img_container_config *c) {
+    static const char *const files[] = {"", "cgroup.procs", "cgroup.threads", "cgroup.subtree_control", "tasks"};
+    for (const char *const *dir = c->cgroup_directories; dir && *dir; dir++) {
+        int fd = open(*dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0) die("open", *dir);
+        for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) userns_chown(fd, files[i], c->userns_base);
+        close(fd);
+    }
+}
+
+/// "NAME=N" appended to mount options.
+static void userns_option(char *options, size_t cap, const char *name, uint32_t value) {
+    char number[24];
+    format_int(number, (long)value);
+    append(options, cap, name);
+    append(options, cap, number);
+}
+
+/// The host side of /dev: a tmpfs owned by the base, with the host's device nodes made again (new
+/// inodes) and the usual links; devpts, shm and mqueue are mounted by PID 1 in its namespaces.
+static void userns_set_up_dev(int rootfd, uid_t base) {
+    char options[128] = "mode=0755,size=4m,nr_inodes=64k";
+    userns_option(options, sizeof options, ",uid=", base);
+    userns_option(options, sizeof options, ",gid=", base);
+    mount_fs_in_root(rootfd, "dev", "tmpfs", MS_NOSUID | MS_STRICTATIME, options, 0755);
+    int devpath = open_in_root(rootfd, "dev");
+    if (devpath < 0) die("open", "/dev");
+    char p[64];
+    fd_path(p, devpath);
+    int dev = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    close(devpath);
+    if (dev < 0) die("open", "/dev");
+    static const char *const nodes[] = {"null", "zero", "full", "random", "urandom", "tty"};
+    mode_t old_umask = umask(0);
+    for (size_t i = 0; i < sizeof nodes / sizeof nodes[0]; i++) {
+        char host[32] = "/dev/";
+        append(host, sizeof host, nodes[i]);
+        struct stat st;
+        if (stat(host, &st) < 0 || !S_ISCHR(st.st_mode)) die("stat host device", host);
+        if (mknodat(dev, nodes[i], S_IFCHR | (st.st_mode & 0777), st.st_rdev) < 0) die("mknod", host);
+        userns_chown(dev, nodes[i], base);
+    }
+    static const char *const dirs[][2] = {{"pts", "0755"}, {"shm", "1777"}, {"mqueue", "0755"}};
+    for (size_t i = 0; i < 3; i++) {
+        if (mkdirat(dev, dirs[i][0], dirs[i][1][0] == '1' ? 01777 : 0755) < 0) die("mkdir", dirs[i][0]);
+        userns_chown(dev, dirs[i][0], base);
+    }
+    umask(old_umask);
+    static const char *const links[][2] = {{"pts/ptmx", "ptmx"}, {"/proc/self/fd", "fd"}, {"/proc/self/fd/0", "stdin"},
+                                           {"/proc/self/fd/1", "stdout"}, {"/proc/self/fd/2", "stderr"}};
+    for (size_t i = 0; i < sizeof links / sizeof links[0]; i++) {
+        if (symlinkat(links[i][0], dev, links[i][1]) < 0) die("symlink", links[i][1]);
+        userns_chown(dev, links[i][1], base);
+    }
+    close(dev);
+}
+
+/// PID 1's part of /dev: file systems that belong to its own namespaces.
+static void userns_mount_dev_filesystems(int rootfd) {
+    int fd = open_in_root(rootfd, "dev/pts");
+    if (fd < 0) die("open", "/dev/pts");
+    // gid 5 ("tty") is read in the container's user namespace: it is the container's tty group.
+    mount_on("devpts", fd, "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620,gid=5", "/dev/pts");
+    close(fd);
+    fd = open_in_root(rootfd, "dev/shm");
+    if (fd < 0) die("open", "/dev/shm");
+    mount_on("tmpfs", fd, "tmpfs", MS_NOSUID | MS_NODEV | MS_STRICTATIME, "mode=01777", "/dev/shm");
+    close(fd);
+    fd = open_in_root(rootfd, "dev/mqueue");
+    if (fd < 0) die("open", "/dev/mqueue");
+    mount_on("mqueue", fd, "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, "/dev/mqueue");
+    close(fd);
+}
+
+/// A tmpfs at `path` owned by the base (options are read in the host's user namespace here).
+static void userns_tmpfs(int rootfd, const char *path, const char *options, uid_t base, mode_t mode) {
+    char data[160] = "";
+    append(data, sizeof data, options);
+    userns_option(data, sizeof data, ",uid=", base);
+    userns_option(data, sizeof data, ",gid=", base);
+    mount_fs_in_root(rootfd, path, "tmpfs", MS_NOSUID | MS_NODEV | MS_STRICTATIME, data, mode);
+}
+
+/// set_up_root's ID-mapped source: a detached clone of the tree mapped with the user namespace.
+/// Replaces (and closes) `source`.
+static int userns_idmapped_source(const struct img_container_config *c, int source) {
+    close(source);
+    int tree = img_idmapped_tree(c->directory, c->userns_fd, 1);
+    if (tree < 0) die("ID-mapped mount of", c->directory);
+    return tree;
+}
+
+/// Attaches the detached tree `tree` onto the staging directory.
+static void userns_attach_tree(int tree, int staging) {
+    if (syscall(SYS_move_mount, tree, "", staging, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+        die("move_mount", "ID-mapped root");
+}
+
+/// Runs the host side, then the user-namespace side up to (not including) pivot_root; returns
+/// in the container's PID 1 with a root fd usable there. The intermediate process never returns.
+static int userns_set_up(int rootfd, const struct img_container_config *c) {
+    uid_t base = c->userns_base;
+    userns_chown_cgroups(c);
+    if (c->ephemeral || c->volatile_root) userns_chown_in_root(rootfd, ".", base);
+    userns_set_up_dev(rootfd, base);
+    if (!c->private_network)
+        mount_fs_in_root(rootfd, "sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NOEXEC | MS_NODEV, NULL, 0555);
+    userns_tmpfs(rootfd, "run", "mode=0755,size=20%,nr_inodes=800k", base, 0755);
+    userns_tmpfs(rootfd, "tmp", "mode=01777", base, 01777);
+    set_up_extra_mounts(rootfd, c);
+    for (size_t i = 0; i < c->mount_count; i++)
+        if (c->mounts[i].kind == IMG_MOUNT_TMPFS) userns_chown_in_root(rootfd, relative(c->mounts[i].target), base);
+    apply_process_limits(c);
+    // nspawn's mount_move_root: the root mount moves onto / and becomes this process's root. The
+    // host's mounts stay beneath it in the namespace (unreachable by any path), so that the copy
+    // made for the user namespace still holds a fully visible /proc and /sys, which the kernel
+    // requires before it lets PID 1 mount its own (mount_too_revealing); and no path lookup of
+    // the 0700 staging directory is needed from inside the user namespace, whose root may not
+    // search it. The copied mounts are locked there, so PID 1 cannot pivot_root: it stays chrooted.
+    if (fchdir(rootfd) < 0) die("fchdir", "container root");
+    if (mount(".", "/", NULL, MS_MOVE, NULL) < 0) die("mount", "move the root onto /");
+    if (chroot(".") < 0) die("chroot", "container root");
+    if (chdir("/") < 0) die("chdir", "/");
+    close(rootfd);
+
+    if (setns(c->userns_fd, CLONE_NEWUSER) < 0) die("setns", "user namespace");
+    if (syscall(SYS_setgroups, 0, NULL) < 0) die("setgroups", "user namespace");
+    if (syscall(SYS_setresgid, 0, 0, 0) < 0) die("setresgid", "user namespace root");
+    if (syscall(SYS_setresuid, 0, 0, 0) < 0) die("setresuid", "user namespace root");
+    int flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWCGROUP;
+    if (c->private_network) flags |= CLONE_NEWNET;
+    if (unshare(flags) < 0) die("unshare", "namespaces of the user namespace");
+    long pid = syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, 0, 0, 0);
+    if (pid < 0) die("clone", "container PID 1");
+    if (pid > 0) {
+        pid_t host_pid = (pid_t)pid;
+        if (write(c->userns_pid_pipe, &host_pid, sizeof host_pid) != sizeof host_pid) {
+            (void)kill(host_pid, SIGKILL);
+            die("write", "PID of the container");
+        }
+        _exit(0);
+    }
+    // PID 1 of the new PID namespace, imagectl's child.
+    (void)prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    close(c->userns_pid_pipe);
+    close(c->userns_fd);
+
+    // The root (and cwd) moved into this mount namespace with the unshare.
+    rootfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (rootfd < 0) die("open", "/ in the user namespace");
+    // Mounts onto /proc/self/fd/N need a /proc: this first one goes by path. The process is
+    // chrooted into the container, so even a symlinked /proc of the image resolves inside it.
+    if (mkdir("/proc", 0555) < 0 && errno != EEXIST) die("mkdir", "/proc");
+    if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NOEXEC | MS_NODEV, NULL) < 0) die("mount", "/proc");
+    userns_proc_mounted = 1;
+    set_up_proc(rootfd);
+    if (c->private_network)
+        mount_fs_in_root(rootfd, "sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NOEXEC | MS_NODEV, NULL, 0555);
+    set_up_cgroups(rootfd, c);
+    userns_mount_dev_filesystems(rootfd);
+    set_up_etc_file(rootfd, "resolv.conf", &c->resolv_conf);
+    set_up_etc_file(rootfd, "localtime", &c->localtime);
+    return rootfd;
+}
+
+/// Body of the helper that holds the new user namespace until its maps are written and its
+/// namespace file is open: waits for EOF on the pipe.
+int img_userns_create(uint32_t base, uint32_t size) {
+    int sync[2];
+    if (pipe2(sync, O_CLOEXEC) < 0) return -1;
+    // A raw clone (fork-like, no new stack): the child only reads and exits.
+    long pid = syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, 0, 0, 0, 0);
+    if (pid == 0) {
+        char byte;
+        close(sync[1]);
+        while (read(sync[0], &byte, 1) < 0 && errno == EINTR) {}
+        _exit(0);
+    }
+    int saved = errno;
+    close(sync[0]);
+    if (pid < 0) { close(sync[1]); errno = saved; return -1; }
+    int result = -1;
+    char path[64], map[64];
+    snprintf(map, sizeof map, "0 %u %u\n", base, size);
+    static const char *const files[] = {"uid_map", "gid_map"};
+    int ok = 1;
+    for (int i = 0; i < 2 && ok; i++) {
+        snprintf(path, sizeof path, "/proc/%ld/%s", pid, files[i]);
+        int fd = open(path, O_WRONLY | O_CLOEXEC);
+        ok = fd >= 0 && write(fd, map, strlen(map)) == (ssize_t)strlen(map);
+        if (!ok) saved = errno;
+        if (fd >= 0) close(fd);
+    }
+    if (ok) {
+        snprintf(path, sizeof path, "/proc/%ld/ns/user", pid);
+        result = open(path, O_RDONLY | O_CLOEXEC);
+        if (result < 0) saved = errno;
+    }
+    close(sync[1]);
+    int status;
+    while (waitpid((pid_t)pid, &status, 0) < 0 && errno == EINTR) {}
+    errno = saved;
+    return result;
+}
+
+int img_idmapped_tree(const char *path, int userns_fd, int recursive) {
+    int tree = (int)syscall(SYS_open_tree, AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (recursive ? AT_RECURSIVE : 0));
+    if (tree < 0) return -1;
+    if (img_mount_setattr(tree, "", AT_EMPTY_PATH | (recursive ? AT_RECURSIVE : 0), MOUNT_ATTR_IDMAP, 0, 0, (uint64_t)userns_fd) < 0) {
+        int saved = errno;
+        close(tree);
+        errno = saved;
+        return -1;
+    }
+    return tree;
+}
+
+int img_idmap_probe(const char *path, int userns_fd) {
+    int tree = img_idmapped_tree(path, userns_fd, 1);
+    if (tree < 0) return -1;
+    close(tree);
+    return 0;
+}
+// --- end user namespace (userns) ---

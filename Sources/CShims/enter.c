@@ -18,6 +18,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>  // userns: stat of the namespace files
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -135,6 +136,21 @@ static void payload_main(const struct img_enter_config *c) {
     enter_die("execute", c->argv[0]);
 }
 
+// --- user namespace (userns) ---
+/// Whether the leader behind `root_path` ("/proc/PID/root") is in another user namespace than
+/// this process: compares /proc/PID/ns/user with /proc/self/ns/user.
+static int enter_user_namespace_differs(const char *root_path) {
+    char path[96] = "";
+    size_t n = strlen(root_path);
+    if (n < 4 || n + 8 >= sizeof path || strcmp(root_path + n - 4, "root") != 0) return 0;
+    memcpy(path, root_path, n - 4);
+    memcpy(path + n - 4, "ns/user", 8);
+    struct stat leader, self;
+    if (stat(path, &leader) < 0 || stat("/proc/self/ns/user", &self) < 0) return 0;
+    return leader.st_ino != self.st_ino || leader.st_dev != self.st_dev;
+}
+// --- end user namespace (userns) ---
+
 static int enter_main(void *arg) {
     const struct img_enter_config *c = arg;
     struct sigaction action;
@@ -153,7 +169,13 @@ static int enter_main(void *arg) {
     }
     int root = open(c->root_path, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (root < 0) enter_die("open", c->root_path);
-    if (setns(c->leader_pidfd, CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWCGROUP) < 0)
+    int namespaces = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWCGROUP;
+    // --- user namespace (userns) ---: a container with --private-users= has its own user
+    // namespace, joined in the same setns (its other namespaces belong to it); setns refuses the
+    // caller's own user namespace, so only when it differs. The payload's setresuid below then
+    // picks IDs of the container's namespace.
+    if (enter_user_namespace_differs(c->root_path)) namespaces |= CLONE_NEWUSER;
+    if (setns(c->leader_pidfd, namespaces) < 0)
         enter_die("setns", "container namespaces");
     // The mount namespace's root is the mount the container pivoted to; chroot to the leader's
     // root as nsenter does, so a container that chrooted further is followed too.

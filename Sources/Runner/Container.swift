@@ -123,6 +123,13 @@ public enum Container {
         let writable = !configuration.readOnly || configuration.mounts.volatile == .yes
         spec.resolvConf = EtcFiles.resolvConfPlan(configuration.resolvConf, privateNetwork: configuration.privateNetwork, writable: writable, warn: warn)
         spec.localtime = EtcFiles.timezonePlan(configuration.timezone, writable: writable, warn: warn)
+        // --- user namespace (userns): range, reservation, chown or ID-mapped root ---
+        let userNamespace = try PreparedUserNamespace.prepare(configuration, machine: plan.machine)
+        defer { userNamespace?.close() }
+        if let userNamespace {
+            spec.userNamespace = (userNamespace.fd, userNamespace.resolved.base, userNamespace.resolved.ownership == .map)
+        }
+        // --- end user namespace ---
         let process = try ContainerProcess.start(spec)
         process.forwardTerminationSignals(as: plan.killSignal)
         // Registered once PID 1 runs; removed on every return path (a kill -9 of imagectl leaves

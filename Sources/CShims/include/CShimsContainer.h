@@ -161,6 +161,20 @@ struct img_container_config {
     /* --- /etc/resolv.conf and /etc/localtime (--resolv-conf=, --timezone=) --- */
     struct img_etc_file resolv_conf;
     struct img_etc_file localtime;
+
+    /* --- user namespace (userns) --- */
+    /// Non-zero: the payload runs in the user namespace `userns_fd` (see container.c "user
+    /// namespace" for who does what on which side of it).
+    int userns;
+    int userns_fd;
+    /// Host UID/GID of the container's root (the map's base): owner of what the host side creates.
+    uint32_t userns_base;
+    /// Non-zero: the root is an ID-mapped mount (MOUNT_ATTR_IDMAP with userns_fd).
+    int userns_idmap_root;
+    /// Write end of a pipe that gets the host PID (pid_t) of the container's PID 1.
+    int userns_pid_pipe;
+    /* --- end user namespace (userns) --- */
+
 };
 
 /// What the child reports on its error pipe when a set-up step fails.
@@ -168,6 +182,21 @@ struct img_container_error {
     int error_number;
     char step[240];
 };
+
+// --- user namespace (userns) ---
+/// Makes a user namespace with "0 base size" as its UID and GID map (a short-lived helper is
+/// cloned into it; the maps are written from here) and returns an fd of it (close-on-exec), or
+/// -1 with errno set.
+int img_userns_create(uint32_t base, uint32_t size);
+
+/// 0 when `path` (and every mount below it) can be ID-mapped with `userns_fd` (tried on a
+/// detached clone of the tree, which is thrown away); -1 with errno set otherwise.
+int img_idmap_probe(const char *path, int userns_fd);
+
+/// An ID-mapped detached clone of the tree at `path` (open_tree OPEN_TREE_CLONE, AT_RECURSIVE
+/// when `recursive`), as an fd to attach with move_mount; -1 with errno set.
+int img_idmapped_tree(const char *path, int userns_fd, int recursive);
+// --- end user namespace (userns) ---
 
 /// Starts the container child. Returns its PID (in the caller's PID namespace) and stores in
 /// `*error_fd` the read end of a close-on-exec pipe: it reaches EOF when the payload was exec'd,

@@ -33,6 +33,9 @@ struct ChildSpec {
     /// --resolv-conf=, --timezone= (decided by EtcFiles).
     var resolvConf = EtcFilePlan()
     var localtime = EtcFilePlan()
+    // --- user namespace (userns) ---
+    /// The namespace fd, the host ID of its root, and whether the root is ID-mapped.
+    var userNamespace: (fd: Int32, base: UInt32, idmapRoot: Bool)? = nil
 }
 
 /// How the container's PID 1 ended.
@@ -108,8 +111,16 @@ final class ContainerProcess {
             }
         }
         defer { for fd in consoleSockets where fd >= 0 { close(fd) } }
+        // userns: the child reports the host PID of the container's PID 1 here (see container.c).
+        var pidPipe: [Int32] = [-1, -1]
+        if spec.userNamespace != nil {
+            guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pidPipe) == 0 else {
+                throw RunnerError.startFailed(step: "socketpair", errno: errno)
+            }
+        }
+        defer { for fd in pidPipe where fd >= 0 { close(fd) } }
         var errorFD: Int32 = -1
-        let pid: pid_t = argv.withUnsafeBufferPointer { argvBuffer in
+        let clonedPID: pid_t = argv.withUnsafeBufferPointer { argvBuffer in
             envp.withUnsafeBufferPointer { envBuffer in
                 cgroupDirectories.withUnsafeBufferPointer { cgroupBuffer in
                     controllers.withUnsafeBufferPointer { controllerBuffer in
@@ -153,6 +164,13 @@ final class ContainerProcess {
                                 config.personality = UInt(spec.limits.personality ?? 0)
                                 config.resolv_conf = resolvConf
                                 config.localtime = localtime
+                                if let userNamespace = spec.userNamespace {  // userns
+                                    config.userns = 1
+                                    config.userns_fd = userNamespace.fd
+                                    config.userns_base = userNamespace.base
+                                    config.userns_idmap_root = userNamespace.idmapRoot ? 1 : 0
+                                    config.userns_pid_pipe = pidPipe[1]
+                                }
                                 return img_container_start(&config, &errorFD)
                             }
                         }
@@ -161,8 +179,12 @@ final class ContainerProcess {
             }
         }
         withExtendedLifetime(childMounts) {}  // the child has its own copy once clone returned
-        guard pid > 0 else { throw RunnerError.startFailed(step: "clone", errno: errno) }
+        let child = clonedPID
+        guard child > 0 else { throw RunnerError.startFailed(step: "clone", errno: errno) }
         defer { close(errorFD) }
+        // userns: PID 1 is a grandchild handed over by the child (see container.c).
+        let pid = spec.userNamespace == nil ? child
+            : try awaitUserNamespaceLeader(child: child, pidPipe: &pidPipe, errorFD: errorFD)
 
         // EOF: the payload was exec'd. Otherwise one report of the failed step.
         try ChildStart.awaitExec(errorFD: errorFD, pid: pid, who: "child")
@@ -223,5 +245,32 @@ enum HostFiles {
 }
 
 extension ContainerProcess {
+    // --- user namespace (userns) ---
+    /// The child hands the container's PID 1 (cloned with CLONE_PARENT, so imagectl's own child)
+    /// over the pipe and exits. Returns that PID; a failed step is thrown as usual.
+    static func awaitUserNamespaceLeader(child: pid_t, pidPipe: inout [Int32], errorFD: Int32) throws -> pid_t {
+        close(pidPipe[1])
+        pidPipe[1] = -1
+        var leader: pid_t = 0
+        var got = 0
+        withUnsafeMutableBytes(of: &leader) { raw in
+            while got < raw.count {
+                let n = read(pidPipe[0], raw.baseAddress! + got, raw.count - got)
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { break }
+                got += n
+            }
+        }
+        guard got == MemoryLayout<pid_t>.size, leader > 0 else {
+            // The child failed before it cloned PID 1: its report is on the error pipe.
+            try ChildStart.awaitExec(errorFD: errorFD, pid: child, who: "child")
+            _ = try? ChildStart.waitForExit(child)
+            throw RunnerError.startFailed(step: "user namespace child ended without a report", errno: 0)
+        }
+        _ = try? ChildStart.waitForExit(child)
+        return leader
+    }
+    // --- end user namespace (userns) ---
+
     static var signalForwarded: Bool { img_container_signal_forwarded() != 0 }
 }

@@ -29,7 +29,10 @@ struct RunCommand: AsyncParsableCommand {
             The machine's NAME.nspawn file ([Exec], [Files], [Network]) fills in what the command \
             line leaves unset; one shipped beside an image is untrusted and grants nothing (see \
             --settings).
-            Not available yet: --private-users, --notify-ready.
+            --private-users= (-U) runs the payload in a user namespace of 65536 IDs (new mount, \
+            PID, UTS, IPC, cgroup namespaces owned by it); --private-users-ownership= shifts the \
+            tree's owners once (chown) or ID-maps the root mount (map).
+            Not available yet: --notify-ready.
             """)
 
     @Option(name: [.customShort("D"), .customLong("directory")], help: "Directory to use as the container's root file system.")
@@ -40,6 +43,8 @@ struct RunCommand: AsyncParsableCommand {
     @OptionGroup var processOptions: RunProcessOptions
 
     @OptionGroup var securityOptions: RunSecurityOptions
+
+    @OptionGroup var userNamespaceOptions: RunUserNamespaceOptions
 
     @Flag(name: [.customShort("x"), .customLong("ephemeral")], help: "Run on a throw-away overlay over the directory; the directory is left unchanged.")
     var ephemeral = false
@@ -176,6 +181,7 @@ struct RunCommand: AsyncParsableCommand {
         }
         c.process.console = isatty(STDIN_FILENO) == 1
         try processOptions.apply(to: &c)
+        try userNamespaceOptions.apply(to: &c)
         try securityOptions.apply(to: &c)
         if template != nil && ephemeral { throw RunnerError.conflictingOptions("--template and --ephemeral cannot be combined") }
         try imageOptions.apply(to: &c, directory: directory, template: template)
