@@ -9,8 +9,8 @@ struct RunSecurityOptions: ParsableArguments {
         starts with "~", denied (EPERM) even if the default allows them; a call both allowed and \
         denied is denied (repeatable). The default is nspawn's allow list: @aio @basic-io @chown \
         @default @file-system @io-event @ipc @mount @network-io @process @resources @setuid \
-        @signal @sync @timer and some single calls, plus @clock, @module, @raw-io, @memlock, \
-        acct, ptrace, process_vm_*, reboot, syslog, vhangup only when the matching capability \
+        @signal @sync @timer, seccomp and some single calls, plus @clock, @module, @raw-io, \
+        @memlock, acct, ptrace, reboot, syslog and vhangup only when the matching capability \
         is in the bounding set. Other known calls fail with EPERM, calls the seccomp library does \
         not know with ENOSYS.
         """, valueName: "list"))
