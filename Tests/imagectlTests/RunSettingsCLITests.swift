@@ -84,7 +84,7 @@ struct RunSettingsCLITests {
         let (tree, name) = try Self.tree()
         let path = tree.scratch.appending(name + ".nspawn")
         try Self.write(Self.privileged, to: path)
-        let r = try run(tree, [], quiet: false)
+        let r = try run(tree, [])
         #expect(r.status == 0)
         let seen = try #require(Self.inside(r), "\(r.stdout) \(r.stderr)")
         #expect(seen.0 & Self.sysModule == 0)
@@ -93,6 +93,8 @@ struct RunSettingsCLITests {
         #expect(r.stderr.contains("warning: ignoring Capability=: settings file \(path) is not trusted"))
         #expect(r.stderr.contains("warning: ignoring Bind=, BindReadOnly="))
         #expect(r.stderr.contains("warning: ignoring [Network] settings"))
+        // Even with -q (as nspawn): nothing else was printed.
+        #expect(r.stderr.split(separator: "\n").count == 3, "\(r.stderr)")
 
         // --settings=trusted trusts the same file.
         let trusted = try run(tree, [], options: ["--settings=trusted"])
@@ -136,6 +138,22 @@ struct RunSettingsCLITests {
         #expect(try run(tree, ["uname", "-s"], options: ["--settings=no"]).stdout == "Linux\n")
         // The command line's own filter masks the file's.
         #expect(try run(tree, ["uname", "-s"], options: ["--system-call-filter=~@clock"]).stdout == "Linux\n")
+    }
+
+    /// PrivateUsers= is privileged (it picks host IDs): only a trusted file gets a user namespace.
+    @Test func privateUsersNeedsATrustedFile() throws {
+        try RunCLITests.requireContainer()
+        let (tree, name) = try Self.tree()
+        let path = tree.scratch.appending(name + ".nspawn")
+        try Self.write("[Exec]\nPrivateUsers=identity\n", to: path)
+        let map = ["sh", "-c", "cat /proc/self/uid_map | tr -s ' '"]
+        let untrusted = try run(tree, map)
+        #expect(untrusted.stdout == " 0 0 4294967295\n")
+        #expect(untrusted.stderr.contains("warning: ignoring PrivateUsers= and PrivateUsersOwnership=: settings file \(path) is not trusted"))
+        let trusted = try run(tree, map, options: ["--settings=trusted"])
+        #expect(trusted.stdout == " 0 0 65536\n", "\(trusted.stderr)")
+        // The command line's --private-users= masks the file's.
+        #expect(try run(tree, map, options: ["--settings=trusted", "--private-users=no"]).stdout == " 0 0 4294967295\n")
     }
 
     @Test func aMalformedFileIsOneErrorAndNothingRuns() throws {

@@ -130,7 +130,7 @@ struct RunCommand: AsyncParsableCommand {
         """, valueName: "mode"))
     var settings: String?
 
-    @Flag(name: [.customShort("q"), .customLong("quiet")], help: "Print no status messages (errors and a payload killed by a signal are still reported).")
+    @Flag(name: [.customShort("q"), .customLong("quiet")], help: "Print no status messages (errors, settings-file warnings and a payload killed by a signal are still reported).")
     var quiet = false
 
     @Argument(parsing: .captureForPassthrough, help: "Command and arguments to run (default: a login shell), or init arguments with --boot.")
@@ -246,6 +246,8 @@ struct RunCommand: AsyncParsableCommand {
             || !imageOptions.overlay.isEmpty || !imageOptions.overlayReadOnly.isEmpty { mask.insert(.customMounts) }
         if privateNetwork { mask.insert(.network) }
         if processOptions.notifyReady != nil { mask.insert(.notifyReady) }
+        if userNamespaceOptions.privateUsers != nil || userNamespaceOptions.privateUsersOwnership != nil
+            || userNamespaceOptions.pickUsers { mask.insert(.userNamespace) }
         if !securityOptions.systemCallFilter.isEmpty { mask.insert(.systemCallFilter) }
         if hostname != nil { mask.insert(.hostname) }
         if noNewPrivileges != nil { mask.insert(.noNewPrivileges) }
@@ -284,9 +286,8 @@ struct RunCommand: AsyncParsableCommand {
         var report = SettingsReport()
         let configuration = try makeConfiguration(report: &report)
         guard geteuid() == 0 else { throw CommandFailure(message: "imagectl run needs root (namespaces and mounts)") }
-        if !quiet {
-            for warning in report.warnings { Terminal.standardError("warning: \(warning)\n") }
-        }
+        // Shown even with -q, as nspawn does: a setting that was asked for and dropped matters.
+        for warning in report.warnings { Terminal.standardError("warning: \(warning)\n") }
         if let template, try Template.materialize(template, at: configuration.directory), !quiet {
             Terminal.standardError("Created \(configuration.directory) from template \(template).\n")
         }
