@@ -184,5 +184,16 @@ struct RunSettingsCLITests {
         let r = try Imagectl.run(["run", "-q", "-M", name, "sh", "-c", "echo $FROM; hostname"], root: pool.path)
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout == "pool\npooled\n")
+
+        // A raw image: NAME.nspawn beside NAME.raw, for -M and for -i alike (ReadOnly= from the
+        // file also applies before the image is mounted).
+        guard let ext4 = Fixtures.path("bare-ext4.raw") else { return }
+        let disk = "bbdisk" + String(UUID().uuidString.prefix(8)).lowercased()
+        #expect(try Tool.run("cp", [ext4, pool.appending(disk + ".raw")]).status == 0)
+        try Self.write("[Exec]\nHostname=fromraw\n[Files]\nReadOnly=yes\n", to: pool.appending(disk + ".nspawn"))
+        let byName = try Imagectl.run(["run", "-q", "-M", disk, "sh", "-c", "hostname; touch /x 2>/dev/null || echo ro"], root: pool.path)
+        #expect(byName.stdout == "fromraw\nro\n", "\(byName.stderr)")
+        let byPath = try Imagectl.run(["run", "-q", "-i", pool.appending(disk + ".raw"), "hostname"])
+        #expect(byPath.stdout == "fromraw\n", "\(byPath.stderr)")
     }
 }
