@@ -10,9 +10,10 @@ struct ShellCommand: ParsableCommand {
         abstract: "Run a shell or a command inside a running container (like machinectl shell).",
         discussion: """
             The process joins the container's mount, PID, UTS, IPC, network and cgroup namespaces \
-            and its cgroup, keeps the container's capability bounding set and gets imagectl's \
-            default seccomp filter, runs as root (or --user) with the environment a container \
-            payload gets, in the user's home directory. Default: the user's login shell. When \
+            and its cgroup, keeps the container's capability bounding set and gets the \
+            container's seccomp filter (its --system-call-filter= values), runs as root (or \
+            --user) with the environment a container payload gets, in the user's home directory. \
+            Default: the user's login shell. When \
             standard input is a terminal the process gets a pty of the container, relayed in raw \
             mode (^] three times within 1s kills it); otherwise it shares imagectl's streams. \
             Needs root.
