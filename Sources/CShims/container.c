@@ -11,6 +11,7 @@
 #include "child_steps.h"
 #include "CShimsEnter.h"
 #include "CShims.h"
+#include "CShimsNotify.h"  // lifecycle: the notify socket
 
 #include <errno.h>
 #include <fcntl.h>
@@ -19,6 +20,7 @@
 #include <linux/openat2.h>
 #include <linux/seccomp.h>
 #include <net/if.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>  // renameat only; no stdio streams in the child
@@ -113,38 +115,79 @@ static int open_in_root(int rootfd, const char *path) {
     return openat2_in(rootfd, path, O_PATH, 0, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS);
 }
 
+// --- targets through dangling symlinks (lifecycle) ---
+/// Splits `path` (relative to the root) at its last "/" into `parent` (empty: the root itself)
+/// and the returned last component; NULL (ENAMETOOLONG) when it does not fit.
+static const char *split_last(const char *path, char parent[512]) {
+    const char *slash = strrchr(path, '/');
+    parent[0] = 0;
+    if (!slash) return path;
+    size_t n = (size_t)(slash - path);
+    if (n >= 512) { errno = ENAMETOOLONG; return NULL; }
+    memcpy(parent, path, n);
+    parent[n] = 0;
+    return slash + 1;
+}
+
+/// `path` (relative to the root, in `buf` of 512 bytes) after its first `end` bytes, which name
+/// a symlink in directory `parent` (relative path, "" for the root) whose target does not exist,
+/// are replaced by what the link says: an absolute link continues from the root, a relative one
+/// from `parent`; the rest of the path follows. Resolving the result beneath the root (".." stops
+/// at the root, RESOLVE_IN_ROOT) is what nspawn's chase() does with a dangling target.
+static int follow_dangling_link(char buf[512], size_t end, const char *parent, const char *link) {
+    char out[512] = "";
+    int fits = 1;
+    if (link[0] != '/' && parent[0]) fits = append(out, sizeof out, parent) == 0 && append(out, sizeof out, "/") == 0;
+    while (*link == '/') link++;
+    fits = fits && append(out, sizeof out, link) == 0 && append(out, sizeof out, buf + end) == 0;
+    if (!fits) { errno = ENAMETOOLONG; return -1; }
+    memcpy(buf, out, strlen(out) + 1);
+    return 0;
+}
+
+/// The link text of `name` in the directory `dirfd` (readlinkat(2)); -1 when it is no symlink.
+static ssize_t read_link(int dirfd, const char *name, char link[512]) {
+    ssize_t n = readlinkat(dirfd, name, link, 511);
+    if (n <= 0) return -1;
+    link[n] = 0;
+    return n;
+}
+
 /// mkdir -p of `path` inside the root, each step resolved in the root; returns an O_PATH fd of
-/// the directory. A component that is a dangling or escaping symlink ends in an error.
+/// the directory. A component that is a dangling symlink is followed beneath the root (an
+/// absolute or ".."-climbing link stays inside) and what it names is created, as nspawn does for
+/// mount points.
 static int make_directory_in_root(int rootfd, const char *path, mode_t mode) {
+    char buf[512];
     char prefix[512];
-    size_t len = strlen(path);
-    if (len >= sizeof prefix) { errno = ENAMETOOLONG; return -1; }
+    if (strlen(path) >= sizeof buf) { errno = ENAMETOOLONG; return -1; }
+    memcpy(buf, path, strlen(path) + 1);
     int fd = -1;
+    int links = 0;
+restart:;
+    size_t len = strlen(buf);
     for (size_t i = 0; i <= len; i++) {
-        if (path[i] != '/' && path[i] != 0) continue;
+        if (buf[i] != '/' && buf[i] != 0) continue;
         if (i == 0) continue;
-        memcpy(prefix, path, i);
+        memcpy(prefix, buf, i);
         prefix[i] = 0;
         if (fd >= 0) close(fd);
         fd = open_in_root(rootfd, prefix);
         if (fd >= 0) continue;
         if (errno != ENOENT) return -1;
         // Create the last component in its parent, which was itself resolved in the root.
-        const char *slash = NULL;
-        for (size_t k = 0; k < i; k++) if (prefix[k] == '/') slash = prefix + k;
-        int parent;
-        const char *name;
-        if (slash) {
-            char parent_path[512];
-            memcpy(parent_path, prefix, (size_t)(slash - prefix));
-            parent_path[slash - prefix] = 0;
-            parent = open_in_root(rootfd, parent_path);
-            name = slash + 1;
-        } else {
-            parent = dup(rootfd);
-            name = prefix;
-        }
+        char parent_path[512];
+        const char *name = split_last(prefix, parent_path);
+        if (!name) return -1;
+        int parent = parent_path[0] ? open_in_root(rootfd, parent_path) : dup(rootfd);
         if (parent < 0) return -1;
+        char link[512];
+        if (read_link(parent, name, link) > 0) {
+            close(parent);
+            if (++links > 40) { errno = ELOOP; return -1; }
+            if (follow_dangling_link(buf, i, parent_path, link) < 0) return -1;
+            goto restart;
+        }
         if (mkdirat(parent, name, mode) < 0 && errno != EEXIST) { close(parent); return -1; }
         close(parent);
         fd = open_in_root(rootfd, prefix);
@@ -152,6 +195,7 @@ static int make_directory_in_root(int rootfd, const char *path, mode_t mode) {
     }
     return fd;
 }
+// --- end targets through dangling symlinks (lifecycle) ---
 
 /// mount(2) onto the inode behind `target_fd`; `fstype` NULL for binds/remounts.
 static void mount_on(const char *source, int target_fd, const char *fstype, unsigned long flags,
@@ -439,36 +483,39 @@ static int open_source(int rootfd, const char *path, int in_root) {
 }
 
 /// The target of a non-directory bind: an existing inode (resolved in the root), else an empty
-/// file created in its parent directory, which is itself made beneath the root.
+/// file created in its parent directory, which is itself made beneath the root. A dangling
+/// symlink at the name is followed beneath the root (lifecycle), never out of it.
 static int make_file_in_root(int rootfd, const char *path) {
-    int fd = open_in_root(rootfd, path);
-    if (fd >= 0 || errno != ENOENT) return fd;
-    char parent_path[512] = "";
-    const char *slash = strrchr(path, '/');
-    const char *name = path;
-    int parent;
-    if (slash) {
-        size_t n = (size_t)(slash - path);
-        if (n >= sizeof parent_path) { errno = ENAMETOOLONG; return -1; }
-        memcpy(parent_path, path, n);
-        parent_path[n] = 0;
-        name = slash + 1;
-        parent = make_directory_in_root(rootfd, parent_path, 0755);
-    } else {
-        parent = dup(rootfd);
+    char buf[512];
+    if (strlen(path) >= sizeof buf) { errno = ENAMETOOLONG; return -1; }
+    memcpy(buf, path, strlen(path) + 1);
+    for (int links = 0;; links++) {
+        int fd = open_in_root(rootfd, buf);
+        if (fd >= 0 || errno != ENOENT) return fd;
+        char parent_path[512];
+        const char *name = split_last(buf, parent_path);
+        if (!name) return -1;
+        int parent = parent_path[0] ? make_directory_in_root(rootfd, parent_path, 0755) : dup(rootfd);
+        if (parent < 0) return -1;
+        char p[64];
+        fd_path(p, parent);
+        int dir = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        close(parent);
+        if (dir < 0) return -1;
+        char link[512];
+        if (read_link(dir, name, link) > 0) {
+            close(dir);
+            if (links >= 40) { errno = ELOOP; return -1; }
+            if (follow_dangling_link(buf, strlen(buf), parent_path, link) < 0) return -1;
+            continue;
+        }
+        // O_NOFOLLOW|O_CREAT: a symlink planted at the name since is refused, not followed.
+        int file = openat(dir, name, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+        close(dir);
+        if (file < 0) return -1;
+        close(file);
+        return open_in_root(rootfd, buf);
     }
-    if (parent < 0) return -1;
-    char p[64];
-    fd_path(p, parent);
-    int dir = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    close(parent);
-    if (dir < 0) return -1;
-    // O_NOFOLLOW|O_CREAT: a dangling symlink planted at the name is refused, not followed.
-    int file = openat(dir, name, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
-    close(dir);
-    if (file < 0) return -1;
-    close(file);
-    return open_in_root(rootfd, path);
 }
 
 /// Makes the mount now on top of `path` (inside the root) read-only; with `recursive` also every
@@ -816,13 +863,42 @@ static void stub_init(pid_t payload) {
     }
 }
 
+// --- dying with imagectl (lifecycle) ---
+/// A pidfd of imagectl, open only while img_container_start clones (the child inherits it).
+static int imagectl_pidfd = -1;
+
+/// The container goes when imagectl goes, whatever kills it (kill -9 included): SIGKILL on the
+/// parent's death; and if imagectl died before the prctl took effect (a race getppid() cannot
+/// see: it is 0 in a new PID namespace), its pidfd already polls readable, so end now. The
+/// container's mount namespace, and with it the last use of the image's loop devices, goes with
+/// the container.
+static void die_with_imagectl(void) {
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) die("PR_SET_PDEATHSIG", NULL);
+    if (imagectl_pidfd >= 0) {
+        struct pollfd p = {imagectl_pidfd, POLLIN, 0};
+        if (poll(&p, 1, 0) > 0) _exit(127);
+        close(imagectl_pidfd);
+        imagectl_pidfd = -1;
+    }
+}
+
+/// The root and everything below it private in this mount namespace: imagectl detaches its own
+/// copy of an image's mounts once the container runs (RootSession.containerStarted), and that
+/// unmount must not propagate into the container (which it would from a shared host mount, whose
+/// copies here are slaves).
+static void make_root_private(int rootfd) {
+    mount_on(NULL, rootfd, NULL, MS_REC | MS_PRIVATE, NULL, "make the root private");
+}
+// --- end dying with imagectl (lifecycle) ---
+
 static int child_main(void *arg) {
     const struct img_container_config *c = arg;
     reset_signals();
-    (void)prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    die_with_imagectl();  // lifecycle
     join_cgroups(c);
     if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0) die("mount", "make / a slave");
     int rootfd = set_up_root(c);
+    make_root_private(rootfd);  // lifecycle
     if (c->userns) {
         // Returns in the container's PID 1, inside the user namespace (see "user namespace").
         rootfd = userns_set_up(rootfd, c);
@@ -839,6 +915,8 @@ static int child_main(void *arg) {
     } else {
         enter_root(rootfd);
     }
+    // --- notify socket (lifecycle) --- (non-fatal: a read-only /run only costs the readiness)
+    if (c->notify_socket > 2) (void)img_notify_bind(c->notify_socket);
     if (sethostname(c->hostname, strlen(c->hostname)) < 0) die("sethostname", c->hostname);
     if (c->private_network) loopback_up();
     if (setsid() < 0) die("setsid", NULL);
@@ -891,7 +969,13 @@ pid_t img_container_start(const struct img_container_config *config, int *error_
     if (config->private_network) flags |= CLONE_NEWNET;
     // userns: the other namespaces are made inside the user namespace (userns_set_up).
     if (config->userns) flags = CLONE_NEWNS | SIGCHLD;
-    return img_child_clone(child_main, flags, (void *)config, &error_pipe, error_fd);
+    imagectl_pidfd = img_pidfd_open(getpid(), 0);  // lifecycle: see die_with_imagectl
+    pid_t pid = img_child_clone(child_main, flags, (void *)config, &error_pipe, error_fd);
+    int saved = errno;
+    if (imagectl_pidfd >= 0) close(imagectl_pidfd);
+    imagectl_pidfd = -1;
+    errno = saved;
+    return pid;
 }
 
 static volatile sig_atomic_t forward_pidfd = -1;

@@ -67,6 +67,21 @@ public final class ImageLock: Sendable {
         return ImageLock(name: name, local: local, global: global)
     }
 
+    /// Locks an image or directory tree used by path outside the store (`imagectl run -D/-i`), as
+    /// systemd-nspawn locks one: the per-name lock beside it (`.#NAME.lck`, NAME without a ".raw"
+    /// suffix, so an image of the pool used by path conflicts with the store's own lock) and the
+    /// global lock of its inode. Throws `Error.busy(path)` when someone holds a conflicting one.
+    public static func lock(path: String, kind: FileLock.Kind) throws -> ImageLock {
+        let url = URL(fileURLWithPath: path).standardizedFileURL
+        var name = url.lastPathComponent
+        if name.hasSuffix(".raw") && name.count > 4 { name.removeLast(4) }
+        do {
+            return try acquire(name: name, directory: url.deletingLastPathComponent().path, imagePath: url.path, kind: kind)
+        } catch ImageStore.Error.busy {
+            throw ImageStore.Error.busy(path)
+        }
+    }
+
     /// Releases both locks, removing the lock files when no one else holds them.
     public func release() {
         global?.releaseRemovingFile()

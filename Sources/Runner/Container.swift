@@ -16,6 +16,9 @@ public enum Container {
 
     static let initCandidates = ["/usr/lib/systemd/systemd", "/lib/systemd/systemd", "/sbin/init"]
 
+    /// $NOTIFY_SOCKET of the payload: where the child binds the notification socket (nspawn's path).
+    public static let notifySocketPath = "/run/host/notify"
+
     /// What was decided before the start, for messages and tests.
     public struct Plan: Sendable {
         public var machine: String
@@ -73,6 +76,8 @@ public enum Container {
         ]
         if !configuration.boot && !entry.shell.isEmpty { environment.append("SHELL=\(entry.shell)") }
         if let term = hostEnvironment["TERM"] { environment.append("TERM=\(term)") }
+        // Always, as nspawn: the container's sd_notify socket (lifecycle, see NotifyListener).
+        environment.append("NOTIFY_SOCKET=\(notifySocketPath)")
         for assignment in configuration.environment {
             let name = assignment.prefix { $0 != "=" }
             environment.removeAll { $0.hasPrefix(name + "=") }
@@ -123,6 +128,11 @@ public enum Container {
         let writable = !configuration.readOnly || configuration.mounts.volatile == .yes
         spec.resolvConf = EtcFiles.resolvConfPlan(configuration.resolvConf, privateNetwork: configuration.privateNetwork, writable: writable, warn: warn)
         spec.localtime = EtcFiles.timezonePlan(configuration.timezone, writable: writable, warn: warn)
+        // --- notify socket (lifecycle) ---
+        let notifications = try NotifyListener.open()
+        defer { notifications.stop() }
+        spec.notifySocket = notifications.socket
+        // --- end notify socket ---
         // --- user namespace (userns): range, reservation, chown or ID-mapped root ---
         let userNamespace = try PreparedUserNamespace.prepare(configuration, machine: plan.machine)
         defer { userNamespace?.close() }
@@ -148,6 +158,14 @@ public enum Container {
             throw error
         }
         defer { registration.unregister() }
+        // --- readiness (lifecycle): READY=1 now or when the payload says so (--notify-ready=) ---
+        let policy = ReadinessPolicy(notifyReady: configuration.notifyReady)
+        let notifier = ServiceNotifier()
+        notifier.send(policy.startMessage)
+        notifications.start(leader: process.pid) { message in
+            if let upward = policy.forward(message) { notifier.send(upward) }
+        }
+        // --- end readiness ---
         started(plan)
         var escaped = false
         if let master = process.consoleMaster {

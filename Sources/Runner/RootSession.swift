@@ -25,6 +25,12 @@ public final class RootSession {
     private var closed = false
     /// The throw-away btrfs snapshot of -x, deleted by `close`.
     private var snapshot: String?
+    // --- lifecycle: claims on what a kill -9 could leave behind (see Leftovers) ---
+    private var claims: [FileLock] = []
+    /// The image's mounts as ImageMounter made them (loop devices, dm-verity devices).
+    private var imageRecord: MountRecord?
+    /// Set once the host's copy of the image mounts was detached (the container holds its own).
+    private var imageDetached = false
 
     public enum Error: Swift.Error, CustomStringConvertible {
         case noSource
@@ -63,6 +69,13 @@ public final class RootSession {
     }
 
     private func prepare(log: @escaping @Sendable (String) -> Void) async throws {
+        // Leftovers of runs that were killed (lifecycle): never anything a live run holds.
+        let uppers = configuration.mounts.extra.compactMap { mount -> String? in
+            if case .overlay(_, let upper?, _, _) = mount, !upper.inRoot, !upper.path.isEmpty { return upper.path }
+            return nil
+        }
+        Leftovers.clean(source: configuration.ephemeral && !configuration.directory.isEmpty ? configuration.directory : nil,
+                        uppers: uppers)
         var imagePath = configuration.mounts.image
         if let name = configuration.mounts.storeImage {
             let store = try ImageStore(root: configuration.mounts.storeRoot)
@@ -77,6 +90,12 @@ public final class RootSession {
                 imagePath = image.path
             }
             if configuration.machineName == nil { configuration.machineName = name }
+        }
+        if configuration.mounts.storeImage == nil, let path = imagePath ?? (configuration.directory.isEmpty ? nil : configuration.directory) {
+            // A tree or image given by path is locked as nspawn locks it (and as the store locks
+            // its own): shared when it is not written (read-only, -x, volatile), else exclusive.
+            let readOnly = configuration.readOnly || configuration.ephemeral || configuration.mounts.volatile != .no
+            self.lock = try ImageLock.lock(path: path, kind: readOnly ? .shared : .exclusive)
         }
         if let imagePath {
             try await mountImage(imagePath, log: log)
@@ -98,7 +117,7 @@ public final class RootSession {
         let staging = "/run/imagectl/runner/image.\(HostFiles.processID).\(FileSystem.randomHex(6))"
         try FileSystem.makeDirectories(staging + "/root", mode: 0o700)
         imageStaging = staging
-        _ = try await ImageMounter.mount(plan, at: staging + "/root", options: ImageMounter.Options(
+        imageRecord = try await ImageMounter.mount(plan, at: staging + "/root", options: ImageMounter.Options(
             mkdir: false, record: false, keyringDirectory: settings.verityKeyring, log: log))
         configuration.directory = staging + "/root"
         description = path
@@ -123,16 +142,23 @@ public final class RootSession {
               (try? Btrfs.isSubvolume(configuration.directory)) == true else { return }
         if configuration.machineName == nil { configuration.machineName = try configuration.resolvedMachineName }
         let source = configuration.directory
-        let path = "\(FileSystem.parentDirectory(source))/.#\(FileSystem.baseName(source)).\(FileSystem.randomHex(8))"
+        // Claimed before it exists: a later run removes it only once this claim is free.
+        let parent = FileSystem.parentDirectory(source)
+        let (name, claim) = try Leftovers.claim(parent: parent, prefix: ".#\(FileSystem.baseName(source)).")
+        claims.append(claim)
+        let path = "\(parent)/\(name)"
         try Btrfs.snapshot(source, to: path, recursive: true, readOnly: false)
         snapshot = path
         configuration.directory = path
         configuration.ephemeral = false
     }
 
-    /// A fresh directory under /var/tmp (as nspawn puts them), removed by `close`.
+    /// A fresh directory under /var/tmp (as nspawn puts them), claimed, removed by `close`.
     private func temporaryDirectory(_ what: String) throws -> String {
-        let path = try SessionFiles.makeTemporaryDirectory(prefix: "/var/tmp/imagectl-\(what)-").get()
+        let (name, claim) = try Leftovers.claim(parent: Leftovers.temporaryDirectory, prefix: "imagectl-\(what)-")
+        claims.append(claim)
+        let path = Leftovers.temporaryDirectory + "/" + name
+        try FileSystem.makeDirectory(path, mode: 0o700)
         temporaries.append(path)
         return path
     }
@@ -157,7 +183,10 @@ public final class RootSession {
                     upperPath = MountPath(path: dir + "/upper", inRoot: false)
                     work = MountPath(path: dir + "/work", inRoot: false)
                 } else if !upper.inRoot {
-                    let dir = "\(FileSystem.parentDirectory(upper.path))/.#imagectl-overlay-work.\(FileSystem.randomHex(8))"
+                    let parent = FileSystem.parentDirectory(upper.path)
+                    let (name, claim) = try Leftovers.claim(parent: parent, prefix: Leftovers.workPrefix)
+                    claims.append(claim)
+                    let dir = "\(parent)/\(name)"
                     try FileSystem.makeDirectory(dir, mode: 0o700)
                     temporaries.append(dir)
                     work = MountPath(path: dir, inRoot: false)
@@ -195,6 +224,12 @@ public final class RootSession {
     /// prepared is sent on to the container now that imagectl forwards them.
     public func containerStarted(_ plan: Container.Plan) {
         EarlyTermination.replay()
+        // lifecycle: the container holds its own copy of an image's mounts (made private in its
+        // namespace), so the host's copy goes now: a kill -9 of imagectl then leaves no mount on
+        // the host, and the autoclear loop devices detach when the container's namespace goes.
+        if let staging = imageStaging, (try? Mount.unmount(staging + "/root", detach: true)) != nil {
+            imageDetached = true
+        }
     }
 
     /// Undoes everything `open` did; safe to call more than once.
@@ -211,12 +246,20 @@ public final class RootSession {
         temporaries = []
         if let staging = imageStaging {
             if !Mount.mounts(under: staging + "/root").isEmpty { try? ImageMounter.unmount(staging + "/root") }
+            if imageDetached, let record = imageRecord {
+                // The container's namespace held the last mounts; it is gone now. dm-verity
+                // devices are not autoclear: remove them, then let the loop devices go.
+                for name in record.dmVerityDevices.reversed() { try? DMVerity.deactivate(name: name) }
+                SessionFiles.waitForLoopDetach(record.loopDevices, image: record.image)
+            }
             HostFiles.removeDirectory(staging + "/root")
             HostFiles.removeDirectory(staging)
             imageStaging = nil
         }
         if let snapshot { try? Btrfs.deleteSubvolume(snapshot, recursive: true) }
         snapshot = nil
+        for claim in claims { claim.releaseRemovingFile() }
+        claims = []
         lock?.release()
         lock = nil
     }

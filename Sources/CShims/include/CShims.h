@@ -77,3 +77,6 @@ static const unsigned long img_BTRFS_IOC_FS_INFO = BTRFS_IOC_FS_INFO;
 
 // Pseudo-terminal pairs (the console of `imagectl vm`).
 #include "CShimsTerminal.h"
+
+// sd_notify datagrams of `imagectl run`: the container's /run/host/notify and $NOTIFY_SOCKET.
+#include "CShimsNotify.h"

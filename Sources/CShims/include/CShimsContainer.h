@@ -175,6 +175,12 @@ struct img_container_config {
     int userns_pid_pipe;
     /* --- end user namespace (userns) --- */
 
+    /* --- notify socket (lifecycle) --- */
+    /// An AF_UNIX datagram socket (made by imagectl, see CShimsNotify.h) the child binds at
+    /// /run/host/notify after pivot_root; the payload gets NOTIFY_SOCKET=/run/host/notify. A
+    /// failed bind is not fatal (the socket stays unbound). Values below 3: none.
+    int notify_socket;
+    /* --- end notify socket (lifecycle) --- */
 };
 
 /// What the child reports on its error pipe when a set-up step fails.

@@ -36,6 +36,8 @@ struct ChildSpec {
     // --- user namespace (userns) ---
     /// The namespace fd, the host ID of its root, and whether the root is ID-mapped.
     var userNamespace: (fd: Int32, base: UInt32, idmapRoot: Bool)? = nil
+    /// The notification socket the child binds at /run/host/notify (lifecycle); -1: none.
+    var notifySocket: Int32 = -1
 }
 
 /// How the container's PID 1 ended.
@@ -171,6 +173,7 @@ final class ContainerProcess {
                                     config.userns_idmap_root = userNamespace.idmapRoot ? 1 : 0
                                     config.userns_pid_pipe = pidPipe[1]
                                 }
+                                config.notify_socket = spec.notifySocket  // lifecycle
                                 return img_container_start(&config, &errorFD)
                             }
                         }

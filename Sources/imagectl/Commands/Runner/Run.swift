@@ -32,7 +32,14 @@ struct RunCommand: AsyncParsableCommand {
             --private-users= (-U) runs the payload in a user namespace of 65536 IDs (new mount, \
             PID, UTS, IPC, cgroup namespaces owned by it); --private-users-ownership= shifts the \
             tree's owners once (chown) or ID-maps the root mount (map).
-            Not available yet: --notify-ready.
+            The payload finds an sd_notify socket at $NOTIFY_SOCKET (/run/host/notify); imagectl \
+            tells its own service manager ($NOTIFY_SOCKET) READY=1 once the payload runs, or with \
+            --notify-ready=yes once the payload sent READY=1, and passes its STATUS= on.
+            A tree or image given by path is locked while it runs (shared with --read-only, -x or \
+            --volatile, else exclusive), as the store locks its images: a conflicting run exits 16 \
+            (so does one whose machine name is taken). The container dies with imagectl, even on \
+            kill -9 (an image's mounts then live only in the container's namespace); a -x snapshot \
+            or temporary directory a killed run left is removed by the next run.
             """)
 
     @Option(name: [.customShort("D"), .customLong("directory")], help: "Directory to use as the container's root file system.")
