@@ -95,8 +95,26 @@ enum Leftovers {
             try? FileSystem.removeTree(temporaryDirectory + "/" + name)
             claim.releaseRemovingFile()
         }
-        // Claim files of leftovers elsewhere stay (tiny, on tmpfs): they are what marks those.
+        // Claim files whose thing another tool removed (`imagectl clean` takes a pool image's
+        // snapshots); claims of leftovers elsewhere stay (tiny, on tmpfs): they mark those.
+        if let source {
+            sweepClaims(parent: FileSystem.parentDirectory(source), prefix: ".#\(FileSystem.baseName(source)).")
+        }
+        for upper in uppers { sweepClaims(parent: FileSystem.parentDirectory(upper), prefix: workPrefix) }
         cleanRunnerDirectory()
+    }
+
+    /// Removes the claim files of names `prefix`… in `parent` that nobody holds and whose thing
+    /// is gone (taking the lock first, so a claim being made right now is never removed).
+    static func sweepClaims(parent: String, prefix: String) {
+        guard let status = try? FileStatus.stat(parent) else { return }
+        let claimPrefix = "claim-\(status.device):\(status.inode)-"
+        for file in (try? FileSystem.entries(claimDirectory)) ?? [] where file.hasPrefix(claimPrefix + prefix) {
+            let name = String(file.dropFirst(claimPrefix.count))
+            guard isClaimedShape(name, prefix: prefix), case .some(.none) = try? FileStatus.lstatIfPresent(parent + "/" + name),
+                  let lock = (try? FileLock.tryLock(path: claimDirectory + "/" + file, kind: .exclusive, create: false)) ?? nil else { continue }
+            lock.releaseRemovingFile()
+        }
     }
 
     /// /run/imagectl/runner: `image.PID.RAND` (an image mounted on `root`) and `MACHINE.PID` (the
