@@ -51,13 +51,18 @@ public enum SettingsLookup {
         let name = machine + ".nspawn"
         for directory in directories {
             let path = directory + "/" + name
-            if FileSystem.exists(path) { return Found(path: path, trusted: true) }
+            if present(path) { return Found(path: path, trusted: true) }
         }
         guard let beside, !beside.isEmpty else { return nil }
         let standardized = URL(fileURLWithPath: beside).standardizedFileURL.path
         guard standardized != "/" else { return nil }
         let path = FileSystem.parentDirectory(standardized) + "/" + name
-        return FileSystem.exists(path) ? Found(path: path.hasPrefix("//") ? String(path.dropFirst()) : path, trusted: mode == .trusted) : nil
+        return present(path) ? Found(path: path.hasPrefix("//") ? String(path.dropFirst()) : path, trusted: mode == .trusted) : nil
+    }
+
+    /// Whether a file is there (a dangling symlink is not, as for nspawn's fopen()).
+    static func present(_ path: String) -> Bool {
+        (try? FileStatus.stat(path)) != nil
     }
 
     /// Reads and parses a found file (at most 1 MiB).

@@ -247,6 +247,9 @@ struct NspawnSettingsTests {
         for directory in [etc, run, pool + "/m"] { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
         let dirs = [etc, run]
         #expect(SettingsLookup.find(machine: "m", beside: pool + "/m", mode: .yes, directories: dirs) == nil)
+        // A dangling symlink is no file.
+        try FileManager.default.createSymbolicLink(atPath: etc + "/d.nspawn", withDestinationPath: "/nonexistent")
+        #expect(SettingsLookup.find(machine: "d", beside: nil, mode: .yes, directories: dirs) == nil)
         _ = FileManager.default.createFile(atPath: pool + "/m.nspawn", contents: Data("[Exec]\n".utf8))
         #expect(SettingsLookup.find(machine: "m", beside: pool + "/m/", mode: .yes, directories: dirs) == .init(path: pool + "/m.nspawn", trusted: false))
         #expect(SettingsLookup.find(machine: "m", beside: pool + "/m", mode: .override, directories: dirs)?.trusted == false)
