@@ -32,15 +32,16 @@ let package = Package(
         // C: ioctl numbers and syscall wrappers that Swift cannot import directly.
         .target(name: "CShims", path: "Sources/CShims"),
         systemLibrary("CBlkid", pkgConfig: "blkid", apt: ["libblkid-dev"]),
-        systemLibrary("CCryptsetup", pkgConfig: "libcryptsetup", apt: ["libcryptsetup-dev"]),
-        systemLibrary("CDevmapper", pkgConfig: "devmapper", apt: ["libdevmapper-dev"]),
+        // libcryptsetup and libcurl are loaded with dlopen on first use, not linked (each header
+        // says why): their headers come from libcryptsetup-dev and libcurl4-openssl-dev.
+        .target(name: "CCryptsetup", path: "Sources/CCryptsetup"),
+        .target(name: "CCurl", path: "Sources/CCurl"),
         systemLibrary("CLZMA", pkgConfig: "liblzma", apt: ["liblzma-dev"]),
         systemLibrary("CArchive", pkgConfig: "libarchive", apt: ["libarchive-dev"]),
         systemLibrary("CBtrfsUtil", pkgConfig: "libbtrfsutil", apt: ["libbtrfsutil-dev"]),
         systemLibrary("CZlib", pkgConfig: "zlib", apt: ["zlib1g-dev"]),
         systemLibrary("CZstd", pkgConfig: "libzstd", apt: ["libzstd-dev"]),
         systemLibrary("CSeccomp", pkgConfig: "libseccomp", apt: ["libseccomp-dev"]),
-        systemLibrary("CCurl", pkgConfig: "libcurl", apt: ["libcurl4-openssl-dev"]),
 
         // Swift over the kernel: file descriptors, errno, loop devices, mounts, btrfs, locks.
         .target(
@@ -88,7 +89,7 @@ let package = Package(
         .target(
             name: "Dissect",
             dependencies: [
-                "LinuxSystem", "CBlkid", "CCryptsetup", "CDevmapper", "CZlib", "CShims",
+                "LinuxSystem", "CBlkid", "CCryptsetup", "CZlib", "CShims",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),

@@ -25,12 +25,12 @@ final class CryptsetupLog {
 
     /// Routes libcryptsetup's default log (used before a device handle exists) to the debug log.
     static let installDefault: Void = {
-        crypt_set_log_callback(nil, callback, nil)
+        img_crypt_set_log_callback(nil, callback, nil)
     }()
 
     /// Points a device handle's log at this collector. The collector must outlive the handle.
     func attach(to device: OpaquePointer?) {
-        crypt_set_log_callback(device, CryptsetupLog.callback, Unmanaged.passUnretained(self).toOpaque())
+        img_crypt_set_log_callback(device, CryptsetupLog.callback, Unmanaged.passUnretained(self).toOpaque())
     }
 }
 
@@ -42,6 +42,8 @@ public struct CryptsetupError: Swift.Error, CustomStringConvertible, Sendable {
     public var messages: [String]
 
     public var description: String {
+        // -ELIBACC: libcryptsetup itself could not be loaded (CCryptsetup loads it on first use).
+        if code == -ELIBACC, let loadError = img_crypt_load_error() { return "\(call) on \(path): \(String(cString: loadError))" }
         let reason = String(cString: strerror(-code))
         let detail = messages.isEmpty ? "" : " (" + messages.joined(separator: "; ") + ")"
         return "\(call) on \(path): \(reason)\(detail)"
@@ -57,16 +59,16 @@ public enum CryptsetupVerity {
         _ = CryptsetupLog.installDefault
         let log = CryptsetupLog()
         var device: OpaquePointer?
-        let initResult = crypt_init(&device, path)
+        let initResult = img_crypt_init(&device, path)
         guard initResult == 0 else { throw CryptsetupError(call: "crypt_init", path: path, code: initResult, messages: log.messages) }
-        defer { crypt_free(device) }
+        defer { img_crypt_free(device) }
         log.attach(to: device)
         var params = crypt_params_verity()
         params.hash_area_offset = offset
-        let loadResult = crypt_load(device, CRYPT_VERITY, &params)
+        let loadResult = img_crypt_load(device, CRYPT_VERITY, &params)
         guard loadResult == 0 else { throw CryptsetupError(call: "crypt_load(VERITY)", path: path, code: loadResult, messages: log.messages) }
         var info = crypt_params_verity()
-        let infoResult = crypt_get_verity_info(device, &info)
+        let infoResult = img_crypt_get_verity_info(device, &info)
         guard infoResult == 0 else { throw CryptsetupError(call: "crypt_get_verity_info", path: path, code: infoResult, messages: log.messages) }
         var salt: [UInt8] = []
         if let pointer = info.salt, info.salt_size > 0 {
@@ -74,7 +76,7 @@ public enum CryptsetupVerity {
             salt = Array(UnsafeBufferPointer(start: raw, count: Int(min(info.salt_size, 256))))
         }
         var uuid = UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
-        if let text = crypt_get_uuid(device), let parsed = UUID(uuidString: String(cString: text)) { uuid = parsed }
+        if let text = img_crypt_get_uuid(device), let parsed = UUID(uuidString: String(cString: text)) { uuid = parsed }
         return VeritySuperblock(hashType: info.hash_type, algorithm: info.hash_name.map { String(cString: $0) } ?? "",
                                 dataBlockSize: info.data_block_size, hashBlockSize: info.hash_block_size,
                                 dataBlocks: info.data_size, salt: salt, uuid: uuid)
@@ -127,11 +129,11 @@ public enum DMVerity {
         _ = CryptsetupLog.installDefault
         let log = CryptsetupLog()
         var device: OpaquePointer?
-        let initResult = crypt_init_data_device(&device, target.hashPath, target.dataPath)
+        let initResult = img_crypt_init_data_device(&device, target.hashPath, target.dataPath)
         guard initResult == 0 else {
             throw CryptsetupError(call: "crypt_init_data_device", path: target.hashPath, code: initResult, messages: log.messages)
         }
-        defer { crypt_free(device) }
+        defer { img_crypt_free(device) }
         log.attach(to: device)
 
         if let explicit = target.parameters {
@@ -149,7 +151,7 @@ public enum DMVerity {
                         params.data_size = explicit.dataBlocks
                         params.hash_area_offset = target.hashOffset
                         params.flags = cryptVerityNoHeader
-                        return crypt_format(device, CRYPT_VERITY, nil, nil, nil, nil, 0, &params)
+                        return img_crypt_format(device, CRYPT_VERITY, nil, nil, nil, nil, 0, &params)
                     }
                 }
             }
@@ -157,7 +159,7 @@ public enum DMVerity {
         } else {
             var params = crypt_params_verity()
             params.hash_area_offset = target.hashOffset
-            let result = crypt_load(device, CRYPT_VERITY, &params)
+            let result = img_crypt_load(device, CRYPT_VERITY, &params)
             guard result == 0 else { throw CryptsetupError(call: "crypt_load(VERITY)", path: target.hashPath, code: result, messages: log.messages) }
         }
 
@@ -167,11 +169,11 @@ public enum DMVerity {
                 if let signature {
                     return signature.withUnsafeBufferPointer { sig in
                         sig.withMemoryRebound(to: CChar.self) { sigChars in
-                            crypt_activate_by_signed_key(device, name, key.baseAddress, key.count, sigChars.baseAddress, sigChars.count, flags)
+                            img_crypt_activate_by_signed_key(device, name, key.baseAddress, key.count, sigChars.baseAddress, sigChars.count, flags)
                         }
                     }
                 }
-                return crypt_activate_by_volume_key(device, name, key.baseAddress, key.count, flags)
+                return img_crypt_activate_by_volume_key(device, name, key.baseAddress, key.count, flags)
             }
         }
         guard result >= 0 else {
@@ -187,11 +189,11 @@ public enum DMVerity {
         _ = CryptsetupLog.installDefault
         let log = CryptsetupLog()
         var device: OpaquePointer?
-        let initResult = crypt_init_by_name(&device, name)
+        let initResult = img_crypt_init_by_name(&device, name)
         guard initResult == 0 else { throw CryptsetupError(call: "crypt_init_by_name", path: name, code: initResult, messages: log.messages) }
-        defer { crypt_free(device) }
+        defer { img_crypt_free(device) }
         log.attach(to: device)
-        let result = crypt_deactivate(device, name)
+        let result = img_crypt_deactivate(device, name)
         guard result == 0 else { throw CryptsetupError(call: "crypt_deactivate", path: name, code: result, messages: log.messages) }
     }
 }

@@ -12,7 +12,7 @@ import Foundation
 
 /// Once per process, before any handle (curl_global_init is not thread-safe on its own).
 private let curlGlobalInit: Bool = {
-    curl_global_init(Int(CURL_GLOBAL_DEFAULT)) == CURLE_OK
+    img_curl_global_init(Int(CURL_GLOBAL_DEFAULT)) == CURLE_OK
 }()
 
 /// One transfer over http, https or file, performed synchronously on the calling thread.
@@ -90,13 +90,16 @@ final class CurlTransfer {
     /// Runs the transfer. Throws `Failure` when libcurl reports an error (including an abort by a
     /// callback); an HTTP error status is not a failure here, the caller looks at `response`.
     func perform() throws {
-        guard curlGlobalInit, let handle = curl_easy_init() else {
+        if let loadError = img_curl_load_error() {
+            throw Failure(code: Int32(CURLE_FAILED_INIT.rawValue), message: String(cString: loadError))
+        }
+        guard curlGlobalInit, let handle = img_curl_easy_init() else {
             throw Failure(code: Int32(CURLE_FAILED_INIT.rawValue), message: "cannot initialise libcurl")
         }
-        defer { curl_easy_cleanup(handle) }
+        defer { img_curl_easy_cleanup(handle) }
         var headerList: UnsafeMutablePointer<curl_slist>? = nil
-        defer { curl_slist_free_all(headerList) }
-        for header in headers { headerList = curl_slist_append(headerList, header) }
+        defer { img_curl_slist_free_all(headerList) }
+        for header in headers { headerList = img_curl_slist_append(headerList, header) }
 
         let context = Unmanaged.passUnretained(self).toOpaque()
         let checks: [CURLcode] = [
@@ -126,14 +129,14 @@ final class CurlTransfer {
                 img_curl_setopt_xferinfo_callback(handle, curlProgressCallback),
         ]
         if let bad = checks.first(where: { $0 != CURLE_OK }) {
-            throw Failure(code: Int32(bad.rawValue), message: String(cString: curl_easy_strerror(bad)))
+            throw Failure(code: Int32(bad.rawValue), message: String(cString: img_curl_easy_strerror(bad)))
         }
-        let code = curl_easy_perform(handle)
+        let code = img_curl_easy_perform(handle)
         if !headersDone { finishHeaders() }
         if code != CURLE_OK {
             let detail = String(cString: errorBuffer)
             throw Failure(code: Int32(code.rawValue),
-                          message: detail.isEmpty ? String(cString: curl_easy_strerror(code)) : detail)
+                          message: detail.isEmpty ? String(cString: img_curl_easy_strerror(code)) : detail)
         }
     }
 
