@@ -116,6 +116,26 @@ struct RunLifecycleCLITests {
         #expect(messages.filter { Self.fields($0.text).contains("READY=1") }.count == 1, "\(messages)")
     }
 
+    /// A payload that is not PID 1 (-a: under the stub init) is in the container too, and so is
+    /// one in a user namespace (-U): both are heard.
+    @Test func notifyFromPID2AndFromAUserNamespace() throws {
+        try Privileged.require(.root, .fixture("debian-tree"), .tool("python3"))
+        for options in [["-a"], ["-U"]] {
+            let scratch = try TemporaryDirectory(prefix: "run-lifecycle")
+            let listener = try NotifyListener(in: scratch)
+            defer { listener.stop() }
+            let r = try Imagectl.run(["run", "-q", "-x", "-D", Fixtures.path("debian-tree") ?? "", "-M", Self.unique(),
+                                      "--notify-ready=yes"] + options + ["sh", "-c", "systemd-notify --ready --status=up; echo $$"],
+                                     environment: ["NOTIFY_SOCKET": listener.path])
+            #expect(r.status == 0, "\(options): \(r.stderr)")
+            #expect(r.stdout == (options == ["-a"] ? "2\n" : "1\n"), "\(options)")
+            Thread.sleep(forTimeInterval: 0.3)
+            let messages = listener.messages
+            #expect(messages.map { Self.fields($0.text) } == [["STATUS=Container running."], ["READY=1", "STATUS=Container running: up"]],
+                    "\(options): \(messages)")
+        }
+    }
+
     /// The same with an abstract socket name ("@..."), as a service manager may hand out.
     @Test func abstractNotifySocket() throws {
         try Privileged.require(.root, .fixture("busybox-tree"), .tool("python3"))
