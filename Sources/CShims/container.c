@@ -257,6 +257,8 @@ static int set_up_volatile_root(const struct img_container_config *c);
 static int userns_idmapped_source(const struct img_container_config *c, int source);
 static void userns_attach_tree(int tree, int staging);
 static int userns_set_up(int rootfd, const struct img_container_config *c);
+static int userns_bind_fd = -1;  // the namespace fd while the host side makes the extra mounts
+static void userns_idmapped_bind(int source, int target, const struct img_container_mount *m);
 // --- end user namespace (userns) ---
 
 /// Mounts the container root on `staging` and returns an O_PATH fd of it.
@@ -538,7 +540,8 @@ static void bind_mount(int rootfd, const struct img_container_mount *m) {
     if (fd < 0) die("create bind target", m->target);
     char source_path[64];
     fd_path(source_path, source);
-    mount_on(source_path, fd, NULL, MS_BIND | (m->recursive ? MS_REC : 0), NULL, m->target);
+    if (m->idmap && userns_bind_fd >= 0) userns_idmapped_bind(source, fd, m);  // userns
+    else mount_on(source_path, fd, NULL, MS_BIND | (m->recursive ? MS_REC : 0), NULL, m->target);
     close(fd);
     close(source);
     if (m->read_only) make_read_only(rootfd, target, m->recursive);
@@ -1166,7 +1169,42 @@ static void userns_tmpfs(int rootfd, const char *path, const char *options, uid_
 
 /// set_up_root's ID-mapped source: a detached clone of the tree mapped with the user namespace.
 /// Replaces (and closes) `source`.
+/// Mount points the host side will need, made on the unmapped tree before it is ID-mapped: through
+/// the ID-mapped mount host root (not in its map) may not create anything (EOVERFLOW). Made as
+/// the tree's root, as nspawn makes missing mount points.
+static void userns_make_mount_points(const struct img_container_config *c, int source) {
+    if (c->read_only || c->ephemeral) return;
+    static const char *const api[] = {"dev", "proc", "sys", "run", "tmp"};
+    for (size_t i = 0; i < sizeof api / sizeof api[0]; i++) {
+        int fd = make_directory_in_root(source, api[i], i == 1 || i == 2 ? 0555 : 0755);
+        if (fd < 0) die("create mount point", api[i]);
+        close(fd);
+    }
+    for (size_t i = 0; i < c->mount_count; i++) {
+        const struct img_container_mount *m = &c->mounts[i];
+        // Below /dev, /run, /tmp & co the target is made later on those fresh file systems.
+        int below_api = 0;
+        for (size_t k = 0; k < sizeof api / sizeof api[0]; k++) {
+            size_t n = strlen(api[k]);
+            if (strncmp(relative(m->target), api[k], n) == 0 && relative(m->target)[n] == '/') below_api = 1;
+        }
+        if (below_api) continue;
+        int is_dir = 1;
+        if (m->kind == IMG_MOUNT_BIND) {
+            int from = m->source_in_root ? open_in_root(source, relative(m->source)) : openat2_in(AT_FDCWD, m->source, O_PATH, 0, 0);
+            struct stat st;
+            if (from < 0 || fstat(from, &st) < 0) die("open bind source", m->source);
+            close(from);
+            is_dir = S_ISDIR(st.st_mode);
+        }
+        int fd = is_dir ? make_directory_in_root(source, relative(m->target), 0755) : make_file_in_root(source, relative(m->target));
+        if (fd < 0) die("create mount point", m->target);
+        close(fd);
+    }
+}
+
 static int userns_idmapped_source(const struct img_container_config *c, int source) {
+    userns_make_mount_points(c, source);
     close(source);
     int tree = img_idmapped_tree(c->directory, c->userns_fd, 1);
     if (tree < 0) die("ID-mapped mount of", c->directory);
@@ -1177,6 +1215,18 @@ static int userns_idmapped_source(const struct img_container_config *c, int sour
 static void userns_attach_tree(int tree, int staging) {
     if (syscall(SYS_move_mount, tree, "", staging, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
         die("move_mount", "ID-mapped root");
+}
+
+/// --bind=SRC:DST:idmap: a detached clone of the source (recursive for rbind), ID-mapped with the
+/// container's user namespace, attached onto the target.
+static void userns_idmapped_bind(int source, int target, const struct img_container_mount *m) {
+    int tree = (int)syscall(SYS_open_tree, source, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH | (m->recursive ? AT_RECURSIVE : 0));
+    if (tree < 0) die("open_tree", m->source);
+    if (img_mount_setattr(tree, "", AT_EMPTY_PATH | (m->recursive ? AT_RECURSIVE : 0), MOUNT_ATTR_IDMAP, 0, 0, (uint64_t)userns_bind_fd) < 0)
+        die("ID-mapped mount of", m->source);
+    if (syscall(SYS_move_mount, tree, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+        die("move_mount", m->target);
+    close(tree);
 }
 
 /// Runs the host side, then the user-namespace side up to (not including) pivot_root; returns
@@ -1190,7 +1240,9 @@ static int userns_set_up(int rootfd, const struct img_container_config *c) {
         mount_fs_in_root(rootfd, "sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NOEXEC | MS_NODEV, NULL, 0555);
     userns_tmpfs(rootfd, "run", "mode=0755,size=20%,nr_inodes=800k", base, 0755);
     userns_tmpfs(rootfd, "tmp", "mode=01777", base, 01777);
+    userns_bind_fd = c->userns_fd;
     set_up_extra_mounts(rootfd, c);
+    userns_bind_fd = -1;
     for (size_t i = 0; i < c->mount_count; i++)
         if (c->mounts[i].kind == IMG_MOUNT_TMPFS) userns_chown_in_root(rootfd, relative(c->mounts[i].target), base);
     apply_process_limits(c);

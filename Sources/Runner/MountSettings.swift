@@ -79,9 +79,14 @@ public enum VolatileMode: String, Sendable, CaseIterable {
 public struct MountPath: Sendable, Equatable, CustomStringConvertible {
     public var path: String
     public var inRoot: Bool
-    public init(path: String, inRoot: Bool) {
+    /// --bind's `idmap` option (userns): the source is bound as an ID-mapped mount, so that its
+    /// IDs 0..65535 are the container's with --private-users=; without a user namespace it
+    /// changes nothing.
+    public var idmap = false
+    public init(path: String, inRoot: Bool, idmap: Bool = false) {
         self.path = path
         self.inRoot = inRoot
+        self.idmap = idmap
     }
     public var description: String { (inRoot ? "+" : "") + path }
 }
@@ -148,7 +153,7 @@ public enum ExtraMount: Sendable, Equatable {
         let option = readOnly ? "--bind-ro" : "--bind"
         let parts = splitColons(text)
         guard parts.count <= 3 else { throw .invalid(option: option, value: text, reason: "expected SOURCE[:TARGET[:OPTIONS]]") }
-        let source: MountPath? = parts[0].isEmpty ? nil : try sourcePath(parts[0], option: option, value: text)
+        var source: MountPath? = parts[0].isEmpty ? nil : try sourcePath(parts[0], option: option, value: text)
         let target: String
         if parts.count >= 2 {
             target = try normalized(parts[1], option: option, value: text)
@@ -163,7 +168,11 @@ public enum ExtraMount: Sendable, Equatable {
                 switch item {
                 case "rbind": recursive = true
                 case "norbind": recursive = false
-                default: throw .invalid(option: option, value: text, reason: "unknown bind option \"\(item)\" (rbind and norbind are supported)")
+                // userns: nspawn's idmap/noidmap (default noidmap).
+                case "idmap", "noidmap":
+                    guard source != nil else { throw .invalid(option: option, value: text, reason: "idmap needs a source directory") }
+                    source?.idmap = item == "idmap"
+                default: throw .invalid(option: option, value: text, reason: "unknown bind option \"\(item)\" (rbind, norbind, idmap and noidmap are supported)")
                 }
             }
         }

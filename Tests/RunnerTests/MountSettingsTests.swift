@@ -21,7 +21,7 @@ struct MountSettingsTests {
     }
 
     @Test func badBinds() {
-        for text in ["relative", "/a:relative", "/a:/b:idmap", "/a:/b:rbind:extra", ":", "/a:/", "/a/../etc:/b", "/a:/b/./c"] {
+        for text in ["relative", "/a:relative", "/a:/b:rootidmap", "/a:/b:rbind:extra", ":", "/a:/", "/a/../etc:/b", "/a:/b/./c"] {
             #expect(throws: MountSettings.Error.self, "\(text)") { try ExtraMount.parseBind(text, readOnly: false) }
         }
     }

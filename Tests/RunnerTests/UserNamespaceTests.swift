@@ -43,6 +43,15 @@ struct UserNamespaceTests {
         #expect(UserNamespaceSettings(mode: .pick, ownership: .chown).effectiveOwnership == .chown)
     }
 
+    @Test func bindIdmapOption() throws {
+        #expect(try ExtraMount.parseBind("/srv:/mnt:idmap", readOnly: false)
+                == .bind(source: MountPath(path: "/srv", inRoot: false, idmap: true), target: "/mnt", readOnly: false, recursive: true))
+        #expect(try ExtraMount.parseBind("/srv:/mnt:norbind,idmap,noidmap", readOnly: true)
+                == .bind(source: MountPath(path: "/srv", inRoot: false), target: "/mnt", readOnly: true, recursive: false))
+        // A temporary (empty) source has no IDs to map.
+        #expect(throws: MountSettings.Error.self) { try ExtraMount.parseBind(":/mnt:idmap", readOnly: false) }
+    }
+
     @Test func pickCandidates() {
         let range = UserNamespaceSettings.pickRange
         // A tree shifted before keeps its base: it comes first.

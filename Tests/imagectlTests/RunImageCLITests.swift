@@ -338,7 +338,7 @@ struct RunImageCLITests {
     }
 
     @Test func badMountOptionsAreUsageErrors() throws {
-        for option in ["--volatile=maybe", "--bind=relative", "--bind=/a:/b:idmap", "--tmpfs=/", "--overlay=/only", "--bind-ro=/a/../b"] {
+        for option in ["--volatile=maybe", "--bind=relative", "--bind=/a:/b:rootidmap", "--tmpfs=/", "--overlay=/only", "--bind-ro=/a/../b"] {
             let r = try Imagectl.run(["run", "-D", "/tmp", option, "true"])
             #expect(r.status == 2, "\(option)")
             #expect(r.stderr.contains("invalid"), "\(option): \(r.stderr)")

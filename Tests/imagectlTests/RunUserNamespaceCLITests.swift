@@ -126,20 +126,23 @@ struct RunUserNamespaceCLITests {
         try Privileged.require(.root, .fixture("busybox-tree"))
         let scratch = try TemporaryDirectory(prefix: "run-userns")
         let tree = try Self.copy("busybox-tree", to: scratch)
+        // A second tree: a tree in use is locked by itself.
+        let other = scratch.appending("other")
+        #expect(try Tool.run("cp", ["-a", tree, other]).status == 0)
         let binary = Imagectl.binary
         // The first container holds 0x00A00000 for 5 s (once it is listed as running); the second asks for an overlapping range.
         let script = """
             "$0" run -D "$1" -M "$2" -q --private-users=10485760 --chdir=/ /bin/sleep 5 &
             for i in $(seq 100); do "$0" machines | grep -q "^$2 " && break; sleep 0.1; done
-            "$0" run -D "$1" -M "$3" -q --private-users=10420224:131072 --chdir=/ /bin/true; echo "second=$?"
+            "$0" run -D "$4" -M "$3" -q --private-users=10420224:131072 --chdir=/ /bin/true; echo "second=$?"
             wait $!; echo "first=$?"
             """
-        let r = try Tool.run("sh", ["-c", script, binary, tree, Self.unique(), Self.unique()])
+        let r = try Tool.run("sh", ["-c", script, binary, tree, Self.unique(), Self.unique(), other])
         #expect(r.stdout.contains("second=16"), "\(r.stdout) \(r.stderr)")
         #expect(r.stdout.contains("first=0"))
         #expect(r.stderr.contains("error: UID/GID range 10420224:131072 is in use by another running container"))
         // Released afterwards.
-        let after = try Imagectl.run(["run", "-D", tree, "-M", Self.unique(), "-q", "--private-users=10420224:131072", "--chdir=/", "/bin/true"])
+        let after = try Imagectl.run(["run", "-D", other, "-M", Self.unique(), "-q", "--private-users=10420224:131072", "--chdir=/", "/bin/true"])
         #expect(after.status == 0, "\(after.stderr)")
     }
 
@@ -168,6 +171,23 @@ struct RunUserNamespaceCLITests {
             #expect(value & (1 << 21) != 0)  // CAP_SYS_ADMIN stays, as nspawn's default set has it
         }
         #expect(lines.contains("0"))
+    }
+
+    @Test func bindWithIdmapShowsTheHostsOwnersInsideAndWithoutItNobody() throws {
+        try Privileged.require(.root, .fixture("busybox-tree"))
+        let scratch = try TemporaryDirectory(prefix: "run-userns")
+        let tree = try Self.copy("busybox-tree", to: scratch)
+        let shared = scratch.appending("shared")
+        try FileManager.default.createDirectory(atPath: shared, withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: shared + "/f", contents: Data("x".utf8))
+        #expect(try Tool.run("chown", ["1000:100", shared + "/f"]).status == 0)
+        let r = try Imagectl.run(["run", "-D", tree, "-M", Self.unique(), "-q", "-U",
+                                  "--bind=\(shared):/mapped:idmap", "--bind-ro=\(shared):/plain", "--",
+                                  "/bin/sh", "-c", "stat -c %u:%g /mapped/f /plain/f; touch /mapped/new"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout == "1000:100\n65534:65534\n")
+        // Written through the ID-mapped bind: the host's root owns it.
+        #expect(try Self.owner(shared + "/new") == "0:0")
     }
 
     @Test func bootedDebianTreeReachesPoweroffInAUserNamespace() throws {

@@ -53,6 +53,8 @@ struct img_container_mount {
     int upper_in_root;
     const char *work;
     int work_in_root;
+    /// BIND (userns): an ID-mapped bind with the container's user namespace (--bind's idmap).
+    int idmap;
 };
 
 /// Steps for one file in the container's /etc (--resolv-conf=, --timezone=), tried in this order

@@ -33,6 +33,7 @@ final class ChildMounts {
                 m.source_in_root = source.inRoot ? 1 : 0
                 m.read_only = readOnly ? 1 : 0
                 m.recursive = recursive ? 1 : 0
+                m.idmap = source.idmap ? 1 : 0  // userns
             case .tmpfs(_, let flags, let data):
                 m.kind = IMG_MOUNT_TMPFS
                 m.flags = flags
