@@ -95,6 +95,14 @@ struct RunSettingsCLITests {
         #expect(r.stderr.contains("warning: ignoring [Network] settings"))
         // Even with -q (as nspawn): nothing else was printed.
         #expect(r.stderr.split(separator: "\n").count == 3, "\(r.stderr)")
+        // systemd-nspawn picks the same file and ignores the same settings.
+        if Tool.path("systemd-nspawn") != nil {
+            var peer = try Tool.run("systemd-nspawn", ["-q", "--register=no", "--keep-unit", "-D", tree.path])
+            peer.stdout = peer.stdout.replacingOccurrences(of: "\r", with: "")
+            let theirs = try #require(Self.inside(peer), "\(peer.stdout) \(peer.stderr)")
+            #expect(theirs.0 == seen.0 && theirs.1 == seen.1 && theirs.2 == seen.2)
+            #expect(peer.stderr.contains("Ignoring Capability= setting, file \(path) is not trusted."))
+        }
 
         // --settings=trusted trusts the same file.
         let trusted = try run(tree, [], options: ["--settings=trusted"])
