@@ -91,7 +91,13 @@ public final class RootSession {
             }
             if configuration.machineName == nil { configuration.machineName = name }
         }
-        if configuration.mounts.storeImage == nil, let path = imagePath ?? (configuration.directory.isEmpty ? nil : configuration.directory) {
+        if configuration.mounts.storeImage == nil, let path = imagePath ?? (configuration.directory.isEmpty ? nil : configuration.directory),
+           FileSystem.exists(path) {  // a missing one is reported by the steps below
+            // A second run of a running machine is told that (the more precise busy reason)
+            // rather than that its tree is locked.
+            let name = configuration.machineName
+                ?? (imagePath != nil ? try? MountSettings.machineName(forImage: path) : try? configuration.resolvedMachineName)
+            if let name, MachineRegistry().lookup(name) != nil { throw RunnerError.alreadyRunning(name) }
             // A tree or image given by path is locked as nspawn locks it (and as the store locks
             // its own): shared when it is not written (read-only, -x, volatile), else exclusive.
             let readOnly = configuration.readOnly || configuration.ephemeral || configuration.mounts.volatile != .no
