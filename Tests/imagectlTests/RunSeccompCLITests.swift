@@ -98,6 +98,47 @@ struct RunSeccompCLITests {
         }
     }
 
+    /// The compiled filter is kept in $IMAGECTL_RUNTIME_DIR/seccomp: a second start with the same
+    /// settings reuses the file (it is not written again), and a damaged file is replaced, never
+    /// obeyed: the filter still denies what it must.
+    @Test func compiledFilterIsCachedAndADamagedCacheIsRebuilt() throws {
+        try Privileged.require(.root, .fixture("debian-tree"))
+        let runtime = try TemporaryDirectory(prefix: "seccomp-runtime")
+        let script = Self.probes.filter { ["getpid", "kexec_load", "add_key"].contains($0.0) }.map { name, arguments in
+            #"($n, @a) = (\#(arguments)); $! = 0; $r = syscall($n, @a); printf "\#(name)=%d\n", $r == -1 ? $! + 0 : 0;"#
+        }.joined(separator: " ")
+        func run(_ name: String) throws -> [String: Int] {
+            let r = try Imagectl.run(["run", "-q", "-x", "-D", Fixtures.path("debian-tree") ?? "", "-M", name, "perl", "-e", script],
+                                     environment: ["IMAGECTL_RUNTIME_DIR": runtime.path])
+            #expect(r.status == 0, "\(r.stderr)")
+            return Self.errnos(r.stdout)
+        }
+        let verdicts: [String: Int] = ["getpid": 0, "kexec_load": 1, "add_key": 1]
+        #expect(try run("seccomp-cache-1") == verdicts)
+        let directory = runtime.appending("seccomp")
+        let files = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".bpf") }
+        try #require(files.count == 1)
+        let path = directory + "/" + files[0]
+        var before = stat()
+        #expect(stat(path, &before) == 0)
+        #expect(before.st_mode & 0o777 == 0o600)
+
+        #expect(try run("seccomp-cache-2") == verdicts)
+        var after = stat()
+        #expect(stat(path, &after) == 0)
+        #expect(after.st_ino == before.st_ino, "a cache hit does not write the file again")
+
+        // Damage it: the programs' first instruction count becomes 0 (an empty program).
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+        let keySize = Int(bytes[0]) | Int(bytes[1]) << 8 | Int(bytes[2]) << 16 | Int(bytes[3]) << 24
+        bytes.replaceSubrange((4 + keySize)..<(8 + keySize), with: [0, 0, 0, 0])
+        try bytes.write(to: URL(fileURLWithPath: path))
+        #expect(try run("seccomp-cache-3") == verdicts)
+        var rebuilt = stat()
+        #expect(stat(path, &rebuilt) == 0)
+        #expect(rebuilt.st_ino != before.st_ino, "the damaged file was replaced")
+    }
+
     @Test func denyListMakesAllowedCallsFail() throws {
         try Privileged.require(.root, .fixture("debian-tree"))
         let r = try debian("seccomp-deny", ["--system-call-filter=~sethostname @mount", "--capability=CAP_SYS_TIME", "--system-call-filter=~@clock"])

@@ -1,4 +1,5 @@
 import CSeccomp
+import Foundation
 import Glibc
 
 /// The container's seccomp filters, built with libseccomp and exported as classic BPF programs
@@ -46,8 +47,14 @@ enum SeccompFilter {
 
     /// The programs for a container with this bounding set (bit N = capability N), in the format
     /// img_child_install_seccomp reads: per program a UInt32 instruction count, then the code.
+    /// Served from `SeccompProgramCache` when an earlier start built the same programs.
     static func program(_ settings: SystemCallFilterSettings = SystemCallFilterSettings(), boundingSet: UInt64) throws -> [UInt8] {
-        try argumentChecks() + allowList(SystemCallFilter.allowed(settings, boundingSet: boundingSet))
+        let allowed = SystemCallFilter.allowed(settings, boundingSet: boundingSet)
+        let key = SeccompProgramCache.key(allowed: allowed)
+        if let cached = SeccompProgramCache.load(key: key) { return cached }
+        let programs = try argumentChecks() + allowList(allowed)
+        SeccompProgramCache.store(programs, key: key)
+        return programs
     }
 
     /// Program 1: the ioctl and audit socket checks.
@@ -138,5 +145,113 @@ enum SeccompFilter {
         }
         var count = UInt32(bytes.count / 8)
         return withUnsafeBytes(of: &count) { Array($0) } + bytes
+    }
+}
+
+/// Compiled filters kept between starts. Building the allow list is about 55 ms of libseccomp
+/// work (hundreds of rules for three architectures, then its binary-tree pass): more than all
+/// the rest of a container start. The programs depend only on the allowed names, the libseccomp
+/// version and imagectl's own code, so they are stored in `$IMAGECTL_RUNTIME_DIR/seccomp` (default
+/// /run/imagectl/seccomp: tmpfs, root's, gone at reboot) and reused.
+///
+/// A file holds its whole key followed by the programs, and is used only when that key matches
+/// exactly (its name is just a hash of the key), it is a regular file owned by this user that
+/// no one else can write, and the programs are well formed. Anything else means "build again";
+/// failing to store is not an error (the cache only saves time).
+///
+///     +-------------+-----------+---------------------------------------------+
+///     | u32 keySize | key bytes | programs (u32 count + count*8 bytes, twice)  |
+///     +-------------+-----------+---------------------------------------------+
+enum SeccompProgramCache {
+    /// Largest file read back: a key of a few KiB plus two programs of at most 4096 instructions.
+    static let maximumSize = 256 << 10
+
+    static var directory: String {
+        let base = ProcessInfo.processInfo.environment["IMAGECTL_RUNTIME_DIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/run/imagectl"
+        return base + "/seccomp"
+    }
+
+    /// What the programs are made of: a format tag, the libseccomp version, the running imagectl
+    /// executable (device, inode, size, mtime: a rebuilt or upgraded imagectl may have other
+    /// tables) and the sorted allowed names.
+    static func key(allowed: Set<String>) -> String {
+        var text = "imagectl seccomp programs v1\n"
+        if let version = seccomp_version() {
+            text += "libseccomp \(version.pointee.major).\(version.pointee.minor).\(version.pointee.micro)\n"
+        }
+        var status = stat()
+        if stat("/proc/self/exe", &status) == 0 {
+            text += "exe \(status.st_dev):\(status.st_ino):\(status.st_size):\(status.st_mtim.tv_sec).\(status.st_mtim.tv_nsec)\n"
+        }
+        return text + allowed.sorted().joined(separator: " ") + "\n"
+    }
+
+    /// FNV-1a (64 bit) of the key, as the file name; a collision only costs a rebuild, since the
+    /// file's own key is compared in full.
+    static func fileName(_ key: String) -> String {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in key.utf8 { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01b3 }
+        let hex = String(hash, radix: 16)
+        return String(repeating: "0", count: 16 - hex.count) + hex + ".bpf"
+    }
+
+    static func load(key: String, directory: String = directory) -> [UInt8]? {
+        let fd = open(directory + "/" + fileName(key), O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var status = stat()
+        guard fstat(fd, &status) == 0, (status.st_mode & S_IFMT) == S_IFREG, status.st_uid == geteuid(),
+              status.st_mode & 0o022 == 0, status.st_size > 4, status.st_size <= maximumSize else { return nil }
+        var bytes = [UInt8](repeating: 0, count: Int(status.st_size))
+        var filled = 0
+        while filled < bytes.count {
+            let n = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress! + filled, $0.count - filled) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { return nil }
+            filled += n
+        }
+        let keyBytes = Array(key.utf8)
+        guard readUInt32(bytes, at: 0) == UInt32(keyBytes.count), bytes.count >= 4 + keyBytes.count,
+              bytes[4..<(4 + keyBytes.count)].elementsEqual(keyBytes) else { return nil }
+        let programs = Array(bytes[(4 + keyBytes.count)...])
+        return isWellFormed(programs) ? programs : nil
+    }
+
+    /// Two length-prefixed programs of 1...4096 instructions each, nothing after them.
+    static func isWellFormed(_ programs: [UInt8]) -> Bool {
+        var offset = 0
+        for _ in 0..<2 {
+            guard let count = readUInt32(programs, at: offset), count >= 1, count <= 4096 else { return false }
+            offset += 4 + Int(count) * 8
+            guard offset <= programs.count else { return false }
+        }
+        return offset == programs.count
+    }
+
+    static func store(_ programs: [UInt8], key: String, directory: String = directory) {
+        let base = (directory as NSString).deletingLastPathComponent
+        _ = mkdir(base, 0o755)
+        _ = mkdir(directory, 0o700)
+        let keyBytes = Array(key.utf8)
+        var size = UInt32(keyBytes.count)
+        let contents = withUnsafeBytes(of: &size) { Array($0) } + keyBytes + programs
+        let temporary = directory + "/.tmp.\(getpid()).\(UInt32.random(in: 0...UInt32.max))"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return }
+        var written = 0
+        while written < contents.count {
+            let n = contents.withUnsafeBytes { write(fd, $0.baseAddress! + written, $0.count - written) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { break }
+            written += n
+        }
+        close(fd)
+        // rename() replaces atomically: a concurrent start reads the old file or the new one.
+        if written != contents.count || rename(temporary, directory + "/" + fileName(key)) != 0 { unlink(temporary) }
+    }
+
+    private static func readUInt32(_ bytes: [UInt8], at offset: Int) -> UInt32? {
+        guard offset >= 0, offset + 4 <= bytes.count else { return nil }
+        return UInt32(bytes[offset]) | UInt32(bytes[offset + 1]) << 8 | UInt32(bytes[offset + 2]) << 16 | UInt32(bytes[offset + 3]) << 24
     }
 }
