@@ -378,8 +378,11 @@ struct RunLifecycleCLITests {
                                      scratch: scratch, environment: ["IMAGECTL_RUNTIME_DIR": runtime])
         let leader = try Self.waitForLeader(machine, runtime: runtime, while: running)
         let staging = "/run/imagectl/runner/image.\(running.pid)."
-        // While it runs the loop device is in use by the container.
+        // While it runs the loop device is in use by the container, whose namespace alone holds
+        // the image's mounts: the host's copy was detached once the container ran.
         #expect(!Self.loops(backedBy: image).isEmpty)
+        #expect(Self.eventually { Self.mounts(under: staging).isEmpty }, "\(Self.mounts(under: staging))")
+        #expect(try Tool.run("cat", ["/proc/\(leader)/root/etc/os-release"]).stdout.contains("ID=imagectl-test"))
         running.killHard()
         #expect(Self.eventually { !Self.isAlive(leader) }, "the container outlived imagectl")
         #expect(Self.eventually { Self.loops(backedBy: image).isEmpty }, "\(Self.loops(backedBy: image))")
