@@ -141,6 +141,12 @@ struct RunLifecycleCLITests {
         }
     }
 
+    @Test func badNotifyReadyValueIsAUsageError() throws {
+        let r = try Imagectl.run(["run", "-D", "/tmp", "--notify-ready=maybe", "true"])
+        #expect(r.status == 2)
+        #expect(r.stderr == "error: invalid boolean \"maybe\" for --notify-ready\n", "\(r.stderr)")
+    }
+
     /// The same with an abstract socket name ("@..."), as a service manager may hand out.
     @Test func abstractNotifySocket() throws {
         try Privileged.require(.root, .fixture("busybox-tree"), .tool("python3"))
