@@ -472,6 +472,23 @@ struct RunLifecycleCLITests {
         #expect(made.allSatisfy { !FileManager.default.fileExists(atPath: "/var/tmp/" + $0) }, "\(made)")
     }
 
+    /// An imagectl killed while it was still setting an image up leaves the image mounted on its
+    /// staging directory: the next run unmounts and removes it (the PID in the name is gone).
+    @Test func stagingOfAnImagectlKilledDuringSetUpIsRemovedByTheNextRun() throws {
+        try Privileged.require(.root, .fixture("busybox-tree"))
+        let finished = try Tool.run("sh", ["-c", "sh -c 'echo $$'"])
+        let dead = try #require(Int32(finished.stdout.trimmingCharacters(in: .whitespacesAndNewlines)))
+        try #require(kill(dead, 0) != 0, "PID \(dead) was taken again at once")
+        let staging = "/run/imagectl/runner/image.\(dead).\(UUID().uuidString.prefix(12).lowercased().replacingOccurrences(of: "-", with: "a"))"
+        try FileManager.default.createDirectory(atPath: staging + "/root", withIntermediateDirectories: true)
+        #expect(try Tool.run("mount", ["-t", "tmpfs", "tmpfs", staging + "/root"]).status == 0)
+        let r = try Imagectl.run(["run", "-q", "-x", "-D", Fixtures.path("busybox-tree") ?? "", "-M", Self.unique(), "true"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(Self.mounts(under: staging).isEmpty, "\(Self.mounts(under: staging))")
+        #expect(!FileManager.default.fileExists(atPath: staging))
+        if !Self.mounts(under: staging).isEmpty { _ = try? Tool.run("umount", ["-l", staging + "/root"]) }
+    }
+
     // MARK: bind targets beneath the root
 
     /// --bind onto a dangling symlink or below a missing directory: what the target names is
