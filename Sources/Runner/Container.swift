@@ -151,6 +151,7 @@ public enum Container {
                 root: configuration.directory, uuid: plan.uuid, started: Date(),
                 stopSignal: configuration.boot ? Signals.realtimeMinimum + 4 : plan.killSignal)
             record.systemCallFilter = configuration.systemCallFilter
+            record.userNamespace = userNamespace?.resolved  // userns
             registration = try MachineRegistry().register(record)
         } catch {
             process.kill()

@@ -21,7 +21,7 @@ public struct UserNamespaceSettings: Sendable, Equatable {
         case fixed(base: UInt32, size: UInt32)
     }
 
-    public enum Ownership: String, Sendable, CaseIterable {
+    public enum Ownership: String, Sendable, CaseIterable, Codable {
         /// Leave the tree's owners alone (files outside the range show as nobody inside).
         case off
         /// Shift every inode's owner by the base once (lchown; the root directory records it).
@@ -125,7 +125,7 @@ public enum UserNamespaceError: Swift.Error, CustomStringConvertible, Equatable 
 }
 
 /// The decided user namespace of one start: range and how the tree's owners fit it.
-public struct ResolvedUserNamespace: Sendable, Equatable {
+public struct ResolvedUserNamespace: Sendable, Equatable, Codable {
     public var base: UInt32
     public var size: UInt32
     /// .off, .chown or .map (auto is decided by then).
