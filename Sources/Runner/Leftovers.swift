@@ -81,14 +81,7 @@ enum Leftovers {
                 claim.releaseRemovingFile()
             }
         }
-        for upper in uppers {
-            let parent = FileSystem.parentDirectory(upper)
-            for name in (try? FileSystem.entries(parent)) ?? [] where isClaimedShape(name, prefix: workPrefix) {
-                guard let claim = staleClaim(parent: parent, name: name, requireClaimFile: true) else { continue }
-                try? FileSystem.removeTree(parent + "/" + name)
-                claim.releaseRemovingFile()
-            }
-        }
+        for upper in uppers { cleanWorkDirectories(in: FileSystem.parentDirectory(upper)) }
         for name in (try? FileSystem.entries(temporaryDirectory)) ?? [] {
             guard temporaryPrefixes.contains(where: { isClaimedShape(name, prefix: $0) }),
                   let claim = staleClaim(parent: temporaryDirectory, name: name, requireClaimFile: false) else { continue }
@@ -114,6 +107,16 @@ enum Leftovers {
             guard isClaimedShape(name, prefix: prefix), case .some(.none) = try? FileStatus.lstatIfPresent(parent + "/" + name),
                   let lock = (try? FileLock.tryLock(path: claimDirectory + "/" + file, kind: .exclusive, create: false)) ?? nil else { continue }
             lock.releaseRemovingFile()
+        }
+    }
+
+    /// Overlay work directories of killed runs in `parent` (a host path, or /proc/self/fd/N of a
+    /// directory opened beneath a container root).
+    static func cleanWorkDirectories(in parent: String) {
+        for name in (try? FileSystem.entries(parent)) ?? [] where isClaimedShape(name, prefix: workPrefix) {
+            guard let claim = staleClaim(parent: parent, name: name, requireClaimFile: true) else { continue }
+            try? FileSystem.removeTree(parent + "/" + name)
+            claim.releaseRemovingFile()
         }
     }
 

@@ -215,8 +215,15 @@ public final class RootSession {
         defer { try? root.close() }
         let parentPath = FileSystem.parentDirectory(upper)
         let parent = try OpenBeneath.open(parentPath, in: root, flags: O_RDONLY | O_DIRECTORY)
-        let name = ".#imagectl-overlay-work.\(FileSystem.randomHex(8))"
+        // lifecycle: claimed like the host-side ones (the parent named through its descriptor);
+        // a killed run's is removed by the next run with the same upper layer.
+        let parentFD = "/proc/self/fd/\(parent.rawValue)"
+        Leftovers.cleanWorkDirectories(in: parentFD)
+        let name: String
         do {
+            let (claimed, claim) = try Leftovers.claim(parent: parentFD, prefix: Leftovers.workPrefix)
+            claims.append(claim)
+            name = claimed
             try SessionFiles.makeDirectory(in: parent, name: name, mode: 0o700, what: "an overlay work directory in \(parentPath)")
         } catch {
             try? parent.close()

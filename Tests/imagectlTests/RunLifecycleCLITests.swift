@@ -472,6 +472,33 @@ struct RunLifecycleCLITests {
         #expect(made.allSatisfy { !FileManager.default.fileExists(atPath: "/var/tmp/" + $0) }, "\(made)")
     }
 
+    /// kill -9 of imagectl with an overlay whose upper layer is inside the tree ("+"): its work
+    /// directory beside the upper layer is removed by the next run with that upper layer.
+    @Test func killedRunsWorkDirectoryBeneathTheRootIsRemovedByTheNextRun() throws {
+        try Privileged.require(.root, .fixture("busybox-tree"))
+        let scratch = try TemporaryDirectory(prefix: "run-lifecycle")
+        let tree = try Self.copy("busybox-tree", to: scratch, as: "overlaid")
+        try FileManager.default.createDirectory(atPath: tree + "/srv/lower", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: tree + "/srv/upper", withIntermediateDirectories: true)
+        let runtime = scratch.appending("runtime")
+        let env = ["IMAGECTL_RUNTIME_DIR": runtime]
+        func workDirectories() -> [String] {
+            ((try? FileManager.default.contentsOfDirectory(atPath: tree + "/srv")) ?? []).filter { $0.hasPrefix(".#imagectl-overlay-work.") }
+        }
+        let machine = Self.unique()
+        let doomed = try Background(["run", "-q", "-D", tree, "-M", machine, "--overlay=+/srv/lower:+/srv/upper:/mnt", "sleep", "60"],
+                                    scratch: scratch, environment: env)
+        _ = try Self.waitForLeader(machine, runtime: runtime, while: doomed)
+        #expect(workDirectories().count == 1)
+        doomed.killHard()
+        #expect(workDirectories().count == 1)
+        let next = try Imagectl.run(["run", "-q", "-D", tree, "-M", Self.unique(), "--overlay=+/srv/lower:+/srv/upper:/mnt",
+                                     "sh", "-c", "ls -a /srv | grep -c imagectl-overlay-work"], environment: env)
+        #expect(next.status == 0, "\(next.stderr)")
+        #expect(next.stdout == "1\n")  // its own only
+        #expect(workDirectories().isEmpty)
+    }
+
     /// An imagectl killed while it was still setting an image up leaves the image mounted on its
     /// staging directory: the next run unmounts and removes it (the PID in the name is gone).
     @Test func stagingOfAnImagectlKilledDuringSetUpIsRemovedByTheNextRun() throws {
