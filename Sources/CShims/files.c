@@ -40,6 +40,17 @@ int img_statx_btime(int dirfd, const char *path, int flags, int64_t *sec, uint32
     return 0;
 }
 
+int img_is_mount_root(int dirfd, const char *path, int flags) {
+    struct statx stx;
+    memset(&stx, 0, sizeof(stx));
+    if (statx(dirfd, path, flags, 0, &stx) != 0) return -1;
+    if (!(stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT)) {
+        errno = ENOTSUP;
+        return -1;
+    }
+    return (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT) ? 1 : 0;
+}
+
 int img_ofd_lock(int fd, int command, short *type, int *pid) {
     struct flock fl;
     memset(&fl, 0, sizeof(fl));

@@ -178,13 +178,23 @@ public enum FileSystem {
         return total
     }
 
-    /// Removes the tree at `path` (like `rm -rf`, never following symlinks): unlink(2), rmdir(2);
-    /// btrfs subvolumes inside are deleted as subvolumes. A missing path is not an error.
+    /// Removes the tree at `path` (like `rm -rf --one-file-system`, never following symlinks):
+    /// unlink(2), rmdir(2); btrfs subvolumes inside are deleted as subvolumes. A missing path is
+    /// not an error. A directory beneath `path` that is a mount point (a bind mount too) is never
+    /// entered: the removal stops with EBUSY there, since what is mounted belongs to someone
+    /// else (a host directory bound into a tree must not be emptied with it).
     public static func removeTree(_ path: String) throws(SystemCallError) {
+        try removeTree(path, top: true)
+    }
+
+    private static func removeTree(_ path: String, top: Bool) throws(SystemCallError) {
         guard let status = try FileStatus.lstatIfPresent(path) else { return }
         guard status.kind == .directory else {
             try removeFileIfPresent(path)
             return
+        }
+        if !top, img_is_mount_root(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW) == 1 {
+            throw SystemCallError("rmdir", errno: .resourceBusy, path: path)
         }
         // A subvolume root (inode 256 on btrfs) goes in one ioctl with everything beneath it.
         if status.inode == 256, (try? Btrfs.isSubvolume(path)) == true {
@@ -192,7 +202,7 @@ public enum FileSystem {
             return
         }
         for name in try entries(path) {
-            try removeTree(path + "/" + name)
+            try removeTree(path + "/" + name, top: false)
         }
         try systemCall("rmdir", path: path) { rmdir(path) }
     }

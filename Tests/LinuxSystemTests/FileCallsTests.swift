@@ -23,6 +23,34 @@ import TestSupport
         #expect(!FileManager.default.fileExists(atPath: a))
     }
 
+    /// removeTree is `rm -rf --one-file-system`: it never descends into a mount point inside
+    /// the tree (a bind mount included, which st_dev would not reveal), so what is mounted there
+    /// survives, and it says EBUSY.
+    @Test func removeTreeStopsAtMountPoints() throws {
+        try Privileged.require(.root)
+        let tmp = try TemporaryDirectory()
+        let outside = tmp.appending("outside")
+        let tree = tmp.appending("tree")
+        try FileManager.default.createDirectory(atPath: outside + "/keep", withIntermediateDirectories: true)
+        try "precious".write(toFile: outside + "/keep/file", atomically: false, encoding: .utf8)
+        try FileManager.default.createDirectory(atPath: tree + "/a/mnt", withIntermediateDirectories: true)
+        try "gone".write(toFile: tree + "/a/plain", atomically: false, encoding: .utf8)
+        try Mount.mount(source: outside, target: tree + "/a/mnt", type: nil, flags: [.bind])
+        defer { try? Mount.unmount(tree + "/a/mnt", detach: true) }
+        do {
+            try FileSystem.removeTree(tree)
+            Issue.record("removeTree went through a mount point")
+        } catch {
+            #expect(error.errno == .resourceBusy)
+            #expect(error.path == tree + "/a/mnt")
+        }
+        #expect(try String(contentsOfFile: outside + "/keep/file", encoding: .utf8) == "precious")
+        try Mount.unmount(tree + "/a/mnt")
+        try FileSystem.removeTree(tree)
+        #expect(!FileManager.default.fileExists(atPath: tree))
+        #expect(FileManager.default.fileExists(atPath: outside + "/keep/file"))
+    }
+
     @Test func xattrSetGetListRemove() throws {
         let tmp = try TemporaryDirectory()
         let file = tmp.appending("f")

@@ -29,6 +29,10 @@ int64_t img_copy_file_range(int fd_in, int64_t *off_in, int fd_out, int64_t *off
 /// birth time, 1 when it does not, -1 with errno on failure. `flags` are AT_* flags.
 int img_statx_btime(int dirfd, const char *path, int flags, int64_t *sec, uint32_t *nsec);
 
+/// statx(2) STATX_ATTR_MOUNT_ROOT: 1 when `path` is the root of a mount (a bind mount too, which
+/// st_dev cannot tell), 0 when not, -1 with errno on failure (ENOTSUP: the kernel does not say).
+int img_is_mount_root(int dirfd, const char *path, int flags);
+
 /// One record of an OFD lock request for fcntl(F_OFD_*): whole-file, read or write lock.
 /// `type` is F_RDLCK, F_WRLCK or F_UNLCK; on F_OFD_GETLK it returns the conflicting type (or
 /// F_UNLCK) and `pid` (always -1 for OFD locks, kept for completeness).
