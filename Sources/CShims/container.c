@@ -259,6 +259,7 @@ static void userns_attach_tree(int tree, int staging);
 static int userns_set_up(int rootfd, const struct img_container_config *c);
 static int userns_bind_fd = -1;  // the namespace fd while the host side makes the extra mounts
 static void userns_idmapped_bind(int source, int target, const struct img_container_mount *m);
+static void userns_idmapped_usr(const struct img_container_config *c, int usr, int target);
 // --- end user namespace (userns) ---
 
 /// Mounts the container root on `staging` and returns an O_PATH fd of it.
@@ -612,7 +613,8 @@ static int set_up_volatile_root(const struct img_container_config *c) {
     if (target < 0) die("create mount point", "/usr");
     char p[64];
     fd_path(p, usr);
-    mount_on(p, target, NULL, MS_BIND | MS_REC, NULL, "/usr");
+    if (c->userns_idmap_root) userns_idmapped_usr(c, usr, target);  // userns: /usr ID-mapped
+    else mount_on(p, target, NULL, MS_BIND | MS_REC, NULL, "/usr");
     close(target);
     close(usr);
     make_read_only(root, "usr", 1);
@@ -1226,6 +1228,17 @@ static void userns_idmapped_bind(int source, int target, const struct img_contai
         die("ID-mapped mount of", m->source);
     if (syscall(SYS_move_mount, tree, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
         die("move_mount", m->target);
+    close(tree);
+}
+
+/// --volatile=yes with map: the tree's /usr bound onto the tmpfs root as an ID-mapped mount.
+static void userns_idmapped_usr(const struct img_container_config *c, int usr, int target) {
+    int tree = (int)syscall(SYS_open_tree, usr, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH | AT_RECURSIVE);
+    if (tree < 0) die("open_tree", "/usr");
+    if (img_mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, MOUNT_ATTR_IDMAP, 0, 0, (uint64_t)c->userns_fd) < 0)
+        die("ID-mapped mount of", "/usr");
+    if (syscall(SYS_move_mount, tree, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+        die("move_mount", "/usr");
     close(tree);
 }
 

@@ -358,7 +358,9 @@ public final class PreparedUserNamespace {
     /// tree that must stay as it is (read-only, -x, --volatile).
     static func decideOwnership(_ configuration: ContainerConfiguration, settings: UserNamespaceSettings, fd: Int32, size: UInt32) throws -> UserNamespaceSettings.Ownership {
         let directory = configuration.directory
-        let volatile = configuration.mounts.volatile == .yes  // a tmpfs root; state and overlay are handled like -x and --read-only
+        // --volatile=yes: a tmpfs root with the tree's /usr (ID-mapped with map); state and overlay
+        // are handled like --read-only and -x.
+        let volatile = configuration.mounts.volatile == .yes
         let keepTree = configuration.readOnly || configuration.ephemeral || volatile || UserNamespaceSystem.isReadOnlyMount(directory)
         // An ID-mapped mount shows on-disk IDs 0..size-1 as the container's: it needs a tree that
         // was not shifted (chowned) before; a shifted tree stays with chown (a no-op when the base
@@ -378,7 +380,6 @@ public final class PreparedUserNamespace {
             }
             return .chown
         case .map:
-            if volatile { throw UserNamespaceError.conflicting("--private-users-ownership=map cannot be combined with --volatile") }
             if shiftedBase != 0 {
                 throw UserNamespaceError.conflicting("--private-users-ownership=map needs a tree owned by IDs 0-65535, \(directory) was shifted to \(shiftedBase) (undo: --private-users=0 --private-users-ownership=chown)")
             }
@@ -387,7 +388,7 @@ public final class PreparedUserNamespace {
             }
             return .map
         case .auto:
-            if !volatile, shiftedBase == 0, UserNamespaceSystem.idmapRefusal(path: directory, namespace: fd) == nil { return .map }
+            if shiftedBase == 0, UserNamespaceSystem.idmapRefusal(path: directory, namespace: fd) == nil { return .map }
             return keepTree || size != UserNamespaceSettings.blockSize ? .off : .chown
         }
     }

@@ -199,6 +199,15 @@ struct RunUserNamespaceCLITests {
         #expect(try Self.owner(shared + "/new") == "0:0")
     }
 
+    @Test func volatileRootGetsAnIDMappedUsr() throws {
+        try Privileged.require(.root, .fixture("debian-tree"))
+        // The fixture is only read: --volatile=yes binds its /usr (ID-mapped) under a tmpfs root.
+        let r = try Imagectl.run(["run", "-D", "\(Fixtures.directory)/debian-tree", "-M", Self.unique(), "-q", "-U",
+                                  "--volatile=yes", "/bin/sh", "-c", "stat -c '%u:%g %A' /usr/bin/passwd /; touch /usr/x 2>/dev/null || echo ro"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout == "0:0 -rwsr-xr-x\n0:0 drwxr-xr-x\nro\n", "\(r.stdout)")
+    }
+
     @Test func bootedDebianTreeReachesPoweroffInAUserNamespace() throws {
         try Privileged.require(.root, .fixture("debian-tree"))
         // -x: the fixture stays as it is (the throw-away layer over an ID-mapped lower tree).
