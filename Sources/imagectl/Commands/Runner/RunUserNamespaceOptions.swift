@@ -15,8 +15,10 @@ struct RunUserNamespaceOptions: ParsableArguments {
     @Option(name: .customLong("private-users-ownership"), help: ArgumentHelp("""
         How the tree's owners fit the range: off (files outside it show as nobody), chown (shift \
         every owner once, kept for later runs), map (an ID-mapped mount of the root, nothing \
-        changed on disk), auto (map where the file system supports it, else chown; off for \
-        read-only, -x and --volatile trees). Default: auto with pick, off otherwise.
+        changed on disk; needs a tree not shifted before), auto (map where the file system \
+        supports it and the tree is not shifted, else chown, or off where chown would change a \
+        tree that must stay: --read-only, -x, --volatile). Default: auto with pick, off \
+        otherwise. With a user namespace --bind=SRC:DST:idmap ID-maps a host directory too.
         """, valueName: "mode"))
     var privateUsersOwnership: String?
 
