@@ -11,7 +11,7 @@ struct RunImageOptions: ParsableArguments {
     @OptionGroup var verity: VerityOptions
     @OptionGroup var store: StoreOptions
 
-    @Option(name: .customLong("bind"), help: ArgumentHelp("Bind-mount a host file or directory: SRC[:DST[:rbind|norbind]]; \"+SRC\" is inside the container, an empty SRC a temporary directory removed afterwards; \"\\:\" escapes a colon (repeatable).", valueName: "src[:dst[:opts]]"))
+    @Option(name: .customLong("bind"), help: ArgumentHelp("Bind-mount a host file or directory: SRC[:DST[:OPTIONS]], OPTIONS rbind (default) or norbind, and idmap (with --private-users=: the directory's IDs 0-65535 are the container's; otherwise they show as nobody) or noidmap; \"+SRC\" is inside the container, an empty SRC a temporary directory removed afterwards; \"\\:\" escapes a colon (repeatable).", valueName: "src[:dst[:opts]]"))
     var bind: [String] = []
 
     @Option(name: .customLong("bind-ro"), help: ArgumentHelp("Like --bind, read-only (recursively for rbind).", valueName: "src[:dst[:opts]]"))
