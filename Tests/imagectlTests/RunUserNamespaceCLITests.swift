@@ -87,6 +87,23 @@ struct RunUserNamespaceCLITests {
         #expect(try Tool.run("stat", ["-c", "%u:%g", tree + "/bin/busybox"]).stdout == "0:0\n")
     }
 
+    @Test func yesTakesTheBaseFromTheRootDirectorysOwner() throws {
+        try Privileged.require(.root, .fixture("busybox-tree"))
+        let scratch = try TemporaryDirectory(prefix: "run-userns")
+        let tree = try Self.copy("busybox-tree", to: scratch)
+        let shift = try Imagectl.run(["run", "-D", tree, "-M", Self.unique(), "-q", "--private-users=4194304", "--private-users-ownership=chown", "/bin/true"])
+        #expect(shift.status == 0, "\(shift.stderr)")
+        let r = try Imagectl.run(["run", "-D", tree, "-M", Self.unique(), "-q", "--private-users=yes", "--", "/bin/sh", "-c", "cat /proc/self/uid_map; stat -c %u:%g /"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(Self.map(r.stdout) == [0, 4194304, 65536])
+        #expect(r.stdout.hasSuffix("\n0:0\n"))
+        // UID and GID bases that differ are refused, as nspawn does.
+        #expect(try Tool.run("chown", ["4194304:5242880", tree]).status == 0)
+        let mismatch = try Imagectl.run(["run", "-D", tree, "-M", Self.unique(), "-q", "--private-users=yes", "/bin/true"])
+        #expect(mismatch.status == 1)
+        #expect(mismatch.stderr.contains("error: UID and GID base of \(tree) don't match"), "\(mismatch.stderr)")
+    }
+
     @Test func identityAndFixedRanges() throws {
         try Privileged.require(.root, .fixture("busybox-tree"))
         let scratch = try TemporaryDirectory(prefix: "run-userns")
