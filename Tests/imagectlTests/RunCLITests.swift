@@ -56,7 +56,8 @@ struct RunCLITests {
         #expect(pid2.status == 0)
         #expect(pid2.stdout == "2\n")
         // The stub init passes the payload's status on.
-        #expect(try run(tree, ["sh", "-c", "exit 9"], options: ["-a"]).status == 9)
+        let nine = try run(tree, ["sh", "-c", "exit 9"], options: ["-a"])
+        #expect(nine.status == 9, "status \(nine.status): \(nine.stderr)")
     }
 
     @Test func hostnameIsTheMachineName() throws {
