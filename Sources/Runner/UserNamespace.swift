@@ -286,7 +286,7 @@ public final class PreparedUserNamespace {
         for block in first...last {
             let path = directory + "/" + String(block * UserNamespaceSettings.blockSize, radix: 16)
             guard let lock = try FileLock.tryLock(path: path, kind: .exclusive) else {
-                locks.forEach { $0.close() }
+                locks.forEach { $0.releaseRemovingFile() }
                 return nil
             }
             locks.append(lock)
@@ -349,7 +349,7 @@ public final class PreparedUserNamespace {
             return PreparedUserNamespace(resolved: ResolvedUserNamespace(base: base, size: size, ownership: ownership), fd: fd, locks: locks)
         } catch {
             if fd >= 0 { UserNamespaceSystem.close(fd) }
-            locks.forEach { $0.close() }
+            locks.forEach { $0.releaseRemovingFile() }
             throw error
         }
     }

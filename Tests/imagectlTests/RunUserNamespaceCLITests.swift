@@ -161,6 +161,11 @@ struct RunUserNamespaceCLITests {
         // Released afterwards.
         let after = try Imagectl.run(["run", "-D", other, "-M", Self.unique(), "-q", "--private-users=10420224:131072", "--chdir=/", "/bin/true"])
         #expect(after.status == 0, "\(after.stderr)")
+        // The reservation files of both 64K blocks went with the runs (the default runtime dir).
+        if ProcessInfo.processInfo.environment["IMAGECTL_RUNTIME_DIR"] == nil {
+            #expect(!FileManager.default.fileExists(atPath: "/run/imagectl/userns/9f0000"))
+            #expect(!FileManager.default.fileExists(atPath: "/run/imagectl/userns/a00000"))
+        }
     }
 
     @Test func shellJoinsTheUserNamespaceAndTheBoundingSetStillApplies() throws {
