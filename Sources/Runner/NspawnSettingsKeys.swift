@@ -2,7 +2,18 @@
 /// filter, readiness): checked at parse time with those parts' own parsers and applied here.
 extension NspawnSettings {
     static func checkPrivateUsers(_ text: String) throws(RunnerError) {
-        _ = try UserNamespaceSettings.parseMode(text)
+        _ = try privateUsersMode(text)
+    }
+
+    /// PrivateUsers= reads like --private-users= except that a file's "1" and "0" are booleans
+    /// (nspawn's settings parser tries a boolean first; its command line never reads a number as
+    /// one, so there "0" and "1" are bases).
+    static func privateUsersMode(_ text: String) throws(RunnerError) -> UserNamespaceSettings.Mode {
+        switch text {
+        case "1": return .fromRootOwner
+        case "0": return .off
+        default: return try UserNamespaceSettings.parseMode(text)
+        }
     }
 
     static func checkPrivateUsersOwnership(_ text: String) throws(RunnerError) {
@@ -18,7 +29,7 @@ extension NspawnSettings {
     /// alone means no user namespace).
     func applyUserNamespace(to c: inout ContainerConfiguration) throws(RunnerError) {
         var settings = UserNamespaceSettings()
-        if let privateUsers { settings.mode = try UserNamespaceSettings.parseMode(privateUsers.text) }
+        if let privateUsers { settings.mode = try Self.privateUsersMode(privateUsers.text) }
         if let privateUsersOwnership { settings.ownership = try UserNamespaceSettings.parseOwnership(privateUsersOwnership.text) }
         c.userNamespace = settings
     }

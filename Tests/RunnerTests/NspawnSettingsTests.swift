@@ -188,6 +188,21 @@ struct NspawnSettingsTests {
         Private=yes
         """
 
+    /// In a file, PrivateUsers=1 and =0 are booleans (nspawn's settings parser); other numbers are
+    /// bases, as on the command line.
+    @Test func privateUsersNumbersInAFile() throws {
+        func mode(_ value: String) throws -> UserNamespaceSettings.Mode {
+            var c = configuration()
+            _ = try parse("[Exec]\nPrivateUsers=\(value)\n").apply(to: &c, mask: [], trusted: true, path: "/etc/systemd/nspawn/m.nspawn")
+            return c.userNamespace.mode
+        }
+        #expect(try mode("1") == .fromRootOwner)
+        #expect(try mode("0") == .off)
+        #expect(try mode("2") == .fixed(base: 2, size: 65536))
+        #expect(try mode("524288:65536") == .fixed(base: 524288, size: 65536))
+        #expect(try mode("pick") == .pick)
+    }
+
     @Test func anUntrustedFileGrantsNothing() throws {
         let s = try parse(Self.privileged)
         var c = configuration()
