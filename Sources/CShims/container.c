@@ -327,6 +327,25 @@ static int set_up_root(const struct img_container_config *c) {
     return root;
 }
 
+/// devpts (a new instance), /dev/shm and /dev/mqueue beneath the root's /dev. Without a user
+/// namespace the container child mounts them with the rest of /dev; with one, PID 1 does, since
+/// they must belong to its own namespaces. gid 5 is "tty" on Debian and in systemd's defaults (as
+/// nspawn uses it); with a user namespace it is read there, i.e. the container's tty group.
+static void mount_dev_filesystems(int rootfd) {
+    int fd = open_in_root(rootfd, "dev/pts");
+    if (fd < 0) die("open", "/dev/pts");
+    mount_on("devpts", fd, "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620,gid=5", "/dev/pts");
+    close(fd);
+    fd = open_in_root(rootfd, "dev/shm");
+    if (fd < 0) die("open", "/dev/shm");
+    mount_on("tmpfs", fd, "tmpfs", MS_NOSUID | MS_NODEV | MS_STRICTATIME, "mode=01777", "/dev/shm");
+    close(fd);
+    fd = open_in_root(rootfd, "dev/mqueue");
+    if (fd < 0) die("open", "/dev/mqueue");
+    mount_on("mqueue", fd, "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, "/dev/mqueue");
+    close(fd);
+}
+
 /// A private /dev on tmpfs: fresh device nodes made with the host's numbers and modes (new inodes
 /// in the tmpfs, so a chown or chmod inside never touches the host's nodes), devpts, shm, mqueue.
 static void set_up_dev(int rootfd) {
@@ -355,19 +374,7 @@ static void set_up_dev(int rootfd) {
         symlinkat("/proc/self/fd/2", dev, "stderr") < 0)
         die("symlink", "/dev links");
     close(dev);
-    int fd = open_in_root(rootfd, "dev/pts");
-    if (fd < 0) die("open", "/dev/pts");
-    // gid 5 is "tty" on Debian and in systemd's defaults, as nspawn uses it.
-    mount_on("devpts", fd, "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620,gid=5", "/dev/pts");
-    close(fd);
-    fd = open_in_root(rootfd, "dev/shm");
-    if (fd < 0) die("open", "/dev/shm");
-    mount_on("tmpfs", fd, "tmpfs", MS_NOSUID | MS_NODEV | MS_STRICTATIME, "mode=01777", "/dev/shm");
-    close(fd);
-    fd = open_in_root(rootfd, "dev/mqueue");
-    if (fd < 0) die("open", "/dev/mqueue");
-    mount_on("mqueue", fd, "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, "/dev/mqueue");
-    close(fd);
+    mount_dev_filesystems(rootfd);
 }
 
 /// /proc of the new PID namespace, /proc/sys read-only, and kernel-internal files masked with the
@@ -1143,23 +1150,6 @@ static void userns_set_up_dev(int rootfd, uid_t base) {
     close(dev);
 }
 
-/// PID 1's part of /dev: file systems that belong to its own namespaces.
-static void userns_mount_dev_filesystems(int rootfd) {
-    int fd = open_in_root(rootfd, "dev/pts");
-    if (fd < 0) die("open", "/dev/pts");
-    // gid 5 ("tty") is read in the container's user namespace: it is the container's tty group.
-    mount_on("devpts", fd, "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620,gid=5", "/dev/pts");
-    close(fd);
-    fd = open_in_root(rootfd, "dev/shm");
-    if (fd < 0) die("open", "/dev/shm");
-    mount_on("tmpfs", fd, "tmpfs", MS_NOSUID | MS_NODEV | MS_STRICTATIME, "mode=01777", "/dev/shm");
-    close(fd);
-    fd = open_in_root(rootfd, "dev/mqueue");
-    if (fd < 0) die("open", "/dev/mqueue");
-    mount_on("mqueue", fd, "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, "/dev/mqueue");
-    close(fd);
-}
-
 /// A tmpfs at `path` owned by the base (options are read in the host's user namespace here).
 static void userns_tmpfs(int rootfd, const char *path, const char *options, uid_t base, mode_t mode) {
     char data[160] = "";
@@ -1305,7 +1295,7 @@ static int userns_set_up(int rootfd, const struct img_container_config *c) {
     if (c->private_network)
         mount_fs_in_root(rootfd, "sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NOEXEC | MS_NODEV, NULL, 0555);
     set_up_cgroups(rootfd, c);
-    userns_mount_dev_filesystems(rootfd);
+    mount_dev_filesystems(rootfd);  // PID 1's part of /dev: file systems of its own namespaces
     set_up_etc_file(rootfd, "resolv.conf", &c->resolv_conf);
     set_up_etc_file(rootfd, "localtime", &c->localtime);
     return rootfd;
