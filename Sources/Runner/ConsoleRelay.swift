@@ -23,17 +23,30 @@ public final class ConsoleRelay: Sendable {
     let input: FileDescriptor
     let output: FileDescriptor
     let forwardWindowSize: Bool
+    /// Output only: nothing is read from `input`, whose terminal (if any) keeps its mode.
+    let readOnly: Bool
+    /// A pidfd of the machine's leader. With it, a hangup of the console (no process holds the
+    /// pty's slave for a moment, as when systemd closes and reopens /dev/console) does not end
+    /// the relay (nspawn's ptyfwd ignores vhangup likewise); the leader's exit does, once the
+    /// console's remaining output is copied.
+    let leaderExit: FileDescriptor?
 
     /// - Parameters:
     ///   - console: the pty master (or any bidirectional descriptor); not closed by the relay.
     ///   - input, output: the user's side, default imagectl's standard input and output.
     ///   - forwardWindowSize: copy the input terminal's size to `console` (a pty master).
+    ///   - readOnly: relay the console's output only (nspawn's --console=read-only); then there
+    ///     is no escape either: the caller's signals end the machine.
+    ///   - leaderExit: a pidfd whose process's exit ends the relay (and console hangups do not);
+    ///     nil: the relay ends at the first hangup.
     public init(console: FileDescriptor, input: FileDescriptor = .standardInput, output: FileDescriptor = .standardOutput,
-                forwardWindowSize: Bool = true) {
+                forwardWindowSize: Bool = true, readOnly: Bool = false, leaderExit: FileDescriptor? = nil) {
         self.console = console
         self.input = input
         self.output = output
-        self.forwardWindowSize = forwardWindowSize
+        self.forwardWindowSize = forwardWindowSize && !readOnly
+        self.readOnly = readOnly
+        self.leaderExit = leaderExit
     }
 
     /// The message nspawn prints before a relay starts.
@@ -41,6 +54,7 @@ public final class ConsoleRelay: Sendable {
 
     /// Relays until the console hangs up or the escape is pressed.
     public func run() throws -> Ending {
+        if readOnly { return try ConsoleIO.relay(self) }
         let terminal = RawTerminal(input)
         defer { terminal.restore() }
         return try ConsoleIO.relay(self)

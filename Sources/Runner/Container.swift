@@ -171,7 +171,9 @@ public enum Container {
         var escaped = false
         if let master = process.consoleMaster {
             defer { try? master.close() }
-            if try ConsoleRelay(console: master).run() == .escape {
+            let relay = ConsoleRelay(console: master, readOnly: configuration.process.consoleReadOnly,
+                                     leaderExit: process.exitDescriptor)
+            if try relay.run() == .escape {
                 process.kill()
                 escaped = true
             }

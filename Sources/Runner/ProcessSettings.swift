@@ -4,6 +4,9 @@ public struct ProcessSettings: Sendable {
     /// Give the payload a pty (its controlling terminal, standard streams and /dev/console)
     /// relayed to imagectl's terminal by `ConsoleRelay`; false: it shares imagectl's streams.
     public var console = false
+    /// With `console`: relay only the console's output (input, raw mode and the window size are
+    /// left alone), for a booted system when imagectl has no terminal.
+    public var consoleReadOnly = false
 
     /// One --rlimit=: a resource (setrlimit(2) number) and its soft and hard values.
     public struct ResourceLimit: Equatable, Sendable {

@@ -285,6 +285,10 @@ struct RunCLITests {
         let r = try Tool.run("timeout", ["120", Imagectl.binary, "run", "-q", "-x", "-D", tree, "-b", "systemd.unit=poweroff.target"])
         #expect(r.status == 0, "\(r.stdout.suffix(2000)) \(r.stderr)")
         #expect(Date().timeIntervalSince(start) < 120)
+        // Without a terminal the booted system's /dev/console is still relayed (read-only), so
+        // its boot and shutdown messages reach imagectl's output, as with nspawn.
+        #expect(r.stdout.contains("Welcome to"), "\(r.stdout.suffix(2000))")
+        #expect(r.stdout.contains("System Power Off"), "\(r.stdout.suffix(2000))")
         // SIGTERM to imagectl sends SIGRTMIN+3 to a booted system: it halts, and that is exit 0.
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Imagectl.binary)

@@ -68,18 +68,38 @@ enum ConsoleIO {
         let winch = relay.forwardWindowSize ? img_winch_pipe() : -1
         if relay.forwardWindowSize { copyWindowSize(from: input, to: console) }
         var escape = ConsoleRelay.EscapeDetector()
-        var inputOpen = true
+        var inputOpen = !relay.readOnly
         var buffer = [UInt8](repeating: 0, count: 16384)
+        let leader = relay.leaderExit?.rawValue ?? -1
+        // With a leader to watch, the console is read without blocking (to drain it at the end)
+        // and a hangup only pauses it: a master whose slave nobody holds polls as hung up at
+        // once, so it is left out of poll for 20 ms at a time until a process opens the slave.
+        if leader >= 0 { _ = fcntl(console, F_SETFL, fcntl(console, F_GETFL) | O_NONBLOCK) }
+        var consoleHungUp = false
         while true {
             var fds = [
-                pollfd(fd: console, events: Int16(POLLIN), revents: 0),
+                pollfd(fd: consoleHungUp ? -1 : console, events: Int16(POLLIN), revents: 0),
                 pollfd(fd: inputOpen ? input : -1, events: Int16(POLLIN), revents: 0),
                 pollfd(fd: winch, events: Int16(POLLIN), revents: 0),
+                pollfd(fd: leader, events: Int16(POLLIN), revents: 0),
             ]
-            let ready = poll(&fds, nfds_t(fds.count), -1)
+            let ready = poll(&fds, nfds_t(fds.count), consoleHungUp ? 20 : -1)
             if ready < 0 {
                 if errno == EINTR { continue }
                 throw RunnerError.startFailed(step: "poll (console)", errno: errno)
+            }
+            if ready == 0 {
+                consoleHungUp = false
+                continue
+            }
+            if fds[3].revents != 0 {
+                // The leader exited: what it and its namespace wrote is still in the pty.
+                while true {
+                    let n = buffer.withUnsafeMutableBytes { read(console, $0.baseAddress, $0.count) }
+                    if n < 0 && errno == EINTR { continue }
+                    guard n > 0, buffer.withUnsafeBytes({ writeAll(output, $0.baseAddress!, n) }) else { break }
+                }
+                return .hangup
             }
             if fds[2].revents != 0 {
                 while buffer.withUnsafeMutableBytes({ read(winch, $0.baseAddress, $0.count) }) > 0 {}
@@ -88,8 +108,14 @@ enum ConsoleIO {
             if fds[0].revents != 0 {
                 let n = buffer.withUnsafeMutableBytes { read(console, $0.baseAddress, $0.count) }
                 if n < 0 && (errno == EINTR || errno == EAGAIN) { continue }
-                // EIO: no process holds the pty's slave any more.
-                if n <= 0 { return .hangup }
+                // EIO: no process holds the pty's slave (for now, or any more).
+                if n <= 0 {
+                    if leader >= 0 {
+                        consoleHungUp = true
+                        continue
+                    }
+                    return .hangup
+                }
                 let ok = buffer.withUnsafeBytes { writeAll(output, $0.baseAddress!, n) }
                 if !ok { return .hangup }
             }

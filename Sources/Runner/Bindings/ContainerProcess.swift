@@ -52,6 +52,8 @@ final class ContainerProcess {
     private let pidfd: Int32
     /// The master of the payload's pty (spec.console).
     private(set) var consoleMaster: FileDescriptor?
+    /// PID 1's pidfd (readable once it exited), for the console relay; not to be closed.
+    var exitDescriptor: FileDescriptor? { pidfd >= 0 ? FileDescriptor(rawValue: pidfd) : nil }
 
     private init(pid: pid_t, pidfd: Int32) {
         self.pid = pid

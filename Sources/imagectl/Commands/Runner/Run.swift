@@ -20,7 +20,9 @@ struct RunCommand: AsyncParsableCommand {
             i386 and x32 calls alike); file descriptors from 3 up are closed. When standard input \
             is a terminal the payload gets a pty (also its /dev/console), relayed in raw mode with \
             the window size forwarded (^] three times within 1s kills the container); otherwise it \
-            shares imagectl's standard input and output. It gets a new session. Needs root.
+            shares imagectl's standard input and output, except with --boot: the booted system's \
+            /dev/console is still a pty, whose output is relayed (input is not). It gets a new \
+            session. Needs root.
             Exit status: the payload's exit code; 128+N when a signal N ended it; 0 when a booted \
             system powered off; 1 when the container could not start; 2 for bad options.
             /etc/resolv.conf and /etc/localtime follow --resolv-conf= and --timezone= (default \
@@ -193,6 +195,12 @@ struct RunCommand: AsyncParsableCommand {
         if template != nil && ephemeral { throw RunnerError.conflictingOptions("--template and --ephemeral cannot be combined") }
         try imageOptions.apply(to: &c, directory: directory, template: template)
         try applySettingsFile(to: &c, report: &report)
+        // A booted system writes to /dev/console. Without a terminal it still gets a pty there,
+        // relayed one way to imagectl's output (nspawn's --console=read-only), so its boot
+        // messages are not lost; a plain command keeps imagectl's standard streams.
+        let terminal = c.process.console
+        c.process.console = terminal || c.boot
+        c.process.consoleReadOnly = !terminal
         try c.validate()
         return c
     }
@@ -302,7 +310,7 @@ struct RunCommand: AsyncParsableCommand {
         defer { session.close() }
         let plan = try Container.plan(session.configuration, hostEnvironment: ProcessInfo.processInfo.environment)
         if !quiet {
-            if configuration.process.console { Terminal.standardError(ConsoleRelay.hint + "\n") }
+            if configuration.process.console && !configuration.process.consoleReadOnly { Terminal.standardError(ConsoleRelay.hint + "\n") }
             Terminal.standardError("Spawning container \(plan.machine) on \(session.description).\n")
         }
         let outcome = try Container.run(session.configuration, plan: plan, started: session.containerStarted) { warning in
