@@ -79,7 +79,11 @@ struct CgroupTree {
                     Self.remove(created)
                     throw RunnerError.startFailed(step: "mkdir \(directory)", errno: code)
                 }
-                if Self.hasProcesses(directory) {
+                // The processes of a container that just ended leave its cgroup a moment after
+                // imagectl saw PID 1 exit (more so on a loaded machine, where remove() may have
+                // given up): give them two seconds before calling the name taken. A machine that
+                // really runs is normally caught earlier, by the registry.
+                if Self.hasProcesses(directory) && !Self.empties(directory, within: 2_000_000) {
                     Self.remove(created)
                     throw RunnerError.alreadyRunning(machine)
                 }
@@ -87,6 +91,17 @@ struct CgroupTree {
             created.append(directory)
         }
         return CgroupTree(layout: layout, directories: created)
+    }
+
+    /// Whether `directory` (and its children) has no processes left within `microseconds`.
+    static func empties(_ directory: String, within microseconds: UInt32) -> Bool {
+        var waited: UInt32 = 0
+        while waited < microseconds {
+            usleep(20_000)
+            waited += 20_000
+            if !hasProcesses(directory) { return true }
+        }
+        return false
     }
 
     static func hasProcesses(_ directory: String) -> Bool {
