@@ -258,6 +258,8 @@ static int userns_idmapped_source(const struct img_container_config *c, int sour
 static void userns_attach_tree(int tree, int staging);
 static int userns_set_up(int rootfd, const struct img_container_config *c);
 static int userns_bind_fd = -1;  // the namespace fd while the host side makes the extra mounts
+static void userns_chown(int dirfd, const char *name, uid_t base);
+static void userns_option(char *options, size_t cap, const char *name, uint32_t value);
 static void userns_idmapped_bind(int source, int target, const struct img_container_mount *m);
 static void userns_idmapped_usr(const struct img_container_config *c, int usr, int target);
 // --- end user namespace (userns) ---
@@ -347,9 +349,16 @@ static void mount_dev_filesystems(int rootfd) {
 }
 
 /// A private /dev on tmpfs: fresh device nodes made with the host's numbers and modes (new inodes
-/// in the tmpfs, so a chown or chmod inside never touches the host's nodes), devpts, shm, mqueue.
-static void set_up_dev(int rootfd) {
-    mount_fs_in_root(rootfd, "dev", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=0755,size=4m,nr_inodes=64k", 0755);
+/// in the tmpfs, so a chown or chmod inside never touches the host's nodes), the pts, shm and
+/// mqueue directories and the usual links. With a user namespace (`owned`) the tmpfs and all in
+/// it belong to the namespace's root, the base.
+static void make_dev_tree(int rootfd, int owned, uid_t base) {
+    char options[128] = "mode=0755,size=4m,nr_inodes=64k";
+    if (owned) {
+        userns_option(options, sizeof options, ",uid=", base);
+        userns_option(options, sizeof options, ",gid=", base);
+    }
+    mount_fs_in_root(rootfd, "dev", "tmpfs", MS_NOSUID | MS_STRICTATIME, options, 0755);
     char p[64];
     int devpath = open_in_root(rootfd, "dev");
     if (devpath < 0) die("open", "/dev");
@@ -365,15 +374,27 @@ static void set_up_dev(int rootfd) {
         struct stat st;
         if (stat(host, &st) < 0 || !S_ISCHR(st.st_mode)) die("stat host device", host);
         if (mknodat(dev, nodes[i], S_IFCHR | (st.st_mode & 0777), st.st_rdev) < 0) die("mknod", host);
+        if (owned) userns_chown(dev, nodes[i], base);
     }
-    if (mkdirat(dev, "pts", 0755) < 0 || mkdirat(dev, "shm", 01777) < 0 || mkdirat(dev, "mqueue", 0755) < 0)
-        die("mkdir", "/dev subdirectories");
+    static const char *const dirs[] = {"pts", "shm", "mqueue"};
+    static const mode_t dir_modes[] = {0755, 01777, 0755};
+    for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
+        if (mkdirat(dev, dirs[i], dir_modes[i]) < 0) die("mkdir", dirs[i]);
+        if (owned) userns_chown(dev, dirs[i], base);
+    }
     umask(old_umask);
-    if (symlinkat("pts/ptmx", dev, "ptmx") < 0 || symlinkat("/proc/self/fd", dev, "fd") < 0 ||
-        symlinkat("/proc/self/fd/0", dev, "stdin") < 0 || symlinkat("/proc/self/fd/1", dev, "stdout") < 0 ||
-        symlinkat("/proc/self/fd/2", dev, "stderr") < 0)
-        die("symlink", "/dev links");
+    static const char *const links[][2] = {{"pts/ptmx", "ptmx"}, {"/proc/self/fd", "fd"}, {"/proc/self/fd/0", "stdin"},
+                                           {"/proc/self/fd/1", "stdout"}, {"/proc/self/fd/2", "stderr"}};
+    for (size_t i = 0; i < sizeof links / sizeof links[0]; i++) {
+        if (symlinkat(links[i][0], dev, links[i][1]) < 0) die("symlink", links[i][1]);
+        if (owned) userns_chown(dev, links[i][1], base);
+    }
     close(dev);
+}
+
+/// /dev without a user namespace: the tree, then devpts, shm and mqueue.
+static void set_up_dev(int rootfd) {
+    make_dev_tree(rootfd, 0, 0);
     mount_dev_filesystems(rootfd);
 }
 
@@ -1111,43 +1132,10 @@ static void userns_option(char *options, size_t cap, const char *name, uint32_t 
     append(options, cap, number);
 }
 
-/// The host side of /dev: a tmpfs owned by the base, with the host's device nodes made again (new
-/// inodes) and the usual links; devpts, shm and mqueue are mounted by PID 1 in its namespaces.
+/// The host side of /dev under a user namespace: the tree owned by the base; devpts, shm and
+/// mqueue are mounted by PID 1 in its namespaces.
 static void userns_set_up_dev(int rootfd, uid_t base) {
-    char options[128] = "mode=0755,size=4m,nr_inodes=64k";
-    userns_option(options, sizeof options, ",uid=", base);
-    userns_option(options, sizeof options, ",gid=", base);
-    mount_fs_in_root(rootfd, "dev", "tmpfs", MS_NOSUID | MS_STRICTATIME, options, 0755);
-    int devpath = open_in_root(rootfd, "dev");
-    if (devpath < 0) die("open", "/dev");
-    char p[64];
-    fd_path(p, devpath);
-    int dev = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    close(devpath);
-    if (dev < 0) die("open", "/dev");
-    static const char *const nodes[] = {"null", "zero", "full", "random", "urandom", "tty"};
-    mode_t old_umask = umask(0);
-    for (size_t i = 0; i < sizeof nodes / sizeof nodes[0]; i++) {
-        char host[32] = "/dev/";
-        append(host, sizeof host, nodes[i]);
-        struct stat st;
-        if (stat(host, &st) < 0 || !S_ISCHR(st.st_mode)) die("stat host device", host);
-        if (mknodat(dev, nodes[i], S_IFCHR | (st.st_mode & 0777), st.st_rdev) < 0) die("mknod", host);
-        userns_chown(dev, nodes[i], base);
-    }
-    static const char *const dirs[][2] = {{"pts", "0755"}, {"shm", "1777"}, {"mqueue", "0755"}};
-    for (size_t i = 0; i < 3; i++) {
-        if (mkdirat(dev, dirs[i][0], dirs[i][1][0] == '1' ? 01777 : 0755) < 0) die("mkdir", dirs[i][0]);
-        userns_chown(dev, dirs[i][0], base);
-    }
-    umask(old_umask);
-    static const char *const links[][2] = {{"pts/ptmx", "ptmx"}, {"/proc/self/fd", "fd"}, {"/proc/self/fd/0", "stdin"},
-                                           {"/proc/self/fd/1", "stdout"}, {"/proc/self/fd/2", "stderr"}};
-    for (size_t i = 0; i < sizeof links / sizeof links[0]; i++) {
-        if (symlinkat(links[i][0], dev, links[i][1]) < 0) die("symlink", links[i][1]);
-        userns_chown(dev, links[i][1], base);
-    }
-    close(dev);
+    make_dev_tree(rootfd, 1, base);
 }
 
 /// A tmpfs at `path` owned by the base (options are read in the host's user namespace here).
