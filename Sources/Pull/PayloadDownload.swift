@@ -327,8 +327,7 @@ final class PayloadDownload: ByteSource, @unchecked Sendable {
             }
             if isAborted || job.isCancelled { throw PullError.interrupted }
             if let responseError {
-                if case .httpStatus(_, let status) = responseError, [408, 429, 500, 502, 503, 504].contains(status),
-                   stalled < backoff.count {
+                if responseError.isRetryableStatus, stalled < backoff.count {
                     Thread.sleep(forTimeInterval: backoff[stalled])
                     stalled += 1
                     continue

@@ -99,3 +99,12 @@ public enum PullError: Swift.Error, CustomStringConvertible, Sendable {
         }
     }
 }
+
+extension PullError {
+    /// An HTTP answer worth asking again after a pause (timeout, rate limit, server trouble),
+    /// as opposed to one that will not change (404, 403, ...).
+    var isRetryableStatus: Bool {
+        guard case .httpStatus(_, let status) = self else { return false }
+        return [408, 429, 500, 502, 503, 504].contains(status)
+    }
+}

@@ -73,8 +73,7 @@ enum SmallFetch {
             if job.isCancelled { throw PullError.interrupted }
             if let responseError {
                 if case .notFound = responseError { return false }
-                if case .httpStatus(_, let status) = responseError, [408, 429, 500, 502, 503, 504].contains(status),
-                   attempt < backoff.count {
+                if responseError.isRetryableStatus, attempt < backoff.count {
                     Thread.sleep(forTimeInterval: backoff[attempt])
                     attempt += 1
                     continue

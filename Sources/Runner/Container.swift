@@ -107,7 +107,7 @@ public enum Container {
             ? try SeccompFilter.program(configuration.systemCallFilter, boundingSet: Capability.mask(configuration.boundingSet)) : []
         let cgroups = try CgroupTree.create(machine: plan.machine)
         defer { cgroups.remove() }
-        let staging = "/run/imagectl/runner/\(plan.machine).\(HostFiles.processID)"
+        let staging = "\(Leftovers.runnerDirectory)/\(plan.machine).\(HostFiles.processID)"
         try HostFiles.makeStagingDirectory(staging)
         defer { HostFiles.removeDirectory(staging) }
 

@@ -74,8 +74,7 @@ public final class MachineRegistration: Sendable {
 public struct MachineRegistry: Sendable {
     /// `$IMAGECTL_RUNTIME_DIR/machines`, default `/run/imagectl/machines`.
     public static var defaultDirectory: String {
-        let base = ProcessInfo.processInfo.environment["IMAGECTL_RUNTIME_DIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/run/imagectl"
-        return base + "/machines"
+        RuntimeDirectory.path + "/machines"
     }
 
     public let directory: String

@@ -120,7 +120,7 @@ public final class RootSession {
             dissected = try await dissected.applying(try ImagePolicy.parse(policy), keyringDirectory: settings.verityKeyring)
         }
         let plan = try MountPlan.make(dissected, readOnly: configuration.readOnly)
-        let staging = "/run/imagectl/runner/image.\(HostFiles.processID).\(FileSystem.randomHex(6))"
+        let staging = "\(Leftovers.runnerDirectory)/image.\(HostFiles.processID).\(FileSystem.randomHex(6))"
         try FileSystem.makeDirectories(staging + "/root", mode: 0o700)
         imageStaging = staging
         imageRecord = try await ImageMounter.mount(plan, at: staging + "/root", options: ImageMounter.Options(

@@ -269,8 +269,7 @@ public final class PreparedUserNamespace {
 
     /// The reservation directory: `$IMAGECTL_RUNTIME_DIR/userns`, default /run/imagectl/userns.
     static var reservationDirectory: String {
-        let base = ProcessInfo.processInfo.environment["IMAGECTL_RUNTIME_DIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/run/imagectl"
-        return base + "/userns"
+        RuntimeDirectory.path + "/userns"
     }
 
     /// Ranges from host IDs (block 0: identity, 0:N) are not reserved: they are the host's own IDs,

@@ -167,8 +167,7 @@ enum SeccompProgramCache {
     static let maximumSize = 256 << 10
 
     static var directory: String {
-        let base = ProcessInfo.processInfo.environment["IMAGECTL_RUNTIME_DIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/run/imagectl"
-        return base + "/seccomp"
+        RuntimeDirectory.path + "/seccomp"
     }
 
     /// What the programs are made of: a format tag, the libseccomp version, the running imagectl
