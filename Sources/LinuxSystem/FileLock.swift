@@ -176,6 +176,26 @@ public final class FileLock: Sendable {
 
 /// Reads a small text file (procfs, sysfs, side files) into a String: open(2) + read(2).
 /// Refuses files larger than `limit` bytes so that a hostile file cannot exhaust memory.
+/// Up to `limit` bytes of the regular file at `path` (reading stops there). Opened with O_NONBLOCK
+/// and checked with fstat(2) on that descriptor, so a FIFO or device at the path (or swapped in
+/// after a stat) neither blocks nor streams: EINVAL ("not a regular file").
+public func readRegularFile(_ path: String, upTo limit: Int) throws(SystemCallError) -> [UInt8] {
+    let fd = try systemCall("open", path: path) { Glibc.open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK) }
+    defer { Glibc.close(fd) }
+    guard try FileStatus.fstat(fd, path: path).kind == .regular else {
+        throw SystemCallError("open", errno: .invalidArgument, path: path)
+    }
+    var bytes: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 65536)
+    while bytes.count < limit {
+        let count = min(buffer.count, limit - bytes.count)
+        let n = try systemCall("read", path: path) { Glibc.read(fd, &buffer, count) }
+        if n == 0 { break }
+        bytes.append(contentsOf: buffer[0..<n])
+    }
+    return bytes
+}
+
 public func readSmallTextFile(_ path: String, limit: Int = 1 << 20) throws(SystemCallError) -> String {
     let fd = try systemCall("open", path: path) { Glibc.open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY) }
     defer { Glibc.close(fd) }

@@ -67,20 +67,15 @@ public enum SettingsLookup {
 
     /// Reads and parses a found file (at most 1 MiB).
     public static func load(_ path: String) throws(NspawnSettings.Error) -> NspawnSettings {
-        // A FIFO or device under that name would block or stream forever: only regular files.
-        guard (try? FileStatus.stat(path))?.kind == .regular else {
-            throw .unreadable(path: path, reason: "not a regular file")
-        }
-        guard let handle = FileHandle(forReadingAtPath: path) else {
-            throw .unreadable(path: path, reason: "cannot open it")
-        }
-        defer { try? handle.close() }
-        let data: Data?
+        // A FIFO or device under that name would block or stream forever: only regular files,
+        // checked on the opened descriptor (readRegularFile), one byte past the limit so that the
+        // parser reports an oversized file.
+        let bytes: [UInt8]
         do {
-            data = try handle.read(upToCount: NspawnSettings.maximumSize + 1)
+            bytes = try readRegularFile(path, upTo: NspawnSettings.maximumSize + 1)
         } catch {
-            throw .unreadable(path: path, reason: "\(error.localizedDescription)")
+            throw .unreadable(path: path, reason: error.errno == .invalidArgument ? "not a regular file" : error.errno.description)
         }
-        return try NspawnSettings.parse(Array(data ?? Data()), path: path)
+        return try NspawnSettings.parse(bytes, path: path)
     }
 }

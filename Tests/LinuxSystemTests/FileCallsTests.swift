@@ -51,6 +51,23 @@ import TestSupport
         #expect(FileManager.default.fileExists(atPath: outside + "/keep/file"))
     }
 
+    /// readRegularFile: stops at the limit, and refuses a FIFO at once (O_NONBLOCK open, fstat on
+    /// the descriptor) instead of blocking until a writer comes.
+    @Test func readRegularFileStopsAtTheLimitAndRefusesAFIFO() throws {
+        let tmp = try TemporaryDirectory()
+        let file = tmp.appending("f"), fifo = tmp.appending("p")
+        try "0123456789".write(toFile: file, atomically: false, encoding: .utf8)
+        #expect(try readRegularFile(file, upTo: 4) == Array("0123".utf8))
+        #expect(try readRegularFile(file, upTo: 100) == Array("0123456789".utf8))
+        #expect(mkfifo(fifo, 0o600) == 0)
+        do {
+            _ = try readRegularFile(fifo, upTo: 100)
+            Issue.record("a FIFO was read")
+        } catch {
+            #expect(error.errno == .invalidArgument)
+        }
+    }
+
     @Test func xattrSetGetListRemove() throws {
         let tmp = try TemporaryDirectory()
         let file = tmp.appending("f")
