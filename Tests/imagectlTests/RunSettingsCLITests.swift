@@ -184,6 +184,7 @@ struct RunSettingsCLITests {
 
     @Test func aStoreImageUsesTheFileBesideItInThePool() throws {
         try RunCLITests.requireContainer()
+        try Privileged.require(.fixture("bare-ext4.raw"))
         let pool = try TemporaryDirectory(prefix: "settings-pool")
         let name = "bbpool" + String(UUID().uuidString.prefix(8)).lowercased()
         let copy = try Tool.run("cp", ["-a", Fixtures.path("busybox-tree") ?? "", pool.appending(name)])
@@ -195,7 +196,7 @@ struct RunSettingsCLITests {
 
         // A raw image: NAME.nspawn beside NAME.raw, for -M and for -i alike (ReadOnly= from the
         // file also applies before the image is mounted).
-        guard let ext4 = Fixtures.path("bare-ext4.raw") else { return }
+        let ext4 = try #require(Fixtures.path("bare-ext4.raw"))
         let disk = "bbdisk" + String(UUID().uuidString.prefix(8)).lowercased()
         #expect(try Tool.run("cp", [ext4, pool.appending(disk + ".raw")]).status == 0)
         try Self.write("[Exec]\nHostname=fromraw\n[Files]\nReadOnly=yes\n", to: pool.appending(disk + ".nspawn"))

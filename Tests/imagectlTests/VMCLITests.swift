@@ -242,9 +242,11 @@ import TestSupport
         #expect(Self.leftovers(vmTemp).isEmpty)
     }
 
-    @Test func kvmYesUnderNestedPVMIsAnError() throws {
+    /// Only where /dev/kvm is nested PVM (as on the project's machines): reported as skipped, not
+    /// passed, elsewhere.
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: "/sys/module/kvm_pvm"), "/dev/kvm is not nested PVM here"))
+    func kvmYesUnderNestedPVMIsAnError() throws {
         try Privileged.require(.tool("qemu-system-x86_64"), .fixture("vm-debian.raw"))
-        guard FileManager.default.fileExists(atPath: "/sys/module/kvm_pvm") else { return }
         let image = try #require(Fixtures.path("vm-debian.raw"))
         let r = try Imagectl.run(["vm", "-x", "-i", image, "--kvm=yes", "--print-command"])
         #expect(r.status == 1)
