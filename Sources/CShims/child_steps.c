@@ -8,6 +8,8 @@
 #include <sched.h>
 #include <sys/mman.h>
 #include <linux/filter.h>
+#include <linux/openat2.h>
+#include <sys/syscall.h>
 #include <linux/seccomp.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -47,6 +49,26 @@ int img_child_install_seccomp(const void *program, size_t size) {
         size -= (size_t)count * sizeof(struct sock_filter);
     }
     return 0;
+}
+
+int img_child_chdir_beneath_root(const char *path) {
+    int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (root < 0) return -1;
+    while (*path == '/') path++;
+    struct open_how how;
+    memset(&how, 0, sizeof how);
+    how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
+    how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+    long fd;
+    do { fd = syscall(SYS_openat2, root, *path ? path : ".", &how, sizeof how); } while (fd < 0 && errno == EINTR);
+    int saved = errno;
+    close(root);
+    if (fd < 0) { errno = saved; return -1; }
+    int r = fchdir((int)fd);
+    saved = errno;
+    close((int)fd);
+    errno = saved;
+    return r;
 }
 
 static const char *env_value(const char *const *envp, const char *name) {

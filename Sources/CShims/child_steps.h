@@ -21,6 +21,12 @@ __attribute__((visibility("hidden"))) int img_child_install_seccomp(const void *
 /// telling attempt.
 __attribute__((visibility("hidden"))) void img_child_exec(const char *const *argv, const char *const *envp);
 
+/// chdir to `path` resolved beneath the process's root (openat2 RESOLVE_IN_ROOT |
+/// RESOLVE_NO_MAGICLINKS, then fchdir): a --chdir=/proc/self/fd/N or a symlink cannot make a
+/// descriptor inherited from imagectl, or a host directory, the payload's working directory
+/// (runc CVE-2024-21626).
+__attribute__((visibility("hidden"))) int img_child_chdir_beneath_root(const char *path);
+
 /// clone(2) of `child` on a fresh 1 MiB stack with `flags` (namespaces | SIGCHLD), and a
 /// close-on-exec error pipe: its write end is stored in `*error_pipe_slot` for the child's own
 /// die() (the slot is reset in the parent), its read end returned in `*error_fd`. Returns the

@@ -926,6 +926,13 @@ static void make_root_private(int rootfd) {
 
 static int child_main(void *arg) {
     const struct img_container_config *c = arg;
+    // Non-dumpable before anything of the container can see this process (SECURITY 18, runc
+    // CVE-2019-5736): until it execs the payload it runs imagectl's executable, and the -a stub
+    // init never execs. /proc/N/exe, /proc/N/map_files and /proc/N/mem of a non-dumpable process
+    // need CAP_SYS_PTRACE in the user namespace that owns its memory, the host's, which a
+    // container with a user namespace never has. (Without one, the container's root has it: no
+    // boundary, as the README says.) The payload's exec makes it dumpable again.
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) die("PR_SET_DUMPABLE", NULL);
     reset_signals();
     die_with_imagectl();  // lifecycle
     join_cgroups(c);
@@ -965,10 +972,10 @@ static int child_main(void *arg) {
         if (pid < 0) die("clone", "payload");
         if (pid > 0) {
             // The stub init keeps no capabilities and no way back to the host binary it runs:
-            // non-dumpable, and the kernel refuses writes to a running executable (ETXTBSY).
+            // non-dumpable since child_main began, and the kernel refuses writes to a running
+            // executable (ETXTBSY).
             close(error_pipe);
             error_pipe = -1;
-            (void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
             limit_capabilities(1ULL << CAP_KILL);  // to signal a payload of another uid
             (void)prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
             install_seccomp(c);
@@ -980,7 +987,7 @@ static int child_main(void *arg) {
         sigprocmask(SIG_SETMASK, &none, NULL);
     }
 
-    if (chdir(c->working_directory) < 0) die("chdir", c->working_directory);
+    if (img_child_chdir_beneath_root(c->working_directory) < 0) die("chdir", c->working_directory);
     // Raw system calls, not glibc's wrappers: those broadcast the change to every thread in
     // glibc's thread list (__nptl_setxid), which this clone() child copied from the
     // multi-threaded parent, and wait forever for a thread that was being created at clone time.

@@ -123,7 +123,7 @@ static void take_console(int socket) {
 static void payload_main(const struct img_enter_config *c) {
     (void)prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
     if (c->console_socket >= 0) take_console(c->console_socket);
-    if (chdir(c->working_directory) < 0 && chdir("/") < 0) enter_die("chdir", c->working_directory);
+    if (img_child_chdir_beneath_root(c->working_directory) < 0 && chdir("/") < 0) enter_die("chdir", c->working_directory);
     if (img_child_drop_bounding_set(c->capabilities) < 0) enter_die("PR_CAPBSET_DROP", NULL);
     // Raw system calls: glibc's wrappers signal every thread of the copied thread list (setxid
     // broadcast) and can wait forever in a clone() of a multi-threaded process.
@@ -161,6 +161,11 @@ static int enter_main(void *arg) {
         (void)sigaction(sig, &action, NULL);
     }
     (void)prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    // Non-dumpable before entering the container's namespaces (runc CVE-2019-5736): the payload,
+    // cloned into its PID namespace below, runs imagectl's executable until it execs, and a
+    // process of the container that opened /proc/N/exe then could write the host's file once
+    // this imagectl is gone. See container.c's child_main.
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) enter_die("PR_SET_DUMPABLE", NULL);
     for (const char *const *procs = c->cgroup_procs; procs && *procs; procs++) {
         int fd = open(*procs, O_WRONLY | O_CLOEXEC);
         if (fd < 0) enter_die("open", *procs);
@@ -199,7 +204,6 @@ static int enter_main(void *arg) {
     close(enter_error_pipe);
     enter_error_pipe = -1;
     if (c->console_socket >= 0) close(c->console_socket);
-    (void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     (void)syscall(SYS_close_range, 3U, ~0U, 0U);
     for (;;) {
         siginfo_t info;
