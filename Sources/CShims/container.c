@@ -255,6 +255,7 @@ static void join_cgroups(const struct img_container_config *c) {
 static int set_up_volatile_root(const struct img_container_config *c);
 // --- user namespace (userns) ---
 static int userns_idmapped_source(const struct img_container_config *c, int source);
+static int userns_try_idmapped_attach(int source, int target);
 static void userns_attach_tree(int tree, int staging);
 static int userns_set_up(int rootfd, const struct img_container_config *c);
 static int userns_bind_fd = -1;  // the namespace fd while the host side makes the extra mounts
@@ -720,7 +721,14 @@ static int bind_etc_file(int rootfd, const char *path, const struct img_etc_file
     char source_path[64], target_path[64];
     fd_path(source_path, source);
     fd_path(target_path, target);
-    int r = fstat(target, &st) == 0 && !S_ISDIR(st.st_mode) ? mount(source_path, target_path, NULL, MS_BIND, NULL) : -1;
+    int r = -1;
+    if (fstat(target, &st) == 0 && !S_ISDIR(st.st_mode)) {
+        // userns: ID-mapped where the host file's file system allows it, so the container sees
+        // the host's root as its own owner of the file (and a write fails as read-only, not as
+        // permission denied); else a plain bind (the file shows as nobody's).
+        if (userns_bind_fd < 0 || (r = userns_try_idmapped_attach(source, target)) < 0)
+            r = mount(source_path, target_path, NULL, MS_BIND, NULL);
+    }
     close(target);
     close(source);
     if (r < 0) return -1;
@@ -749,8 +757,13 @@ static int symlink_etc_file(int rootfd, int etc, const char *name, const struct 
     return 0;
 }
 
+// userns: set when the host side bound the file already (userns_bind_etc_file); PID 1 then
+// leaves it alone. Indexed like the two files: 0 resolv.conf, 1 localtime.
+static int etc_file_bound[2];
+
 static void set_up_etc_file(int rootfd, const char *name, const struct img_etc_file *f) {
     if (!f->steps) return;
+    if (etc_file_bound[strcmp(name, "resolv.conf") == 0 ? 0 : 1]) return;
     int etc = open_etc(rootfd);
     if (etc < 0) return;  // no /etc in the tree (e.g. --volatile=yes): nspawn ignores it as well
     char path[64] = "etc/";
@@ -1216,6 +1229,17 @@ static void userns_idmapped_bind(int source, int target, const struct img_contai
     close(tree);
 }
 
+/// A detached clone of `source` ID-mapped with the container's user namespace and attached onto
+/// `target`; -1 (nothing changed) when the file system refuses ID-mapped mounts.
+static int userns_try_idmapped_attach(int source, int target) {
+    int tree = (int)syscall(SYS_open_tree, source, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
+    if (tree < 0) return -1;
+    int r = img_mount_setattr(tree, "", AT_EMPTY_PATH, MOUNT_ATTR_IDMAP, 0, 0, (uint64_t)userns_bind_fd);
+    if (r == 0) r = (int)syscall(SYS_move_mount, tree, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
+    close(tree);
+    return r;
+}
+
 /// --volatile=yes with map: the tree's /usr bound onto the tmpfs root as an ID-mapped mount.
 static void userns_idmapped_usr(const struct img_container_config *c, int usr, int target) {
     int tree = (int)syscall(SYS_open_tree, usr, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH | AT_RECURSIVE);
@@ -1225,6 +1249,27 @@ static void userns_idmapped_usr(const struct img_container_config *c, int usr, i
     if (syscall(SYS_move_mount, tree, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
         die("move_mount", "/usr");
     close(tree);
+}
+
+/// The bind step of an /etc file under a user namespace, done on the host side: PID 1 is
+/// chrooted into the container and can neither reach the host file nor bind a mount of the
+/// host's mount namespace. Only where the bind is the step to take: the symlink step comes first
+/// when the image has the zone file (PID 1 makes the link), and a copy is PID 1's (it writes as
+/// the container's root). Before the extra mounts, so a --bind= onto the file stays on top.
+static void userns_bind_etc_file(int rootfd, const char *name, const struct img_etc_file *f, int *bound) {
+    if (!(f->steps & IMG_ETC_BIND) || (f->steps & IMG_ETC_DELETE)) return;
+    if (f->steps & IMG_ETC_SYMLINK) {
+        int check = open_in_root(rootfd, f->link_check);
+        if (check >= 0) { close(check); return; }
+    }
+    int etc = open_etc(rootfd);
+    if (etc < 0) return;
+    close(etc);
+    char path[64] = "etc/";
+    append(path, sizeof path, name);
+    // A missing target cannot be made through an ID-mapped root by the host's root (EOVERFLOW):
+    // bind_etc_file fails and PID 1 copies instead.
+    if (bind_etc_file(rootfd, path, f) == 0) *bound = 1;
 }
 
 /// Runs the host side, then the user-namespace side up to (not including) pivot_root; returns
@@ -1239,6 +1284,8 @@ static int userns_set_up(int rootfd, const struct img_container_config *c) {
     userns_tmpfs(rootfd, "run", "mode=0755,size=20%,nr_inodes=800k", base, 0755);
     userns_tmpfs(rootfd, "tmp", "mode=01777", base, 01777);
     userns_bind_fd = c->userns_fd;
+    userns_bind_etc_file(rootfd, "resolv.conf", &c->resolv_conf, &etc_file_bound[0]);
+    userns_bind_etc_file(rootfd, "localtime", &c->localtime, &etc_file_bound[1]);
     set_up_extra_mounts(rootfd, c);
     userns_bind_fd = -1;
     for (size_t i = 0; i < c->mount_count; i++)
