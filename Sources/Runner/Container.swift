@@ -100,9 +100,11 @@ public enum Container {
     /// Starts the container, calls `started` once the payload runs, and waits for it to end.
     /// Cgroups and the staging directory are removed on every return path; the ephemeral layer
     /// lives only in the container's mount namespace and disappears with it.
-    /// `warn` gets one line per --resolv-conf=/--timezone= source missing on the host.
+    /// `warn` gets one line per --resolv-conf=/--timezone= source missing on the host;
+    /// `securityWarning` the line saying the default user namespace could not be had (a caller
+    /// shows it even when asked to be quiet: the container's root is then the host's).
     public static func run(_ configuration: ContainerConfiguration, plan: Plan, started: (Plan) -> Void = { _ in },
-                           warn: (String) -> Void = { _ in }) throws -> Outcome {
+                           warn: (String) -> Void = { _ in }, securityWarning: (String) -> Void = { _ in }) throws -> Outcome {
         let seccomp = configuration.seccomp
             ? try SeccompFilter.program(configuration.systemCallFilter, boundingSet: Capability.mask(configuration.boundingSet)) : []
         let cgroups = try CgroupTree.create(machine: plan.machine)
@@ -134,10 +136,11 @@ public enum Container {
         spec.notifySocket = notifications.socket
         // --- end notify socket ---
         // --- user namespace (userns): range, reservation, chown or ID-mapped root ---
-        let userNamespace = try PreparedUserNamespace.prepare(configuration, machine: plan.machine)
+        let userNamespace = try PreparedUserNamespace.prepare(configuration, machine: plan.machine, warn: securityWarning)
         defer { userNamespace?.close() }
         if let userNamespace {
             spec.userNamespace = (userNamespace.fd, userNamespace.resolved.base, userNamespace.resolved.ownership == .map)
+            spec.idmapBindsByDefault = userNamespace.idmapBindsByDefault
         }
         // --- end user namespace ---
         let process = try ContainerProcess.start(spec)

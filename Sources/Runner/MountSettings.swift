@@ -81,9 +81,10 @@ public struct MountPath: Sendable, Equatable, CustomStringConvertible {
     public var inRoot: Bool
     /// --bind's `idmap` option (userns): the source is bound as an ID-mapped mount, so that its
     /// IDs 0..65535 are the container's with --private-users=; without a user namespace it
-    /// changes nothing.
-    public var idmap = false
-    public init(path: String, inRoot: Bool, idmap: Bool = false) {
+    /// changes nothing. nil (neither idmap nor noidmap given): noidmap with --private-users=, as
+    /// nspawn; idmap with imagectl's default user namespace, so a bind works as without one.
+    public var idmap: Bool? = nil
+    public init(path: String, inRoot: Bool, idmap: Bool? = nil) {
         self.path = path
         self.inRoot = inRoot
         self.idmap = idmap

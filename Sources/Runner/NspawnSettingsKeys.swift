@@ -28,7 +28,7 @@ extension NspawnSettings {
     /// PrivateUsers= and PrivateUsersOwnership= (nspawn: either one alone sets both; ownership
     /// alone means no user namespace).
     func applyUserNamespace(to c: inout ContainerConfiguration) throws(RunnerError) {
-        var settings = UserNamespaceSettings()
+        var settings = UserNamespaceSettings(mode: .off)
         if let privateUsers { settings.mode = try Self.privateUsersMode(privateUsers.text) }
         if let privateUsersOwnership { settings.ownership = try UserNamespaceSettings.parseOwnership(privateUsersOwnership.text) }
         c.userNamespace = settings

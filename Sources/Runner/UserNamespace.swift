@@ -9,7 +9,12 @@ import LinuxSystem
 /// its 0..size-1 map to, and how the tree's owners are made to fit that range.
 public struct UserNamespaceSettings: Sendable, Equatable {
     public enum Mode: Sendable, Equatable {
-        /// No user namespace (nspawn's default, "no").
+        /// imagectl's default when nothing was asked for (as systemd-nspawn@.service runs every
+        /// machine with -U): a picked range with the root ID-mapped, so the container's root is
+        /// not the host's; a tree shifted before (by -U's chown) keeps its range. Where the tree
+        /// cannot be ID-mapped, no user namespace, with a warning (never a silent chown).
+        case automatic
+        /// No user namespace ("no", nspawn's command-line default).
         case off
         /// "yes": the base is the owner of the root directory (masked to 64K), 65536 IDs.
         case fromRootOwner
@@ -32,11 +37,11 @@ public struct UserNamespaceSettings: Sendable, Equatable {
         case auto
     }
 
-    public var mode: Mode = .off
+    public var mode: Mode = .automatic
     /// nil = nspawn's default for the mode (auto for pick, off otherwise).
     public var ownership: Ownership? = nil
 
-    public init(mode: Mode = .off, ownership: Ownership? = nil) {
+    public init(mode: Mode = .automatic, ownership: Ownership? = nil) {
         self.mode = mode
         self.ownership = ownership
     }
@@ -85,9 +90,16 @@ public struct UserNamespaceSettings: Sendable, Equatable {
     }
 
     /// The ownership nspawn uses when none was given: auto for pick, off for the others.
+    /// (.automatic decides for itself, see PreparedUserNamespace.decideOwnership.)
     public var effectiveOwnership: Ownership {
         if let ownership { return ownership }
-        return mode == .pick ? .auto : .off
+        return mode == .pick || mode == .automatic ? .auto : .off
+    }
+
+    /// The mode a start uses: an ownership given alone (--private-users-ownership= without
+    /// --private-users=) asks for pick with that ownership.
+    var requestedMode: Mode {
+        mode == .automatic && ownership != nil ? .pick : mode
     }
 }
 
@@ -253,11 +265,16 @@ public final class PreparedUserNamespace {
     public let resolved: ResolvedUserNamespace
     let fd: Int32
     private var locks: [FileLock]
+    /// imagectl's default namespace: host bind sources without idmap/noidmap are ID-mapped, so
+    /// that a --bind behaves as it does without a user namespace (the container's root writes
+    /// as the host's root there).
+    let idmapBindsByDefault: Bool
 
-    init(resolved: ResolvedUserNamespace, fd: Int32, locks: [FileLock]) {
+    init(resolved: ResolvedUserNamespace, fd: Int32, locks: [FileLock], idmapBindsByDefault: Bool = false) {
         self.resolved = resolved
         self.fd = fd
         self.locks = locks
+        self.idmapBindsByDefault = idmapBindsByDefault
     }
 
     /// Closes the namespace fd and releases the reservation.
@@ -266,6 +283,40 @@ public final class PreparedUserNamespace {
         locks.forEach { $0.releaseRemovingFile() }
         locks = []
     }
+
+    /// The first extra mount that imagectl's default user namespace cannot carry as it is carried
+    /// without one: overlay layers (an overlay's upper layer is written with the mounter's IDs,
+    /// which an ID-mapped layer cannot store), and host bind sources (ID-mapped by default) on a
+    /// file system that refuses ID-mapped mounts.
+    static func mountsRefusingIDMap(_ mounts: [ExtraMount], namespace fd: Int32) -> String? {
+        for mount in mounts {
+            switch mount {
+            case .overlay(_, _, _, let target):
+                return "the layers of the overlay on \(target) cannot be ID-mapped"
+            case .bind(let source, _, _, _):
+                guard let source, !source.inRoot, source.idmap != false else { continue }
+                if let code = UserNamespaceSystem.idmapRefusal(path: source.path, namespace: fd) {
+                    return "the bind source \(source.path) cannot be ID-mapped (\(RunnerError.errnoText(code)))"
+                }
+            case .tmpfs:
+                continue
+            }
+        }
+        return nil
+    }
+
+    /// The one line printed when the default cannot give the container a user namespace.
+    public static func fallbackWarning(directory: String, reason: String) -> String {
+        fallbackWarning("\(directory) cannot be ID-mapped (\(reason))")
+    }
+
+    static func fallbackWarning(_ cause: String) -> String {
+        "\(cause): running without a user namespace, so the container's root is the host's root"
+    }
+
+    /// The one line printed for --private-users=no (PrivateUsers=no).
+    public static let noUserNamespaceWarning =
+        "no user namespace (--private-users=no): the container's root is the host's root; such a container is not a security boundary"
 
     /// The reservation directory: `$IMAGECTL_RUNTIME_DIR/userns`, default /run/imagectl/userns.
     static var reservationDirectory: String {
@@ -294,9 +345,12 @@ public final class PreparedUserNamespace {
     }
 
     /// Decides range and ownership for `configuration` (mode not .off), makes the namespace and
-    /// shifts the tree when chown is the ownership. nil when no user namespace was asked for.
-    public static func prepare(_ configuration: ContainerConfiguration, machine: String) throws -> PreparedUserNamespace? {
-        let settings = configuration.userNamespace
+    /// shifts the tree when chown is the ownership. nil when no user namespace was asked for, or
+    /// when the default (.automatic) cannot ID-map the tree: `warn` then gets one line saying so.
+    public static func prepare(_ configuration: ContainerConfiguration, machine: String,
+                               warn: (String) -> Void = { _ in }) throws -> PreparedUserNamespace? {
+        var settings = configuration.userNamespace
+        settings.mode = settings.requestedMode
         let directory = configuration.directory
         let rootOwner = UserNamespaceSystem.owner(of: directory)
         var base: UInt32
@@ -316,7 +370,7 @@ public final class PreparedUserNamespace {
                 throw UserNamespaceError.rootOwnerMismatch(path: directory, uid: rootOwner.uid, gid: rootOwner.gid)
             }
             base = rootOwner.uid & 0xFFFF_0000
-        case .pick:
+        case .pick, .automatic:
             let passwd = (try? readSmallTextFile("/etc/passwd")) ?? ""
             let group = (try? readSmallTextFile("/etc/group")) ?? ""
             let taken = UserNamespaceSettings.numericIDs(passwd).union(UserNamespaceSettings.numericIDs(group))
@@ -332,20 +386,25 @@ public final class PreparedUserNamespace {
             guard let found else { throw UserNamespaceError.noFreeRange }
             base = found
         }
-        if settings.mode != .pick {
+        if settings.mode != .pick && settings.mode != .automatic {
             guard let held = try reserve(base: base, size: size) else { throw UserNamespaceError.rangeBusy(base: base, size: size) }
             locks = held
         }
         var fd: Int32 = -1
         do {
             fd = try UserNamespaceSystem.makeNamespace(base: base, size: size)
-            let ownership = try decideOwnership(configuration, settings: settings, fd: fd, size: size)
+            guard let ownership = try decideOwnership(configuration, settings: settings, fd: fd, size: size, base: base, warn: warn) else {
+                UserNamespaceSystem.close(fd)
+                locks.forEach { $0.releaseRemovingFile() }
+                return nil
+            }
             if ownership == .chown, let rootOwner, rootOwner.uid != base || rootOwner.gid != base {
                 try UserNamespaceSystem.shiftOwners(root: directory, capabilityRoot: base) {
                     UserNamespaceSettings.shifted($0, base: base)
                 }
             }
-            return PreparedUserNamespace(resolved: ResolvedUserNamespace(base: base, size: size, ownership: ownership), fd: fd, locks: locks)
+            return PreparedUserNamespace(resolved: ResolvedUserNamespace(base: base, size: size, ownership: ownership), fd: fd, locks: locks,
+                                         idmapBindsByDefault: settings.mode == .automatic)
         } catch {
             if fd >= 0 { UserNamespaceSystem.close(fd) }
             locks.forEach { $0.releaseRemovingFile() }
@@ -355,7 +414,10 @@ public final class PreparedUserNamespace {
 
     /// auto: map when the root can be ID-mapped; otherwise chown, or off where chown would shift a
     /// tree that must stay as it is (read-only, -x, --volatile).
-    static func decideOwnership(_ configuration: ContainerConfiguration, settings: UserNamespaceSettings, fd: Int32, size: UInt32) throws -> UserNamespaceSettings.Ownership {
+    /// The default (.automatic): chown (a no-op) for a tree shifted to `base` before, else map;
+    /// nil (no user namespace, one warning) when the tree cannot be ID-mapped.
+    static func decideOwnership(_ configuration: ContainerConfiguration, settings: UserNamespaceSettings, fd: Int32, size: UInt32,
+                                base: UInt32, warn: (String) -> Void) throws -> UserNamespaceSettings.Ownership? {
         let directory = configuration.directory
         // --volatile=yes: a tmpfs root with the tree's /usr (ID-mapped with map); state and overlay
         // are handled like --read-only and -x.
@@ -366,6 +428,24 @@ public final class PreparedUserNamespace {
         // is the same, else a shift to the new base).
         let owner = UserNamespaceSystem.owner(of: directory)
         let shiftedBase = owner.map { $0.uid & 0xFFFF_0000 } ?? 0
+        if settings.mode == .automatic {
+            if let cause = mountsRefusingIDMap(configuration.mounts.orderedMounts, namespace: fd) {
+                warn(Self.fallbackWarning(cause))
+                return nil
+            }
+            if shiftedBase != 0 && shiftedBase == base { return .chown }
+            if shiftedBase == 0, let code = UserNamespaceSystem.idmapRefusal(path: directory, namespace: fd) {
+                warn(Self.fallbackWarning(directory: directory, reason: RunnerError.errnoText(code)))
+                return nil
+            }
+            if shiftedBase != 0 {
+                // Shifted to a range another container holds now: an ID-mapped mount would show
+                // the shifted IDs, and moving the tree to a new range is -U's decision to make.
+                warn(Self.fallbackWarning("the owners of \(directory) were shifted to \(shiftedBase), a range in use (-U moves them)"))
+                return nil
+            }
+            return .map
+        }
         switch settings.effectiveOwnership {
         case .off:
             return .off

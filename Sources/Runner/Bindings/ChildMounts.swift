@@ -16,7 +16,9 @@ final class ChildMounts {
 
     /// `mounts` must be resolved: every temporary source, upper and work directory concrete
     /// (`RootSession` does that).
-    init(_ mounts: [ExtraMount]) throws {
+    /// `idmapBindsByDefault`: a host bind source without idmap/noidmap is ID-mapped (imagectl's
+    /// default user namespace, see MountPath.idmap).
+    init(_ mounts: [ExtraMount], idmapBindsByDefault: Bool = false) throws {
         count = mounts.count
         guard !mounts.isEmpty else { return }
         let table = UnsafeMutablePointer<img_container_mount>.allocate(capacity: mounts.count)
@@ -33,7 +35,7 @@ final class ChildMounts {
                 m.source_in_root = source.inRoot ? 1 : 0
                 m.read_only = readOnly ? 1 : 0
                 m.recursive = recursive ? 1 : 0
-                m.idmap = source.idmap ? 1 : 0  // userns
+                m.idmap = (source.idmap ?? (idmapBindsByDefault && !source.inRoot)) ? 1 : 0  // userns
             case .tmpfs(_, let flags, let data):
                 m.kind = IMG_MOUNT_TMPFS
                 m.flags = flags

@@ -36,6 +36,8 @@ struct ChildSpec {
     // --- user namespace (userns) ---
     /// The namespace fd, the host ID of its root, and whether the root is ID-mapped.
     var userNamespace: (fd: Int32, base: UInt32, idmapRoot: Bool)? = nil
+    /// Host bind sources without idmap/noidmap are ID-mapped (imagectl's default user namespace).
+    var idmapBindsByDefault = false
     /// The notification socket the child binds at /run/host/notify (lifecycle); -1: none.
     var notifySocket: Int32 = -1
 }
@@ -77,7 +79,7 @@ final class ContainerProcess {
         let cgroupDirectories = list(spec.cgroupDirectories)
         let controllers = list(spec.cgroupLayout.controllers)
         let groups = spec.groups.map { gid_t($0) }
-        let childMounts = try ChildMounts(spec.mounts)
+        let childMounts = try ChildMounts(spec.mounts, idmapBindsByDefault: spec.idmapBindsByDefault)
         // The copies' bytes, owned here until the child was started (it reads its own copy).
         let resolvBytes = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, spec.resolvConf.contents.count), alignment: 1)
         defer { resolvBytes.deallocate() }

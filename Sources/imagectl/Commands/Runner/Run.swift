@@ -31,9 +31,14 @@ struct RunCommand: AsyncParsableCommand {
             The machine's NAME.nspawn file ([Exec], [Files], [Network]) fills in what the command \
             line leaves unset; one shipped beside an image is untrusted and grants nothing (see \
             --settings).
-            --private-users= (-U) runs the payload in a user namespace of 65536 IDs (new mount, \
-            PID, UTS, IPC, cgroup namespaces owned by it); --private-users-ownership= shifts the \
-            tree's owners once (chown) or ID-maps the root mount (map).
+            By default the payload runs in a user namespace of 65536 IDs picked for the machine \
+            (new mount, PID, UTS, IPC, cgroup namespaces owned by it) over an ID-mapped root, so \
+            root inside is not root on the host (as systemd-nspawn@.service runs machines with \
+            -U); a tree that cannot be ID-mapped runs without one, with a warning. \
+            --private-users= (-U) chooses the range; --private-users-ownership= shifts the \
+            tree's owners once (chown) or ID-maps the root mount (map); --private-users=no runs \
+            without a user namespace: then the container is not a security boundary (its root \
+            can change host kernel settings through a fresh /proc or /sys mount).
             The payload finds an sd_notify socket at $NOTIFY_SOCKET (/run/host/notify); imagectl \
             tells its own service manager ($NOTIFY_SOCKET) READY=1 once the payload runs, or with \
             --notify-ready=yes once the payload sent READY=1, and passes its STATUS= on.
@@ -313,9 +318,15 @@ struct RunCommand: AsyncParsableCommand {
             if configuration.process.console && !configuration.process.consoleReadOnly { Terminal.standardError(ConsoleRelay.hint + "\n") }
             Terminal.standardError("Spawning container \(plan.machine) on \(session.description).\n")
         }
-        let outcome = try Container.run(session.configuration, plan: plan, started: session.containerStarted) { warning in
-            if !quiet { Terminal.standardError("warning: \(warning)\n") }
+        if configuration.userNamespace.mode == .off && !quiet {
+            Terminal.standardError("warning: \(PreparedUserNamespace.noUserNamespaceWarning)\n")
         }
+        let outcome = try Container.run(session.configuration, plan: plan, started: session.containerStarted, warn: { warning in
+            if !quiet { Terminal.standardError("warning: \(warning)\n") }
+        }, securityWarning: { warning in
+            // Even with -q: the user did not ask for a container whose root is the host's.
+            Terminal.standardError("warning: \(warning)\n")
+        })
         if outcome.escaped { Terminal.standardError("\nContainer \(outcome.machine) killed: ^] was pressed three times.\n") }
         let status: Int32
         switch outcome.termination {
