@@ -47,7 +47,10 @@ struct UserNamespaceTests {
         #expect(try ExtraMount.parseBind("/srv:/mnt:idmap", readOnly: false)
                 == .bind(source: MountPath(path: "/srv", inRoot: false, idmap: true), target: "/mnt", readOnly: false, recursive: true))
         #expect(try ExtraMount.parseBind("/srv:/mnt:norbind,idmap,noidmap", readOnly: true)
-                == .bind(source: MountPath(path: "/srv", inRoot: false), target: "/mnt", readOnly: true, recursive: false))
+                == .bind(source: MountPath(path: "/srv", inRoot: false, idmap: false), target: "/mnt", readOnly: true, recursive: false))
+        // Neither given: left to the user namespace (ID-mapped in imagectl's default one).
+        #expect(try ExtraMount.parseBind("/srv:/mnt", readOnly: false)
+                == .bind(source: MountPath(path: "/srv", inRoot: false, idmap: nil), target: "/mnt", readOnly: false, recursive: true))
         // A temporary (empty) source has no IDs to map.
         #expect(throws: MountSettings.Error.self) { try ExtraMount.parseBind(":/mnt:idmap", readOnly: false) }
     }
