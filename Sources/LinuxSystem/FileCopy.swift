@@ -216,8 +216,13 @@ public enum FileCopy {
 
     private static func copyRegular(_ source: String, to destination: String, status: FileStatus, reflink: Bool,
                                     statistics: inout Statistics) throws(SystemCallError) {
-        let input = try systemCall("open", path: source) { open(source, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY) }
+        // O_NONBLOCK and a type check on the descriptor: lstat said regular, but a FIFO put there
+        // since must not block the copy (the flag does not matter for reading a regular file).
+        let input = try systemCall("open", path: source) { open(source, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK) }
         defer { close(input) }
+        guard try FileStatus.fstat(input, path: source).kind == .regular else {
+            throw SystemCallError("open", errno: .invalidArgument, path: source)
+        }
         let output = try systemCall("open", path: destination) {
             open(destination, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
         }

@@ -196,17 +196,10 @@ public func readRegularFile(_ path: String, upTo limit: Int) throws(SystemCallEr
     return bytes
 }
 
+/// Through `readRegularFile` (procfs and sysfs files are regular files too), so a side file that
+/// is a FIFO cannot block the caller.
 public func readSmallTextFile(_ path: String, limit: Int = 1 << 20) throws(SystemCallError) -> String {
-    let fd = try systemCall("open", path: path) { Glibc.open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY) }
-    defer { Glibc.close(fd) }
-    var bytes: [UInt8] = []
-    var buffer = [UInt8](repeating: 0, count: 65536)
-    while true {
-        let count = buffer.count
-        let n = try systemCall("read", path: path) { Glibc.read(fd, &buffer, count) }
-        if n == 0 { break }
-        bytes.append(contentsOf: buffer[0..<n])
-        if bytes.count > limit { throw SystemCallError("read", errno: .fileTooLarge, path: path) }
-    }
+    let bytes = try readRegularFile(path, upTo: limit + 1)
+    if bytes.count > limit { throw SystemCallError("read", errno: .fileTooLarge, path: path) }
     return String(decoding: bytes, as: UTF8.self)
 }

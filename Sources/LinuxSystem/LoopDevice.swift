@@ -67,8 +67,10 @@ public final class LoopDevice: @unchecked Sendable {
 
     /// Attaches `backingPath` with `configuration` to a free loop device.
     public static func attach(_ backingPath: String, _ configuration: Configuration) throws -> LoopDevice {
-        let backing = try FileDescriptor.open(FilePath(backingPath), configuration.readOnly ? .readOnly : .readWrite,
-                                              options: [.closeOnExec])
+        // Through UserFile: a FIFO swapped in for the image after it was dissected must not
+        // block this open (LOOP_CONFIGURE would refuse it only afterwards).
+        let backing = try UserFile.open(backingPath, accepting: .image,
+                                        access: configuration.readOnly ? .readOnly : .readWrite).descriptor
         defer { try? backing.close() }  // the kernel keeps its own reference to the file
         return try attach(backingFD: backing.rawValue, name: backingPath, configuration)
     }

@@ -1,4 +1,5 @@
 import Foundation
+import LinuxSystem
 
 /// --resolv-conf=: how the container's /etc/resolv.conf is provided (systemd-nspawn(1)).
 public enum ResolvConfMode: String, CaseIterable, Sendable {
@@ -168,8 +169,8 @@ enum EtcFiles {
     }
 
     private static func read(_ path: String) -> [UInt8]? {
-        let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
-        guard size <= maximumSize, let data = FileManager.default.contents(atPath: path), data.count <= maximumSize else { return nil }
-        return [UInt8](data)
+        // readRegularFile: a FIFO or device at the path is skipped instead of blocking the start.
+        guard let data = try? readRegularFile(path, upTo: maximumSize + 1), data.count <= maximumSize else { return nil }
+        return data
     }
 }

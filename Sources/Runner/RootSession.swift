@@ -93,6 +93,10 @@ public final class RootSession {
         }
         if configuration.mounts.storeImage == nil, let path = imagePath ?? (configuration.directory.isEmpty ? nil : configuration.directory),
            FileSystem.exists(path) {  // a missing one is reported by the steps below
+            // Before the lock (whose files would be left by a hang): a FIFO, socket or device
+            // given as the image or tree is refused at once. The later opens check again on
+            // their own descriptors (UserFile), so a swap after this check cannot hang either.
+            try UserFile.check(path, accepting: imagePath != nil ? .image : .directory)
             // A second run of a running machine is told that (the more precise busy reason)
             // rather than that its tree is locked.
             let name = configuration.machineName

@@ -1,4 +1,5 @@
 import Foundation
+import LinuxSystem
 
 /// Parsing of `imagectl vm` option values (sizes, booleans, credentials, CIDs, colours) and the
 /// KVM-or-TCG decision: pure functions of their input.
@@ -91,9 +92,20 @@ public enum VMOptions {
     /// --load-credential=ID:PATH; the file's bytes (at most 1 MiB, systemd's credential limit).
     public static func parseLoadCredential(_ text: String) throws(VMError) -> VMSpec.Credential {
         let (id, path) = try splitCredential(text, option: "--load-credential")
-        guard let data = FileManager.default.contents(atPath: path) else { throw .missingFile(option: "--load-credential", path: path) }
+        // readRegularFile opens O_NONBLOCK and checks the type on the descriptor: a FIFO given
+        // as the credential file is refused instead of blocking.
+        let data: [UInt8]
+        do {
+            data = try readRegularFile(path, upTo: (1 << 20) + 1)
+        } catch {
+            switch error.errno {
+            case .noSuchFileOrDirectory: throw .missingFile(option: "--load-credential", path: path)
+            case .invalidArgument: throw .invalidCredential("--load-credential: \(path) is not a regular file")
+            default: throw .invalidCredential("--load-credential: \(error)")
+            }
+        }
         guard data.count <= 1 << 20 else { throw .invalidCredential("--load-credential: \(path) is larger than 1 MiB") }
-        return VMSpec.Credential(id: id, value: [UInt8](data))
+        return VMSpec.Credential(id: id, value: data)
     }
 
     static func splitCredential(_ text: String, option: String) throws(VMError) -> (String, String) {
@@ -175,7 +187,9 @@ public enum VMOptions {
 
     /// Raw or qcow2, from the first four bytes ("QFI\xfb" is qcow2's magic).
     public static func detectFormat(path: String) -> VMSpec.DiskFormat {
-        guard let handle = FileHandle(forReadingAtPath: path) else { return .raw }
+        // UserFile: a FIFO must not block the probe (prepare refuses it with a message first).
+        guard let descriptor = try? UserFile.open(path, accepting: .image).descriptor else { return .raw }
+        let handle = FileHandle(fileDescriptor: descriptor.rawValue, closeOnDealloc: true)
         defer { try? handle.close() }
         let magic = (try? handle.read(upToCount: 4)) ?? Data()
         return magic == Data([0x51, 0x46, 0x49, 0xfb]) ? .qcow2 : .raw

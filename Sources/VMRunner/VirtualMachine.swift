@@ -1,5 +1,6 @@
 import Dissect
 import Foundation
+import LinuxSystem
 import Runner
 import Synchronization
 import SystemPackage
@@ -112,16 +113,24 @@ public enum VirtualMachine {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: request.image, isDirectory: &isDirectory) else { throw VMError.imageNotFound(request.image) }
         guard !isDirectory.boolValue else { throw VMError.imageNotUsable(path: request.image, reason: "is a directory; imagectl vm boots disk images (raw or qcow2)") }
+        // Every file handed to qemu or read here is checked on an O_NONBLOCK descriptor first: a
+        // FIFO or character device would hang the format probe (or qemu) instead of failing.
+        try checkFileType(request.image, accepting: .image)
         let imagePath = URL(fileURLWithPath: request.image).standardizedFileURL.path
         if !request.ephemeral && !FileManager.default.isWritableFile(atPath: imagePath) {
             throw VMError.imageNotUsable(path: imagePath, reason: "is read-only; use -x/--ephemeral to boot it on a throw-away overlay")
         }
-        for drive in request.extraDrives where !FileManager.default.fileExists(atPath: drive) {
-            throw VMError.missingFile(option: "--extra-drive", path: drive)
+        for drive in request.extraDrives {
+            guard FileManager.default.fileExists(atPath: drive) else { throw VMError.missingFile(option: "--extra-drive", path: drive) }
+            try checkFileType(drive, accepting: .image, option: "--extra-drive")
         }
-        if let linux = request.linux, !FileManager.default.fileExists(atPath: linux) { throw VMError.missingFile(option: "--linux", path: linux) }
-        for initrd in request.initrds where !FileManager.default.fileExists(atPath: initrd) {
-            throw VMError.missingFile(option: "--initrd", path: initrd)
+        if let linux = request.linux {
+            guard FileManager.default.fileExists(atPath: linux) else { throw VMError.missingFile(option: "--linux", path: linux) }
+            try checkFileType(linux, accepting: .regular, option: "--linux")
+        }
+        for initrd in request.initrds {
+            guard FileManager.default.fileExists(atPath: initrd) else { throw VMError.missingFile(option: "--initrd", path: initrd) }
+            try checkFileType(initrd, accepting: .regular, option: "--initrd")
         }
         if !request.initrds.isEmpty && request.linux == nil {
             throw VMError.invalidValue(option: "--initrd", value: request.initrds[0], expected: "--linux= as well (an initrd needs a kernel to boot directly)")
@@ -310,12 +319,28 @@ public enum VirtualMachine {
         return base
     }
 
+    /// `UserFile.check` with the refusal as a VMError naming the option.
+    static func checkFileType(_ path: String, accepting: UserFile.Kinds, option: String? = nil) throws(VMError) {
+        do {
+            try UserFile.check(path, accepting: accepting)
+        } catch let error as UserFile.Error {
+            throw VMError.imageNotUsable(path: path, reason: option.map { "\($0): \(error)" } ?? "\(error)")
+        } catch {
+            throw VMError.setupFailed(option.map { "\($0): \(error)" } ?? "\(error)")
+        }
+    }
+
     static func concatenate(_ paths: [String], into output: String) throws(VMError) {
         guard FileManager.default.createFile(atPath: output, contents: nil, attributes: [.posixPermissions: 0o600]),
               let out = FileHandle(forWritingAtPath: output) else { throw VMError.setupFailed("cannot create \(output)") }
         defer { try? out.close() }
         for path in paths {
-            guard let input = FileHandle(forReadingAtPath: path) else { throw VMError.missingFile(option: "--initrd", path: path) }
+            // Opened through UserFile again: the path was checked in prepare, but a FIFO swapped
+            // in since must not block here.
+            guard let descriptor = try? UserFile.open(path, accepting: .regular).descriptor else {
+                throw VMError.missingFile(option: "--initrd", path: path)
+            }
+            let input = FileHandle(fileDescriptor: descriptor.rawValue, closeOnDealloc: true)
             defer { try? input.close() }
             do {
                 while let chunk = try input.read(upToCount: 1 << 20), !chunk.isEmpty { try out.write(contentsOf: chunk) }

@@ -26,22 +26,17 @@ public final class ImageFile: ByteSource, @unchecked Sendable {
         }
     }
 
+    /// Opens through `UserFile`: a FIFO, socket or character device is refused at once (it would
+    /// block the open or stream for ever) with `UserFile.Error.wrongType`.
     public init(path: String) throws {
-        let fd = try FileDescriptor.open(FilePath(path), .readOnly, options: [.closeOnExec])
-        var st = stat()
-        guard fstat(fd.rawValue, &st) == 0 else {
-            let error = SystemCallError.current("fstat", path: path)
-            try? fd.close()
-            throw error
-        }
-        let mode = st.st_mode & S_IFMT
+        let (fd, status) = try UserFile.open(path, accepting: .image)
         self.path = path
         self.descriptor = fd
-        if mode == S_IFREG {
-            size = UInt64(st.st_size)
+        if status.kind == .regular {
+            size = status.size
             isBlockDevice = false
             logicalSectorSize = nil
-        } else if mode == S_IFBLK {
+        } else if status.kind == .blockDevice {
             do {
                 size = try BlockDevice.size(fd: fd.rawValue, path: path)
                 logicalSectorSize = try BlockDevice.logicalSectorSize(fd: fd.rawValue, path: path)

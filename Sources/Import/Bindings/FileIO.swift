@@ -18,10 +18,11 @@ public final class InputFile: ByteSource {
     public let path: String
     private let ownsDescriptor: Bool
 
-    /// Opens `path` for reading (O_RDONLY|O_CLOEXEC; open(2)).
+    /// Opens `path` for reading through `UserFile`: a regular file or block device; a FIFO,
+    /// socket or character device is refused at once (standard input, "-", is the way to
+    /// stream, and it is not opened here).
     public init(path: String) throws {
-        let fd = try systemCall("open", path: path) { open(path, O_RDONLY | O_CLOEXEC) }
-        self.fd = fd
+        self.fd = try UserFile.open(path, accepting: .image).descriptor.rawValue
         self.path = path
         self.ownsDescriptor = true
     }

@@ -14,14 +14,11 @@ final class VerityFile: Sendable {
     /// Size in bytes: st_size for a file, the device size (lseek SEEK_END) for a block device.
     let size: UInt64
 
-    /// Opens `path` read-only: open(2) with O_CLOEXEC.
+    /// Opens `path` read-only through `UserFile` (O_NONBLOCK, type checked on the descriptor): a
+    /// --verity-data FIFO or character device is refused instead of hanging the verifier.
     init(path: String) throws {
         self.path = path
-        do {
-            descriptor = try FileDescriptor.open(path, .readOnly, options: [.closeOnExec], retryOnInterrupt: true)
-        } catch let errno as Errno {
-            throw SystemCallError("open", errno: errno, path: path)
-        }
+        descriptor = try UserFile.open(path, accepting: .image).descriptor
         do {
             // lseek(2) to the end works for block devices too, where st_size is 0.
             let end = try descriptor.seek(offset: 0, from: .end)

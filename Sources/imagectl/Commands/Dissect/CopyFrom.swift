@@ -1,6 +1,7 @@
 import ArgumentParser
 import Dissect
 import Foundation
+import LinuxSystem
 
 /// `imagectl copy-from IMAGE PATH [DEST|-]`.
 struct CopyFromCommand: AsyncParsableCommand {
@@ -30,6 +31,11 @@ struct CopyFromCommand: AsyncParsableCommand {
         let imagePath = try ImageArgument.resolve(image, store: store)
         let inside = path
         let dest = destination ?? URL(fileURLWithPath: path).lastPathComponent
+        // cp would open an existing FIFO or device at DEST for writing and block (or write to
+        // the device): only a new name, a regular file or a directory is a destination.
+        if dest != "-", FileSystem.exists(dest) {
+            try UserFile.check(dest, accepting: [.regular, .directory])
+        }
         try await ImageArgument.withTree(imagePath, verity: verity, readOnly: true) { root in
             try ImageTree.copyOut(root: root, path: inside, destination: dest)
         }

@@ -14,6 +14,9 @@ enum ImageArgument {
             guard FileManager.default.fileExists(atPath: argument) else {
                 throw CommandFailure(message: "\(argument): no such file or directory")
             }
+            // A FIFO, socket or character device is refused here, before any lock, loop device
+            // or mount; the opens that follow check their own descriptors again (UserFile).
+            try UserFile.check(argument, accepting: [.regular, .blockDevice, .directory])
             return argument
         }
         let pools = store.explicitRoot.map { [$0] } ?? ["/etc/machines", "/run/machines", "/var/lib/machines", "/var/lib/container",
