@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LinuxSystem
 import Logging
 
 /// The root command. Each verb is one type in Commands/<Group>/<Verb>.swift; this file only lists
@@ -22,6 +23,12 @@ struct Imagectl: AsyncParsableCommand {
     )
 
     static func main() async {
+        // Before parsing: the parser only sees arguments already decoded with U+FFFD in place of
+        // invalid bytes, which would name another file (SECURITY.md 27).
+        if let (position, bytes) = ProcessArguments.firstInvalidUTF8() {
+            Terminal.standardError("error: argument \(position) is not valid UTF-8: \(ProcessArguments.escaped(bytes))\n")
+            Foundation.exit(2)
+        }
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = ProcessInfo.processInfo.environment["IMAGECTL_LOG"].flatMap(Logger.Level.init(rawValue:)) ?? .notice
