@@ -36,12 +36,14 @@ public final class RootSession {
         case noSource
         case storeImageType(String, String)
         case temporary(String, String)
+        case interrupted(Int32)
 
         public var description: String {
             switch self {
             case .noSource: "no root given: use -D DIRECTORY, -i IMAGE or -M NAME (an image in the store)"
             case .storeImageType(let name, let type): "image \(name) is a \(type) image, which cannot be run as a container"
             case .temporary(let what, let why): "cannot create \(what): \(why)"
+            case .interrupted(let signal): "interrupted by \(Signals.name(signal)) before the container started"
             }
         }
     }
@@ -107,6 +109,7 @@ public final class RootSession {
             let readOnly = configuration.readOnly || configuration.ephemeral || configuration.mounts.volatile != .no
             self.lock = try ImageLock.lock(path: path, kind: readOnly ? .shared : .exclusive)
         }
+        try EarlyTermination.checkpoint()
         if let imagePath {
             try await mountImage(imagePath, log: log)
         } else if configuration.directory.isEmpty {
@@ -124,6 +127,7 @@ public final class RootSession {
             dissected = try await dissected.applying(try ImagePolicy.parse(policy), keyringDirectory: settings.verityKeyring)
         }
         let plan = try MountPlan.make(dissected, readOnly: configuration.readOnly)
+        try EarlyTermination.checkpoint()
         let staging = "\(Leftovers.runnerDirectory)/image.\(HostFiles.processID).\(FileSystem.randomHex(6))"
         try FileSystem.makeDirectories(staging + "/root", mode: 0o700)
         imageStaging = staging
@@ -131,6 +135,7 @@ public final class RootSession {
             mkdir: false, record: false, keyringDirectory: settings.verityKeyring, log: log))
         configuration.directory = staging + "/root"
         description = path
+        try EarlyTermination.checkpoint()
     }
 
     /// -x on a btrfs subvolume: a snapshot beside it (O(1), as nspawn does) that the container

@@ -14,7 +14,9 @@ public final class InterruptWatch: @unchecked Sendable {
     private let sources: [DispatchSourceSignal]
     public let graceSeconds: Double
 
-    public init(job: ImportJob, graceSeconds: Double = 2) {
+    /// Half a second: a worker at work reaches its next chunk check well within it, and a
+    /// signalled verb must end within a second (SECURITY.md 26) even when the worker is stuck.
+    public init(job: ImportJob, graceSeconds: Double = 0.5) {
         self.graceSeconds = graceSeconds
         var sources: [DispatchSourceSignal] = []
         for number in [SIGINT, SIGTERM] {

@@ -19,6 +19,14 @@ enum EarlyTermination {
         sigaction(SIGINT, &action, nil)
     }
 
+    /// Throws once a signal was recorded: called between the steps of preparing the root, so
+    /// that a SIGTERM during a long preparation ends the run there (the session's close undoes
+    /// what was done) instead of after the container has started.
+    static func checkpoint() throws {
+        let signal = received
+        if signal != 0 { throw RootSession.Error.interrupted(signal) }
+    }
+
     /// Raises a recorded signal again (for the forwarder installed since).
     static func replay() {
         let signal = received
