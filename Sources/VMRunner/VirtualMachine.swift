@@ -319,12 +319,11 @@ public enum VirtualMachine {
         return base
     }
 
-    /// `UserFile.check` with the refusal as a VMError naming the option.
+    /// `UserFile.check` with the refusal as a VMError naming the option (the message names the
+    /// path already: "--linux: /dev/zero is a character device, not a regular file").
     static func checkFileType(_ path: String, accepting: UserFile.Kinds, option: String? = nil) throws(VMError) {
         do {
             try UserFile.check(path, accepting: accepting)
-        } catch let error as UserFile.Error {
-            throw VMError.imageNotUsable(path: path, reason: option.map { "\($0): \(error)" } ?? "\(error)")
         } catch {
             throw VMError.setupFailed(option.map { "\($0): \(error)" } ?? "\(error)")
         }

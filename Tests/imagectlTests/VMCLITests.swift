@@ -204,7 +204,10 @@ import TestSupport
         try Privileged.require(.tool("qemu-system-x86_64"), .fixture("gpt-multi.raw"))
         let pool = try TemporaryDirectory(prefix: "imagectl-vm-pool")
         try Tool.run("cp", ["--sparse=always", try #require(Fixtures.path("gpt-multi.raw")), pool.path + "/multi.raw"])
-        let r = try Imagectl.run(["vm", "-i", "multi", "--linux=/dev/null", "--kvm=no", "--tpm=no", "--print-command"], root: pool.path)
+        // An empty regular file as the kernel: --linux refuses a device node such as /dev/null.
+        let kernel = pool.path + "/vmlinuz"
+        FileManager.default.createFile(atPath: kernel, contents: nil)
+        let r = try Imagectl.run(["vm", "-i", "multi", "--linux=\(kernel)", "--kvm=no", "--tpm=no", "--print-command"], root: pool.path)
         #expect(r.status == 0, "stderr: \(r.stderr)")
         #expect(r.stdout.contains("-drive file=\(pool.path)/multi.raw,format=raw,if=virtio,discard=unmap"))
         #expect(r.stdout.contains("-name guest=multi"))
