@@ -1,6 +1,7 @@
 import Dissect
 import Foundation
 import Testing
+import TestSupport
 
 /// SECURITY.md 12: hostile GPTs are parsed safely or refused with a clear error; none crashes.
 @Suite struct GPTParserTests {
@@ -165,20 +166,31 @@ import Testing
         #expect(table.usedBackup)
     }
 
-    @Test func truncatedDiskDoesNotCrash() throws {
+    /// A truncated disk: too short for a GPT it is no GPT (nil); cut inside the primary entry
+    /// array, with the backup gone too, it is refused; cut only at the backup header, the
+    /// primary still serves. Never a trap.
+    @Test func truncatedDiskIsRefusedOrParsed() throws {
         let disk = image().build()
-        for length in [0, 511, 512, 1023, 1024, 1536, 4096, 1_048_576, disk.count - 512] {
-            _ = try? GPT.parse(MemoryByteSource(Array(disk.prefix(length))))
+        for length in [0, 511, 512, 1023] {
+            #expect(try GPT.parse(MemoryByteSource(Array(disk.prefix(length)))) == nil, "length \(length)")
         }
+        for length in [1024, 1536, 4096, 8192] {
+            #expect(throws: GPT.Error.self, "length \(length)") { try GPT.parse(MemoryByteSource(Array(disk.prefix(length)))) }
+        }
+        let withoutBackup = try #require(try GPT.parse(MemoryByteSource(Array(disk.prefix(disk.count - 512)))))
+        #expect(!withoutBackup.usedBackup && withoutBackup.entries.count == 2)
     }
 
-    /// Random damage anywhere in the metadata never traps.
-    @Test func randomCorruptionNeverCrashes() throws {
+    /// Random damage anywhere in the metadata never traps: the table is refused with a GPT error,
+    /// or what is parsed lies inside the disk, in the usable range, without overlaps. Seeded, so a
+    /// failure replays.
+    @Test func randomCorruptionIsRefusedOrConsistent() throws {
         let img = image()
         let clean = img.build()
-        var rng = SystemRandomNumberGenerator()
+        var rng = SeededGenerator(seed: 0x6750_5421)
         let hot = Array(0..<(34 * 512)) + Array((Int(img.backupArrayLBA) * 512)..<clean.count)
-        for _ in 0..<2000 {
+        var refused = 0, parsed = 0
+        for round in 0..<2000 {
             var disk = clean
             for _ in 0..<Int.random(in: 1...8, using: &rng) {
                 disk[hot.randomElement(using: &rng)!] = UInt8.random(in: 0...255, using: &rng)
@@ -187,8 +199,29 @@ import Testing
             if Bool.random(using: &rng) {
                 GPTTestImage.fixHeaderCRC(&disk, lba: 1)
             }
-            _ = try? GPT.parse(MemoryByteSource(disk))
+            do {
+                guard let table = try GPT.parse(MemoryByteSource(disk)) else {
+                    // Only damage to the protective MBR makes it no GPT at all.
+                    #expect(!GPT.hasProtectiveMBR(Array(disk.prefix(512))), "round \(round)")
+                    continue
+                }
+                parsed += 1
+                let sectors = UInt64(disk.count / table.sectorSize)
+                for entry in table.entries {
+                    #expect(entry.firstLBA <= entry.lastLBA && entry.lastLBA < sectors, "round \(round): \(entry)")
+                    #expect(entry.firstLBA >= table.firstUsableLBA && entry.lastLBA <= table.lastUsableLBA, "round \(round)")
+                }
+                for (i, a) in table.entries.enumerated() {
+                    for b in table.entries[(i + 1)...] {
+                        #expect(a.lastLBA < b.firstLBA || b.lastLBA < a.firstLBA, "round \(round): overlap")
+                    }
+                }
+            } catch is GPT.Error {
+                refused += 1
+            }
         }
+        // Both outcomes happen: the damage reaches the checks, and the backup rescues some.
+        #expect(refused > 0 && parsed > 0, "refused \(refused), parsed \(parsed)")
     }
 
     /// MBR records with random bytes (status, type, start, count): parsed or refused, never a trap,

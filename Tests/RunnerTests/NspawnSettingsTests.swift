@@ -307,22 +307,10 @@ struct NspawnSettingsTests {
         "[Exec]\nSystemCallFilter=@clock ~x\nSystemCallFilter=~@module\n",
     ]
 
-    /// SplitMix64: a fixed seed so that a failure can be replayed.
-    struct Generator: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     static let tokens: [[UInt8]] = ["[", "]", "=", "\\\n", "\"", "'", "\n", "\0", "#", "~", ":", "+", " ", "\r\n",
                                      "[Exec]\n", "[Files]\n", "[Network]\n", "all", "-1", "\u{FFFF}"].map { Array($0.utf8) } + [[0xff], [0xc3], [0x80]]
 
-    static func mutate(_ input: [UInt8], _ g: inout Generator) -> [UInt8] {
+    static func mutate(_ input: [UInt8], _ g: inout SeededGenerator) -> [UInt8] {
         var bytes = input
         for _ in 0..<Int.random(in: 1...4, using: &g) {
             let position = bytes.isEmpty ? 0 : Int.random(in: 0...bytes.count, using: &g)
@@ -343,7 +331,7 @@ struct NspawnSettingsTests {
     }
 
     @Test func fuzzReplayOfSeedsAndMutations() throws {
-        var g = Generator(state: 0x6e73_7061_776e)
+        var g = SeededGenerator(seed: 0x6e73_7061_776e)
         var parsed = 0, rejected = 0
         let inputs = Self.seeds.map { Array($0.utf8) }
         for iteration in 0..<4000 {
