@@ -25,7 +25,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
-        .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
+        // Next minor only: Dissect uses its CMS API, which is SPI (@_spi(CMS)) and may change in
+        // any minor release.
+        .package(url: "https://github.com/apple/swift-certificates", .upToNextMinor(from: "1.21.1")),
         .package(url: "https://github.com/apple/swift-asn1", from: "1.7.4"),
     ],
     targets: [
@@ -70,7 +72,6 @@ let package = Package(
                 "LinuxSystem", "ImageStore", "CLZMA", "CArchive", "CZlib", "CZstd",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strict
         ),
@@ -103,7 +104,6 @@ let package = Package(
             name: "Runner",
             dependencies: [
                 "LinuxSystem", "Dissect", "ImageStore", "CShims", "CSeccomp",
-                .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strict
