@@ -72,6 +72,9 @@ static const unsigned long img_BTRFS_IOC_FS_INFO = BTRFS_IOC_FS_INFO;
 // The container child of `imagectl run` (clone, namespaces, mounts, pivot_root, exec).
 #include "CShimsContainer.h"
 
+// The container's device allow list as a cgroup v2 device BPF program.
+#include "CShimsDevices.h"
+
 // `imagectl shell`: a process joining a running container's namespaces.
 #include "CShimsEnter.h"
 
