@@ -107,7 +107,9 @@ public enum Container {
                            warn: (String) -> Void = { _ in }, securityWarning: (String) -> Void = { _ in }) throws -> Outcome {
         let seccomp = configuration.seccomp
             ? try SeccompFilter.program(configuration.systemCallFilter, boundingSet: Capability.mask(configuration.boundingSet)) : []
-        let cgroups = try CgroupTree.create(machine: plan.machine)
+        // In effect on the container's cgroups before the child is cloned and joins them.
+        let devices = DevicePolicy.nspawnDefault.allowingBoundDevices(configuration.mounts.orderedMounts)
+        let cgroups = try CgroupTree.create(machine: plan.machine, devices: devices)
         defer { cgroups.remove() }
         let staging = "\(Leftovers.runnerDirectory)/\(plan.machine).\(HostFiles.processID)"
         try HostFiles.makeStagingDirectory(staging)

@@ -96,7 +96,9 @@ public enum ContainerShell {
     }
 
     /// The cgroup.procs files of the hierarchies a container lives in (the named "systemd" v1
-    /// hierarchy and the v2 tree), from /proc/PID/cgroup of its leader.
+    /// hierarchy, each v1 controller hierarchy and the v2 tree), from /proc/PID/cgroup of its
+    /// leader: the joined process is then under the container's device policy (the devices list
+    /// of its v1 cgroup, the BPF program of its v2 one) and out of every hierarchy's root.
     static func cgroupFiles(forProcessCgroups text: String, unifiedMountExists: Bool) -> [String] {
         var sawV1 = false
         var files: [String] = []
@@ -109,7 +111,11 @@ public enum ContainerShell {
                 unifiedPath = path
             } else {
                 sawV1 = true
-                if fields[1] == "name=systemd" { files.append("/sys/fs/cgroup/systemd\(path)/cgroup.procs") }
+                if fields[1] == "name=systemd" {
+                    files.append("/sys/fs/cgroup/systemd\(path)/cgroup.procs")
+                } else if !fields[1].isEmpty && !fields[1].hasPrefix("name=") {
+                    files.append("/sys/fs/cgroup/\(fields[1])\(path)/cgroup.procs")
+                }
             }
         }
         if let unifiedPath {

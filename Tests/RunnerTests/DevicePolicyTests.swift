@@ -76,6 +76,49 @@ struct DevicePolicyTests {
         #expect(none.count == 8)
         #expect(BPFInterpreter.run(none, kind: .char, major: 1, minor: 3, access: .read) == 0)
     }
+
+    @Test func cgroupHierarchiesPerLayout() throws {
+        let hybridText = """
+            9:name=systemd:/
+            8:pids:/
+            5:devices:/
+            4:memory:/process_api/x
+            3:cpuset:/
+            1:cpu,cpuacct:/
+            0::/
+            """
+        let hybrid = CgroupTree.parseLayout(hybridText, unifiedMountExists: true)
+        let hierarchies = try CgroupTree.hierarchies(hybrid, controllerPaths: CgroupTree.controllerPaths(hybridText))
+        #expect(hierarchies == [
+            .init(mount: "/sys/fs/cgroup/systemd", path: "/", role: .plain),
+            .init(mount: "/sys/fs/cgroup/unified", path: "/", role: .unified),
+            .init(mount: "/sys/fs/cgroup/cpu,cpuacct", path: "/", role: .plain),
+            .init(mount: "/sys/fs/cgroup/cpuset", path: "/", role: .cpuset),
+            .init(mount: "/sys/fs/cgroup/devices", path: "/", role: .devices),
+            .init(mount: "/sys/fs/cgroup/memory", path: "/process_api/x", role: .plain),
+            .init(mount: "/sys/fs/cgroup/pids", path: "/", role: .plain),
+        ])
+        #expect(hierarchies[5].parent == "/sys/fs/cgroup/memory/process_api/x")
+        let legacy = CgroupTree.parseLayout("2:name=systemd:/a\n1:devices:/a\n0::/a\n", unifiedMountExists: false)
+        #expect(try CgroupTree.hierarchies(legacy, controllerPaths: ["devices": "/a"]).map(\.role) == [.plain, .devices])
+        let unified = CgroupTree.parseLayout("0::/user.slice\n", unifiedMountExists: false)
+        #expect(try CgroupTree.hierarchies(unified, controllerPaths: [:]) == [.init(mount: "/sys/fs/cgroup", path: "/user.slice", role: .unified)])
+    }
+
+    @Test func shellJoinsEveryHierarchyOfTheLeader() {
+        let files = ContainerShell.cgroupFiles(forProcessCgroups: """
+            9:name=systemd:/imagectl-m.scope
+            5:devices:/imagectl-m.scope/payload
+            1:cpu,cpuacct:/imagectl-m.scope
+            0::/imagectl-m.scope
+            """, unifiedMountExists: true)
+        #expect(files == [
+            "/sys/fs/cgroup/systemd/imagectl-m.scope/cgroup.procs",
+            "/sys/fs/cgroup/devices/imagectl-m.scope/payload/cgroup.procs",
+            "/sys/fs/cgroup/cpu,cpuacct/imagectl-m.scope/cgroup.procs",
+            "/sys/fs/cgroup/unified/imagectl-m.scope/cgroup.procs",
+        ])
+    }
 }
 
 /// Runs a device program the way the kernel would for one access, for the few instruction kinds

@@ -11,6 +11,8 @@ public enum Facility: Sendable, CustomStringConvertible {
     case btrfs
     case tool(String)
     case fixture(String)
+    /// A cgroup hierarchy mounted at this path ("/sys/fs/cgroup/devices", the v2 tree).
+    case cgroupHierarchy(String)
 
     public var description: String {
         switch self {
@@ -19,6 +21,7 @@ public enum Facility: Sendable, CustomStringConvertible {
         case .btrfs: "btrfs (mkfs.btrfs and kernel support)"
         case .tool(let name): "the tool \(name)"
         case .fixture(let name): "the fixture \(name) (run fixtures/build.sh)"
+        case .cgroupHierarchy(let path): "a cgroup hierarchy at \(path)"
         }
     }
 
@@ -42,6 +45,8 @@ public enum Facility: Sendable, CustomStringConvertible {
             return Tool.path(name) == nil ? "\(name) not installed" : nil
         case .fixture(let name):
             return Fixtures.path(name) == nil ? "fixture \(name) not built (run fixtures/build.sh)" : nil
+        case .cgroupHierarchy(let path):
+            return FileManager.default.fileExists(atPath: path + "/cgroup.procs") ? nil : "the host has no cgroup hierarchy at \(path)"
         }
     }
 }

@@ -2,11 +2,12 @@ import CShims
 import Foundation
 import Glibc
 
-/// The container's own cgroup: a child of imagectl's cgroup in every writable hierarchy it will
-/// see (the named "systemd" v1 hierarchy and the v2 tree on a legacy/hybrid host, or the single v2
-/// tree), created before start and removed after. The cgroup namespace the child unshares right
-/// after joining it makes it the container's "/". v1 controller hierarchies stay where imagectl is
-/// and are mounted read-only inside, as nspawn does.
+/// The container's own cgroup: a child of imagectl's cgroup in every hierarchy (the named
+/// "systemd" v1 hierarchy, each v1 controller hierarchy and the v2 tree on a legacy/hybrid host,
+/// or the single v2 tree), created before start, with the device policy in effect, and removed
+/// after. The cgroup namespace the child unshares right after joining them makes them the
+/// container's "/", so no cgroup mount it can make shows a hierarchy's real root (release_agent).
+/// The v1 controller hierarchies are mounted read-only inside, as nspawn does.
 struct CgroupTree {
     /// How the host mounts cgroups, from /proc/self/cgroup.
     struct HostLayout: Equatable {
@@ -45,52 +46,137 @@ struct CgroupTree {
         return layout
     }
 
-    static func hostLayout() throws -> HostLayout {
-        let text = try String(contentsOfFile: "/proc/self/cgroup", encoding: .utf8)
-        let unifiedMount = access("/sys/fs/cgroup/unified/cgroup.procs", F_OK) == 0
-        return parseLayout(text, unifiedMountExists: unifiedMount)
+    let layout: HostLayout
+    /// Host directories the container joins, one per hierarchy (in the v1 devices hierarchy the
+    /// scope's `payload` child, below the scope that holds the device list).
+    let directories: [String]
+    /// The `imagectl-NAME.scope` directories, removed with everything below them.
+    let scopes: [String]
+
+    /// One hierarchy the container gets a scope in: where it is mounted, imagectl's own cgroup in
+    /// it, and what the scope needs besides its directory.
+    struct Hierarchy: Equatable {
+        enum Role: Equatable {
+            /// The named systemd hierarchy, or a v1 controller hierarchy other than devices.
+            case plain
+            /// A v1 hierarchy with the cpuset controller: a new cpuset cgroup has no CPUs and no
+            /// memory nodes, and joining it fails until they are copied from the parent.
+            case cpuset
+            /// The v1 devices hierarchy: the scope holds the list, the container joins `payload`.
+            case devices
+            /// The v2 tree: the scope gets the device BPF program.
+            case unified
+        }
+        var mount: String
+        var path: String
+        var role: Role
+
+        var parent: String { mount + (path == "/" ? "" : path) }
     }
 
-    let layout: HostLayout
-    /// Host directories of the container's cgroup, deepest hierarchy-specific path each.
-    let directories: [String]
-
-    /// Creates `imagectl-NAME.scope` under imagectl's cgroup in each writable hierarchy. An
-    /// existing one with processes in it means the machine runs already.
-    static func create(machine: String) throws -> CgroupTree {
-        let layout = try hostLayout()
-        var bases: [(mount: String, path: String)] = []
+    /// Every hierarchy of `layout` the container gets a scope in: the named systemd one, the v2
+    /// tree, and each v1 controller hierarchy, so that the container's cgroup namespace root is
+    /// never a hierarchy's real root, the only place release_agent lives.
+    static func hierarchies(_ layout: HostLayout, controllerPaths: [String: String]) throws -> [Hierarchy] {
         if layout.unified {
-            bases.append(("/sys/fs/cgroup", layout.unifiedPath ?? "/"))
-        } else {
-            guard let systemdPath = layout.systemdPath else {
-                throw RunnerError.startFailed(step: "the host has no name=systemd cgroup hierarchy", errno: ENOENT)
-            }
-            bases.append(("/sys/fs/cgroup/systemd", systemdPath))
-            if layout.hybrid, let unifiedPath = layout.unifiedPath { bases.append(("/sys/fs/cgroup/unified", unifiedPath)) }
+            return [Hierarchy(mount: "/sys/fs/cgroup", path: layout.unifiedPath ?? "/", role: .unified)]
         }
-        var created: [String] = []
-        for base in bases {
-            let parent = base.mount + (base.path == "/" ? "" : base.path)
-            let directory = parent + "/imagectl-\(machine).scope"
-            if mkdir(directory, 0o755) != 0 {
-                let code = errno
-                guard code == EEXIST else {
-                    Self.remove(created)
-                    throw RunnerError.startFailed(step: "mkdir \(directory)", errno: code)
-                }
-                // The processes of a container that just ended leave its cgroup a moment after
-                // imagectl saw PID 1 exit (more so on a loaded machine, where remove() may have
-                // given up): give them two seconds before calling the name taken. A machine that
-                // really runs is normally caught earlier, by the registry.
-                if Self.hasProcesses(directory) && !Self.empties(directory, within: 2_000_000) {
-                    Self.remove(created)
-                    throw RunnerError.alreadyRunning(machine)
+        guard let systemdPath = layout.systemdPath else {
+            throw RunnerError.startFailed(step: "the host has no name=systemd cgroup hierarchy", errno: ENOENT)
+        }
+        var result = [Hierarchy(mount: "/sys/fs/cgroup/systemd", path: systemdPath, role: .plain)]
+        if layout.hybrid, let unifiedPath = layout.unifiedPath {
+            result.append(Hierarchy(mount: "/sys/fs/cgroup/unified", path: unifiedPath, role: .unified))
+        }
+        for controllers in layout.controllers {
+            let names = controllers.split(separator: ",")
+            let role: Hierarchy.Role = names.contains("devices") ? .devices : names.contains("cpuset") ? .cpuset : .plain
+            result.append(Hierarchy(mount: "/sys/fs/cgroup/" + controllers, path: controllerPaths[controllers] ?? "/", role: role))
+        }
+        return result
+    }
+
+    /// imagectl's own cgroup in each v1 controller hierarchy, from /proc/self/cgroup.
+    static func controllerPaths(_ text: String) -> [String: String] {
+        var paths: [String: String] = [:]
+        for line in text.split(separator: "\n") {
+            let fields = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+            guard fields.count == 3, !fields[1].isEmpty, !fields[1].hasPrefix("name=") else { continue }
+            paths[String(fields[1])] = String(fields[2])
+        }
+        return paths
+    }
+
+    /// Creates `imagectl-NAME.scope` under imagectl's cgroup in each hierarchy and puts `devices`
+    /// into effect on it (v1 list and/or v2 BPF program) before any process is in it. An existing
+    /// one with processes in it means the machine runs already; an empty one, left by a run that
+    /// was killed, is removed and made afresh (a devices list can only be reset without children,
+    /// and a new v2 directory carries no earlier program).
+    static func create(machine: String, devices: DevicePolicy) throws -> CgroupTree {
+        let text = try String(contentsOfFile: "/proc/self/cgroup", encoding: .utf8)
+        let layout = parseLayout(text, unifiedMountExists: access("/sys/fs/cgroup/unified/cgroup.procs", F_OK) == 0)
+        let hierarchies = try Self.hierarchies(layout, controllerPaths: controllerPaths(text))
+        guard hierarchies.contains(where: { $0.role == .devices || $0.role == .unified }) else {
+            throw RunnerError.startFailed(step: "no devices cgroup controller and no cgroup v2 tree to enforce the device policy", errno: ENOTSUP)
+        }
+        var scopes: [String] = []
+        var joined: [String] = []
+        do {
+            for hierarchy in hierarchies {
+                let scope = hierarchy.parent + "/imagectl-\(machine).scope"
+                try makeScope(scope, machine: machine)
+                scopes.append(scope)
+                switch hierarchy.role {
+                case .plain:
+                    joined.append(scope)
+                case .cpuset:
+                    try copyCpuset(from: hierarchy.parent, to: scope)
+                    joined.append(scope)
+                case .devices:
+                    try DeviceCgroup.applyList(devices, to: scope)
+                    let payload = scope + "/payload"
+                    guard mkdir(payload, 0o755) == 0 else { throw RunnerError.startFailed(step: "mkdir \(payload)", errno: errno) }
+                    joined.append(payload)
+                case .unified:
+                    try DeviceCgroup.attachProgram(devices, to: scope)
+                    joined.append(scope)
                 }
             }
-            created.append(directory)
+        } catch {
+            Self.remove(scopes)
+            throw error
         }
-        return CgroupTree(layout: layout, directories: created)
+        return CgroupTree(layout: layout, directories: joined, scopes: scopes)
+    }
+
+    /// mkdir of a scope; an empty leftover is removed first (see `create`).
+    private static func makeScope(_ directory: String, machine: String) throws {
+        if mkdir(directory, 0o755) == 0 { return }
+        let code = errno
+        guard code == EEXIST else { throw RunnerError.startFailed(step: "mkdir \(directory)", errno: code) }
+        // The processes of a container that just ended leave its cgroup a moment after
+        // imagectl saw PID 1 exit (more so on a loaded machine, where remove() may have
+        // given up): give them two seconds before calling the name taken. A machine that
+        // really runs is normally caught earlier, by the registry.
+        if Self.hasProcesses(directory) && !Self.empties(directory, within: 2_000_000) {
+            throw RunnerError.alreadyRunning(machine)
+        }
+        Self.remove([directory])
+        guard mkdir(directory, 0o755) == 0 else { throw RunnerError.startFailed(step: "mkdir \(directory)", errno: errno) }
+    }
+
+    private static func copyCpuset(from parent: String, to scope: String) throws {
+        for file in ["cpuset.cpus", "cpuset.mems"] {
+            // The hierarchy may carry the files without the prefix (mounted with noprefix).
+            guard let value = try? String(contentsOfFile: parent + "/" + file, encoding: .utf8) else { continue }
+            let fd = open(scope + "/" + file, O_WRONLY | O_CLOEXEC)
+            guard fd >= 0 else { throw RunnerError.startFailed(step: "open \(scope)/\(file)", errno: errno) }
+            defer { close(fd) }
+            let text = value.trimmingCharacters(in: .whitespacesAndNewlines)
+            guard text.withCString({ write(fd, $0, strlen($0)) }) == text.utf8.count else {
+                throw RunnerError.startFailed(step: "write \(scope)/\(file)", errno: errno)
+            }
+        }
     }
 
     /// Whether `directory` (and its children) has no processes left within `microseconds`.
@@ -118,7 +204,7 @@ struct CgroupTree {
 
     /// Removes the container's cgroups depth-first (the container's own systemd makes children).
     /// Processes of a dead PID namespace take a moment to leave, so EBUSY is retried briefly.
-    func remove() { Self.remove(directories) }
+    func remove() { Self.remove(scopes) }
 
     static func remove(_ directories: [String]) {
         for directory in directories {
