@@ -25,6 +25,11 @@ struct RunCommand: AsyncParsableCommand {
             session. Needs root.
             Exit status: the payload's exit code; 128+N when a signal N ended it; 0 when a booted \
             system powered off; 1 when the container could not start; 2 for bad options.
+            Devices: nspawn's allow list (null, zero, full, random, urandom, tty, net/tun, the \
+            container's ptys) plus each --bind/--bind-ro of a host device node (rw or r); anything \
+            else cannot be made or opened, even by root inside (a cgroup v1 devices list and, where \
+            there is a cgroup v2 tree, a device BPF program). The container has its own cgroup in \
+            every hierarchy, so no cgroup mount inside reaches a release_agent.
             /etc/resolv.conf and /etc/localtime follow --resolv-conf= and --timezone= (default \
             auto, as nspawn). A copy is written beneath the container root (into the throw-away \
             layer with -x), never through a symlink of the image; a bind is read-only.
