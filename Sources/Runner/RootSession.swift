@@ -78,6 +78,8 @@ public final class RootSession {
         }
         Leftovers.clean(source: configuration.ephemeral && !configuration.directory.isEmpty ? configuration.directory : nil,
                         uppers: uppers)
+        // Parsed before anything is locked or mounted: a bad policy is a bad option.
+        let policy = try configuration.mounts.imagePolicy.map { try ImagePolicy.parse($0) }
         var imagePath = configuration.mounts.image
         if let name = configuration.mounts.storeImage {
             let store = try ImageStore(root: configuration.mounts.storeRoot)
@@ -92,6 +94,11 @@ public final class RootSession {
                 imagePath = image.path
             }
             if configuration.machineName == nil { configuration.machineName = name }
+        }
+        if imagePath == nil, !configuration.directory.isEmpty {
+            // -D or a directory image of the pool: only what a plain tree can satisfy, decided
+            // before the tree is locked or anything is mounted.
+            try ImageAdmission.admitDirectory(configuration.directory, policy: policy, verity: configuration.mounts.verity)
         }
         if configuration.mounts.storeImage == nil, let path = imagePath ?? (configuration.directory.isEmpty ? nil : configuration.directory),
            FileSystem.exists(path) {  // a missing one is reported by the steps below
@@ -111,7 +118,7 @@ public final class RootSession {
         }
         try EarlyTermination.checkpoint()
         if let imagePath {
-            try await mountImage(imagePath, log: log)
+            try await mountImage(imagePath, policy: policy, log: log)
         } else if configuration.directory.isEmpty {
             throw Error.noSource
         }
@@ -119,13 +126,13 @@ public final class RootSession {
         try makeTemporaries()
     }
 
-    private func mountImage(_ path: String, log: @escaping @Sendable (String) -> Void) async throws {
+    private func mountImage(_ path: String, policy: ImagePolicy?, log: @escaping @Sendable (String) -> Void) async throws {
         if configuration.machineName == nil { configuration.machineName = try MountSettings.machineName(forImage: path) }
         let settings = configuration.mounts
-        var dissected = try Dissector.dissect(path: path, options: DissectOptions(verity: settings.verity, requireRoot: true))
-        if let policy = settings.imagePolicy {
-            dissected = try await dissected.applying(try ImagePolicy.parse(policy), keyringDirectory: settings.verityKeyring)
-        }
+        // Without --image-policy, nspawn's default.
+        let dissected = try await ImageAdmission.admitDisk(path, policy: policy, default: ImageAdmission.containerDefault,
+                                                           options: DissectOptions(verity: settings.verity, requireRoot: true),
+                                                           keyringDirectory: settings.verityKeyring)
         let plan = try MountPlan.make(dissected, readOnly: configuration.readOnly)
         try EarlyTermination.checkpoint()
         let staging = "\(Leftovers.runnerDirectory)/image.\(HostFiles.processID).\(FileSystem.randomHex(6))"

@@ -175,6 +175,41 @@ struct RunImageCLITests {
         #expect(missing.stderr.hasPrefix("error: ") && missing.stderr.contains(bb))
     }
 
+    /// A directory tree has no verity: a policy demanding it, a root hash or a usr hash must stop
+    /// the start however the tree is named (a pool image with -M, a path with -D), and `mount`
+    /// too. Nothing runs, nothing is mounted, one error line.
+    @Test func directoryImagesRefuseVerityDemandsHoweverNamed() throws {
+        try Privileged.require(.root, .loopDevices, .fixture("busybox-tree"))
+        let pool = try TemporaryDirectory(prefix: "run-pool-verity")
+        let name = "dv-\(Self.unique())"
+        let copy = try Tool.run("cp", ["-a", "\(Self.fixtures)/busybox-tree", pool.appending(name)])
+        #expect(copy.status == 0)
+        let hash = String(repeating: "ab", count: 32)
+        let demands = [["--image-policy=root=verity+signed"], ["--root-hash=\(hash)"], ["--usr-hash=\(hash)"]]
+        let sources = [["--root", pool.path, "-M", name], ["-D", pool.appending(name)]]
+        for demand in demands {
+            for source in sources {
+                let r = try Imagectl.run(["run"] + source + demand + ["/bin/sh", "-c", "echo RAN"])
+                #expect(r.status == 1, "\(source) \(demand): \(r.stderr)")
+                #expect(!r.stdout.contains("RAN"))
+                let lines = r.stderr.split(separator: "\n")
+                #expect(lines.count == 1 && lines.first?.hasPrefix("error: ") == true, "\(r.stderr)")
+                #expect(r.stderr.contains("directory tree"), "\(r.stderr)")
+            }
+            let target = pool.appending("mnt-\(Self.unique())")
+            let mount = try Imagectl.run(["mount", "--root", pool.path, name, target, "--mkdir"] + demand)
+            #expect(mount.status == 1, "\(demand): \(mount.stderr)")
+            let lines = mount.stderr.split(separator: "\n")
+            #expect(lines.count == 1 && lines.first?.hasPrefix("error: ") == true, "\(mount.stderr)")
+            let mounts = try String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)
+            #expect(!mounts.contains(target))
+        }
+        // The same tree without the demands runs, and a policy it meets is accepted.
+        let plain = try Imagectl.run(["run", "-q", "--root", pool.path, "-M", name, "--image-policy=root=unprotected", "/bin/sh", "-c", "echo RAN"])
+        #expect(plain.status == 0, "\(plain.stderr)")
+        #expect(plain.stdout == "RAN\n")
+    }
+
     @Test func helpNamesTheSourceAndMountOptions() throws {
         let help = try Imagectl.run(["run", "--help"])
         #expect(help.status == 0)
@@ -190,8 +225,10 @@ struct RunImageCLITests {
         let both = try Imagectl.run(["run", "-D", "/tmp", "-i", "/tmp/x.raw", "true"])
         #expect(both.status == 2)
         #expect(both.stderr.contains("cannot be combined"))
+        // A root hash for a directory tree is not a usage error but an image it cannot apply to.
         let hashWithDirectory = try Imagectl.run(["run", "-D", "/tmp", "--root-hash=00", "true"])
-        #expect(hashWithDirectory.status == 2)
+        #expect(hashWithDirectory.status == 1)
+        #expect(hashWithDirectory.stderr.contains("--root-hash"), "\(hashWithDirectory.stderr)")
     }
 
     // MARK: Extra mounts

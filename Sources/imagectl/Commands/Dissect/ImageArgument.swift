@@ -38,9 +38,10 @@ enum ImageArgument {
     /// mounted privately (and torn down afterwards).
     static func withTree<T: Sendable>(_ path: String, verity: VerityOptions, readOnly: Bool,
                                       _ body: (String) async throws -> T) async throws -> T {
+        let dissected = try await verity.dissect(path)  // the policy and verity options, for a tree too
         if isDirectory(path) { return try await body(path) }
         guard canMount else { throw CommandFailure(message: "looking inside a disk image needs root and loop devices (/dev/loop-control)") }
-        let plan = try MountPlan.make(try await verity.dissect(path), readOnly: readOnly)
+        let plan = try MountPlan.make(dissected, readOnly: readOnly)
         return try await ImageTree.withTemporaryMount(plan, keyringDirectory: verity.verityKeyring, body)
     }
 
@@ -84,15 +85,12 @@ struct VerityOptions: ParsableArguments {
 
     /// Dissects `path` (file, block device or directory) and applies the image policy.
     func dissect(_ path: String, requireRoot: Bool = true) async throws -> DissectedImage {
-        var image: DissectedImage
+        let policy = try imagePolicy.map { try ImagePolicy.parse($0) }
         if ImageArgument.isDirectory(path) {
-            image = DissectedImage.directory(path)
-        } else {
-            image = try Dissector.dissect(path: path, options: DissectOptions(verity: explicit, requireRoot: requireRoot))
-            if let text = imagePolicy {
-                image = try await image.applying(try ImagePolicy.parse(text), keyringDirectory: verityKeyring)
-            }
+            try ImageAdmission.admitDirectory(path, policy: policy, verity: explicit)
+            return DissectedImage.directory(path)
         }
-        return image
+        return try await ImageAdmission.admitDisk(path, policy: policy, options: DissectOptions(verity: explicit, requireRoot: requireRoot),
+                                                  keyringDirectory: verityKeyring)
     }
 }

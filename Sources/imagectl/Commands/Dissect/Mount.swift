@@ -32,12 +32,13 @@ struct MountCommand: AsyncParsableCommand {
 
     func run() async throws {
         let path = try ImageArgument.resolve(image, store: store)
+        // The policy and verity options are checked inside dissect(), for a directory too (a
+        // root hash for a tree is refused as such), before the "nothing to mount" answer.
+        let dissected = try await verity.dissect(path)
         guard !ImageArgument.isDirectory(path) else {
             throw CommandFailure(message: "\(path) is a directory: nothing to mount (use it directly)")
         }
         guard ImageArgument.canMount else { throw CommandFailure(message: "mounting an image needs root and loop devices (/dev/loop-control)") }
-        // The policy is applied inside dissect(): a refused image stops here, before any mount.
-        let dissected = try await verity.dissect(path)
         let plan = try MountPlan.make(dissected, readOnly: readOnly)
         let record = try await ImageMounter.mount(plan, at: directory, options: ImageMounter.Options(mkdir: mkdir, keyringDirectory: verity.verityKeyring) { line in
             Terminal.standardError("\(line)\n")

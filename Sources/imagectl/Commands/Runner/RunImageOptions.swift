@@ -42,9 +42,8 @@ struct RunImageOptions: ParsableArguments {
             m.storeRoot = store.explicitRoot
         }
         if template != nil && directory == nil { throw ValidationError("--template needs --directory") }
-        let verityGiven = verity.hashes.rootHash != nil || verity.hashes.rootHashSignature != nil || verity.hashes.verityData != nil
-            || verity.hashes.usrHash != nil || verity.imagePolicy != nil
-        if verityGiven && directory != nil { throw ValidationError("--root-hash, --root-hash-sig, --verity-data, --usr-hash and --image-policy need a disk image (-i or a raw store image)") }
+        // Whether the verity options and the policy fit the root (a directory tree or a disk
+        // image) is decided by ImageAdmission when the root is opened, for -D, -i and -M alike.
         m.verity = verity.explicit
         m.imagePolicy = verity.imagePolicy
         m.verityKeyring = verity.verityKeyring
