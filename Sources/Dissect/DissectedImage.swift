@@ -119,6 +119,8 @@ public struct DissectedImage: Sendable {
     /// Root hash, signature and hash tree locations that apply to this image.
     public var verity: VeritySettings
     public var metadata: ImageMetadata?
+    /// How root and usr ended up protected once an image policy was applied (empty before).
+    public var verityTrust: [VerityTrust] = []
 
     public init(path: String, size: UInt64, isBlockDevice: Bool = false, isDirectory: Bool = false, table: PartitionTableKind,
                 sectorSize: Int = 512, diskUUID: UUID? = nil, partitions: [DissectedPartition], warnings: [String] = [],

@@ -29,6 +29,8 @@ public final class RootSession {
     private var claims: [FileLock] = []
     /// The image's mounts as ImageMounter made them (loop devices, dm-verity devices).
     private var imageRecord: MountRecord?
+    /// How the image's root and usr are protected (empty for a directory tree).
+    public private(set) var verityTrust: [VerityTrust] = []
     /// Set once the host's copy of the image mounts was detached (the container holds its own).
     private var imageDetached = false
 
@@ -129,10 +131,13 @@ public final class RootSession {
     private func mountImage(_ path: String, policy: ImagePolicy?, log: @escaping @Sendable (String) -> Void) async throws {
         if configuration.machineName == nil { configuration.machineName = try MountSettings.machineName(forImage: path) }
         let settings = configuration.mounts
-        // Without --image-policy, nspawn's default.
+        // Without --image-policy, nspawn's default: verity with a signature nobody trusts runs
+        // (with a warning), as plain verity against the root hash.
         let dissected = try await ImageAdmission.admitDisk(path, policy: policy, default: ImageAdmission.containerDefault,
                                                            options: DissectOptions(verity: settings.verity, requireRoot: true),
                                                            keyringDirectory: settings.verityKeyring)
+        for trust in dissected.verityTrust { if let warning = trust.warning { log("warning: " + warning) } }
+        verityTrust = dissected.verityTrust
         let plan = try MountPlan.make(dissected, readOnly: configuration.readOnly)
         try EarlyTermination.checkpoint()
         let staging = "\(Leftovers.runnerDirectory)/image.\(HostFiles.processID).\(FileSystem.randomHex(6))"

@@ -210,6 +210,51 @@ struct RunImageCLITests {
         #expect(plain.stdout == "RAN\n")
     }
 
+    /// A keyring holding one throw-away certificate that signed nothing.
+    static func unrelatedKeyring(_ scratch: TemporaryDirectory) throws -> String {
+        let keyring = scratch.appending("keyring")
+        try FileManager.default.createDirectory(atPath: keyring, withIntermediateDirectories: true)
+        let r = try Tool.run("openssl", ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", scratch.appending("other.key"), "-x509",
+                                         "-days", "3650", "-subj", "/CN=someone else", "-out", keyring + "/other.pem"])
+        guard r.status == 0 else { throw Failure(text: r.stderr) }
+        return keyring
+    }
+
+    /// systemd's rule: a signature by a signer not in the keyring leaves the image usable as
+    /// plain verity (with a warning naming the signer) unless the policy demands "signed".
+    @Test func unknownSignerRunsAsVerityWithAWarningUnlessSignedIsDemanded() throws {
+        try Privileged.require(.root, .loopDevices, .fixture("gpt-verity-signed.raw"), .fixture("verity-cert.pem"),
+                                .tool("openssl"), .tool("losetup"))
+        let scratch = try TemporaryDirectory(prefix: "run-signer")
+        let image = try Self.copy("gpt-verity-signed.raw", to: scratch, as: "gs-\(Self.unique()).raw")
+        let keyring = try Self.unrelatedKeyring(scratch)
+
+        let runs = try Imagectl.run(["run", "-q", "-i", image, "--verity-keyring=\(keyring)", "cat", "/etc/os-release"])
+        #expect(runs.status == 0, "\(runs.stderr)")
+        #expect(runs.stdout.contains("ID=imagectl-test\n"))
+        let warnings = runs.stderr.split(separator: "\n").filter { $0.hasPrefix("warning: root: ") }
+        #expect(warnings.count == 1, "\(runs.stderr)")
+        #expect(warnings.first?.contains("CN=imagectl test verity signing") == true, "\(runs.stderr)")
+        #expect(warnings.first?.contains("not trusted") == true)
+
+        for policy in ["root=signed", "root=signed+absent"] {
+            let refused = try Imagectl.run(["run", "-q", "-i", image, "--verity-keyring=\(keyring)", "--image-policy=\(policy)", "true"])
+            #expect(refused.status == 1)
+            let lines = refused.stderr.split(separator: "\n")
+            #expect(lines.count == 1 && lines.first?.hasPrefix("error: image policy: root partition is verity") == true, "\(refused.stderr)")
+            #expect(try Self.loops(of: image).isEmpty)
+        }
+
+        // Trusted: no warning, and root=signed is met.
+        let trusted = scratch.appending("trusted")
+        try FileManager.default.createDirectory(atPath: trusted, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: "\(Self.fixtures)/verity-cert.pem", toPath: trusted + "/cert.pem")
+        let signed = try Imagectl.run(["run", "-q", "-i", image, "--verity-keyring=\(trusted)", "--image-policy=root=signed", "true"])
+        #expect(signed.status == 0, "\(signed.stderr)")
+        #expect(!signed.stderr.contains("warning: root"))
+        #expect(try Self.loops(of: image).isEmpty)
+    }
+
     @Test func helpNamesTheSourceAndMountOptions() throws {
         let help = try Imagectl.run(["run", "--help"])
         #expect(help.status == 0)

@@ -77,6 +77,40 @@ public enum VeritySignatureCheck {
         }
     }
 
+    /// The trust decision for a root hash signature, without throwing: trusted (by whom), or not
+    /// trusted with the signer (when the signature names one) and the reason. A missing or empty
+    /// keyring makes every signature untrusted, but the signer is still named: a user deciding
+    /// whether to add a certificate needs to know whose it would be.
+    public enum Verdict: Sendable, Equatable {
+        case trusted(signer: String)
+        case untrusted(signer: String?, reason: String)
+    }
+
+    public static func evaluate(rootHashHex: String, pkcs7DER: [UInt8], keyringDirectory: String = defaultKeyringDirectory,
+                                certificateFingerprint: [UInt8]? = nil) async -> Verdict {
+        do {
+            return .trusted(signer: try await check(rootHashHex: rootHashHex, pkcs7DER: pkcs7DER, keyringDirectory: keyringDirectory,
+                                                    certificateFingerprint: certificateFingerprint))
+        } catch Error.untrustedSigner(let signer, _) {
+            return .untrusted(signer: signer, reason: "not signed by a certificate in \(keyringDirectory)")
+        } catch {
+            return .untrusted(signer: await signerSubject(rootHashHex: rootHashHex, pkcs7DER: pkcs7DER), reason: "\(error)")
+        }
+    }
+
+    /// The signer's subject as the signature names it (validated against nothing): only for
+    /// messages about a signature that is not trusted.
+    static func signerSubject(rootHashHex: String, pkcs7DER: [UInt8]) async -> String? {
+        let result = await CMS.isValidSignature(dataBytes: Array(rootHashHex.lowercased().utf8),
+                                                signatureBytes: normalizingSignatureAlgorithm(pkcs7DER),
+                                                trustRoots: CertificateStore([])) { VeritySigningPolicy() }
+        switch result {
+        case .success(let valid): return valid.signer.subject.description
+        case .failure(.unableToValidateSigner(let failure)): return failure.signer.subject.description
+        case .failure(.invalidCMSBlock): return nil
+        }
+    }
+
     /// OpenSSL's PKCS7_sign (which systemd-repart and `openssl smime` use) writes two things
     /// swift-certificates' CMS verifier does not accept although RFC 5652/5754 allow them: the
     /// signer's algorithm as plain rsaEncryption (1.2.840.113549.1.1.1) instead of

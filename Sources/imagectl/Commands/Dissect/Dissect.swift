@@ -73,7 +73,7 @@ struct DissectJSON: Encodable {
     enum Key: String, CodingKey {
         case name, size, hostname, machineId, osRelease, extensionRelease
         case useBootableUefi, useBootableContainer, usePortableService, useSystemExtension, useInitRDExtension, usePortableExtension
-        case mounts, partitionTable, sectorSize, diskUuid, architecture, verity, warnings
+        case mounts, partitionTable, sectorSize, diskUuid, architecture, verity, warnings, protection
     }
     enum PartitionKey: String, CodingKey {
         case rw, designator, partition_uuid, partition_label, fstype, architecture, verity, growfs, node, partno
@@ -114,6 +114,9 @@ struct DissectJSON: Encodable {
         try v.encodeIfPresent(s.usrHashSource, forKey: .usrHashSource)
         try v.encodeIfPresent(s.usrSignatureSource, forKey: .usrHashSignatureSource)
         if !image.warnings.isEmpty { try c.encode(image.warnings, forKey: .warnings) }
+        // imagectl's: how root and usr are protected once the signature was judged
+        // (signed-and-trusted, verity-only, unprotected), with the signer.
+        if !image.verityTrust.isEmpty { try c.encode(image.verityTrust, forKey: .protection) }
 
         // systemd lists data partitions first, verity and signature partitions after them.
         var mounts = c.nestedUnkeyedContainer(forKey: .mounts)
@@ -165,6 +168,7 @@ enum DissectTable {
         if let source = s.signatureSource { field("Signature", [source]) }
         if let hash = s.usrHash { field("Usr hash", [VerityHex.encode(hash) + (s.usrHashSource.map { " (\($0))" } ?? "")]) }
         if let data = s.verityDataPath { field("Hash tree", [data + (s.verityDataSource.map { " (\($0))" } ?? "")]) }
+        field("Protection", image.verityTrust.map { "\($0.designator): \($0.summary)" })
         if let m = image.metadata {
             text += "\n"
             field("Hostname", [m.hostname ?? "-"])

@@ -67,7 +67,8 @@ struct RunImageOptions: ParsableArguments {
     /// lines (which verity path was taken) go to stderr unless `quiet`.
     func openRoot(_ configuration: ContainerConfiguration, quiet: Bool) async throws -> RootSession {
         try await RootSession.open(configuration) { line in
-            if !quiet { Terminal.standardError("\(line)\n") }
+            // Warnings (an untrusted signature) are said even with -q.
+            if !quiet || line.hasPrefix("warning: ") { Terminal.standardError("\(line)\n") }
         }
     }
 }
