@@ -15,9 +15,13 @@ struct VerifyCommand: AsyncParsableCommand {
             whose hash tree is given with --verity-data (or IMAGE.verity). The root hash comes from \
             --root-hash, the user.verity.roothash xattr, the .roothash sidecar, or the \
             root-verity-sig partition (FORMATS.md §2 order). Every data and hash block is hashed, on \
-            all cores; a root hash signature (root-verity-sig partition, .roothash.p7s, --root-hash-sig) \
-            must be by a certificate in the keyring directory. Exit status 0 only when everything \
-            matched; otherwise one error line naming the first bad block.
+            all cores. The root hash is authenticated when it comes from --root-hash, the xattr or a \
+            sidecar, or when its signature (root-verity-sig partition, .roothash.p7s, \
+            --root-hash-sig) is by a certificate in the keyring directory; a root hash the image \
+            supplied itself with an untrusted signature makes the tree only "consistent". Exit \
+            status 0 only when everything matched and was authenticated (or --image-policy allows \
+            unsigned verity); otherwise one error line (naming the first bad block, or saying \
+            "not authenticated").
             """)
 
     @Argument(help: "GPT image, block device, data file, or pool image name.")
@@ -27,6 +31,9 @@ struct VerifyCommand: AsyncParsableCommand {
 
     @Option(name: .customLong("verity-keyring"), help: ArgumentHelp("Directory of trusted certificates (PEM or DER) for root hash signatures (default /etc/verity.d).", valueName: "dir"))
     var verityKeyring: String?
+
+    @Option(name: .customLong("image-policy"), help: ArgumentHelp("Image policy in systemd's syntax; one allowing verity (e.g. root=verity) makes a tree that is only consistent with a root hash the image supplied itself exit 0 (still reported as not authenticated).", valueName: "policy"))
+    var imagePolicy: String?
 
     @OptionGroup var output: OutputOptions
     @OptionGroup var store: StoreOptions
@@ -41,11 +48,26 @@ struct VerifyCommand: AsyncParsableCommand {
         var signature: String
         var signer: String?
         var signatureSource: String?
+        /// signed-and-trusted or verity-only.
+        var protection: VerityOutcome
+        /// True when the root hash is one somebody trusted: given as an option, a sidecar or
+        /// xattr beside the image, or signed by a certificate in the keyring. False when the
+        /// tree only matches a root hash the image supplied itself.
+        var authenticated: Bool
+        /// The one line saying which, and why.
+        var trust: String
+        /// How the check was made (userspace, once).
+        var path: String
         var report: VerityReport
     }
 
     func run() async throws {
+        let policy = try imagePolicy.map { try ImagePolicy.parse($0) }
         let path = try ImageArgument.resolve(image, store: store)
+        if ImageArgument.isDirectory(path) {
+            try ImageAdmission.admitDirectory(path, policy: policy, verity: hashes.explicit)
+            throw CommandFailure(message: "\(path) is a directory tree: it has no verity to verify")
+        }
         let plans = try plan(path: path, explicit: hashes.explicit)
         var results: [Result] = []
         for plan in plans {
@@ -59,6 +81,13 @@ struct VerifyCommand: AsyncParsableCommand {
             try Output.printJSON(results)
         } else {
             for result in results { printResult(result) }
+        }
+        // Exit 0 only for an authenticated root hash, unless the policy accepts unsigned verity
+        // for that partition (systemd's rule for an untrusted signature).
+        for result in results where !result.authenticated {
+            let designator = result.designator == "data" ? "root" : result.designator
+            if let policy, (try? policy.check(designator: designator, protection: .verity)) == .verity { continue }
+            throw CommandFailure(message: "\(result.designator): not authenticated: \(result.trust)")
         }
     }
 
@@ -132,31 +161,55 @@ struct VerifyCommand: AsyncParsableCommand {
                     signatureSource: settings.signatureSource, fingerprint: settings.rootHashCertificateFingerprint)
     }
 
-    /// Checks the signature (when there is one) first: it is cheap and says whether the root hash
-    /// can be trusted at all; then the whole tree.
+    /// Judges the signature (when there is one) first: it is cheap and says whether the root hash
+    /// can be trusted at all; then the whole tree. A root hash the image supplied itself (the
+    /// signature partition) is authenticated only by a trusted signature: anybody can write a
+    /// matching hash and a signature by their own certificate into an image.
     func check(_ plan: Plan) async throws -> Result {
         var signatureStatus = "none"
         var signer: String?
+        var trusted = false
+        var untrustedReason: String?
+        let keyring = verityKeyring ?? VeritySignatureCheck.defaultKeyringDirectory
         if let signature = plan.signature {
-            let keyring = verityKeyring ?? VeritySignatureCheck.defaultKeyringDirectory
-            var isDirectory: ObjCBool = false
-            if verityKeyring == nil, !(FileManager.default.fileExists(atPath: keyring, isDirectory: &isDirectory) && isDirectory.boolValue) {
-                // No keyring configured on this machine: say so rather than pretend either way.
-                signatureStatus = "present, not checked (no keyring \(keyring); use --verity-keyring=DIR)"
-            } else {
-                signer = try await VeritySignatureCheck.check(rootHashHex: VerityHex.encode(plan.rootHash), pkcs7DER: signature,
-                                                              keyringDirectory: keyring, certificateFingerprint: plan.fingerprint)
+            switch await VeritySignatureCheck.evaluate(rootHashHex: VerityHex.encode(plan.rootHash), pkcs7DER: signature,
+                                                       keyringDirectory: keyring, certificateFingerprint: plan.fingerprint) {
+            case .trusted(let who):
+                signer = who
+                trusted = true
                 signatureStatus = "valid"
+            case .untrusted(let who, let reason):
+                signer = who
+                untrustedReason = reason
+                signatureStatus = "not trusted: \(reason)"
             }
+        }
+        let selfSupplied = plan.rootHashSource.hasPrefix("signature partition")
+        let authenticated = trusted || !selfSupplied
+        let trust: String
+        if trusted {
+            trust = "authenticated: the root hash is signed by \(signer ?? "?"), a certificate in \(keyring)"
+        } else if !selfSupplied {
+            trust = "authenticated: the root hash comes from \(plan.rootHashSource), not from the image"
+        } else {
+            trust = "consistent only: the hash tree matches a root hash the image supplied itself (\(plan.rootHashSource)), "
+                + "whose signature by \(signer ?? "an unnamed signer") is not trusted (\(untrustedReason ?? "no signature")); "
+                + "give --root-hash=, or add the signer's certificate to the keyring (--verity-keyring=)"
         }
         let report = try await VerityVerifier.verify(plan.target, rootHash: plan.rootHash)
         return Result(designator: plan.designator, data: plan.dataDescription, hashTree: plan.hashDescription,
                       rootHash: report.rootHash, rootHashSource: plan.rootHashSource, signature: signatureStatus,
-                      signer: signer, signatureSource: plan.signatureSource, report: report)
+                      signer: signer, signatureSource: plan.signatureSource,
+                      protection: trusted ? .signedAndTrusted : .verityOnly, authenticated: authenticated, trust: trust,
+                      path: "userspace: every block hashed once now (no device-mapper; later changes to the file are not seen)",
+                      report: report)
     }
 
     func printResult(_ r: Result) {
-        var lines = ["\(r.designator): verified"]
+        // "verified" only for a root hash somebody trusted; otherwise the tree is merely consistent.
+        var lines = [r.authenticated ? "\(r.designator): verified (authenticated)" : "\(r.designator): consistent only, not authenticated"]
+        lines.append("  trust:      \(r.trust)")
+        lines.append("  protection: \(r.protection.rawValue)")
         lines.append("  data:       \(r.data)")
         lines.append("  hash tree:  \(r.hashTree), \(r.report.algorithm), type \(r.report.hashType), blocks \(r.report.dataBlockSize)/\(r.report.hashBlockSize), \(r.report.levels) levels")
         lines.append("  root hash:  \(r.rootHash) (from \(r.rootHashSource))")
@@ -164,6 +217,7 @@ struct VerifyCommand: AsyncParsableCommand {
         if let signer = r.signer { signature += ", signed by \(signer)" }
         if let source = r.signatureSource { signature += " (from \(source))" }
         lines.append(signature)
+        lines.append("  path:       \(r.path)")
         lines.append(String(format: "  checked:    %llu blocks, %@ in %.3f s (%.0f MB/s)", r.report.blocksChecked,
                             Output.size(r.report.bytesChecked), r.report.seconds, r.report.megabytesPerSecond))
         Terminal.standardOutput(lines.joined(separator: "\n") + "\n")
