@@ -255,6 +255,30 @@ struct RunImageCLITests {
         #expect(try Self.loops(of: image).isEmpty)
     }
 
+    /// dissect shows what the signature is worth here: verity-only with the signer when it is
+    /// not in the keyring, signed-and-trusted when it is.
+    @Test func dissectShowsTheProtectionOutcome() throws {
+        try Privileged.require(.fixture("gpt-verity-signed.raw"), .fixture("verity-cert.pem"), .tool("openssl"))
+        let scratch = try TemporaryDirectory(prefix: "dissect-signer")
+        let image = "\(Self.fixtures)/gpt-verity-signed.raw"
+        func protection(_ keyring: String) throws -> [String: Any] {
+            let r = try Imagectl.run(["dissect", "--json", "--verity-keyring=\(keyring)", image])
+            #expect(r.status == 0, "\(r.stderr)")
+            let document = try JSONSerialization.jsonObject(with: r.stdoutData) as? [String: Any]
+            let entries = document?["protection"] as? [[String: Any]] ?? []
+            return entries.first { $0["designator"] as? String == "root" } ?? [:]
+        }
+        let untrusted = try protection(try Self.unrelatedKeyring(scratch))
+        #expect(untrusted["outcome"] as? String == "verity-only")
+        #expect((untrusted["signer"] as? String)?.contains("imagectl test verity signing") == true)
+        let trusted = scratch.appending("trusted")
+        try FileManager.default.createDirectory(atPath: trusted, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: "\(Self.fixtures)/verity-cert.pem", toPath: trusted + "/cert.pem")
+        #expect(try protection(trusted)["outcome"] as? String == "signed-and-trusted")
+        let table = try Imagectl.run(["dissect", "--verity-keyring=\(trusted)", image])
+        #expect(table.stdout.contains("Protection: root: signed-and-trusted (by "), "\(table.stdout)")
+    }
+
     @Test func helpNamesTheSourceAndMountOptions() throws {
         let help = try Imagectl.run(["run", "--help"])
         #expect(help.status == 0)
