@@ -17,6 +17,7 @@ public enum ImageAdmission {
         case verityForDirectory(path: String, options: [String])
         case policyForDirectory(path: String, ImagePolicy.Error)
         case directoryRootUnused(path: String, policy: String)
+        case verity(designator: String, message: String)
 
         public var description: String {
             switch self {
@@ -26,6 +27,8 @@ public enum ImageAdmission {
                 return "\(error) (\(path) is a directory tree: its root counts as unprotected, every other partition as absent)"
             case .directoryRootUnused(let path, let policy):
                 return "image policy \(policy) leaves the root of \(path) unused: nothing to run"
+            case .verity(let designator, let message):
+                return "verity check of the \(designator) partition failed: \(message)"
             }
         }
     }
@@ -75,6 +78,45 @@ public enum ImageAdmission {
         } catch let error as ImagePolicy.Error {
             throw Error.policyForDirectory(path: path, error)
         }
+    }
+
+    /// A verity-protected data partition checked in userspace by `verifyTrees`.
+    public struct VerifiedTree: Sendable, Equatable {
+        public var designator: PartitionDesignator
+        public var rootHash: [UInt8]
+        /// The data and hash tree partitions (nil for an external hash tree file).
+        public var dataPartitionUUID: UUID?
+        public var hashPartitionUUID: UUID?
+        public var report: VerityReport
+    }
+
+    /// Verifies the whole hash tree of every verity-protected root and usr partition of an
+    /// admitted image in userspace, reading the image file directly (for runners that hand the
+    /// file to something else, such as qemu, instead of mounting it). Throws naming the first
+    /// bad block.
+    public static func verifyTrees(_ image: DissectedImage) async throws -> [VerifiedTree] {
+        var result: [VerifiedTree] = []
+        for designator in [PartitionDesignator.root, .usr] {
+            guard let data = image.partition(designator), let requirement = MountPlan.requirement(data, image: image) else { continue }
+            let target: VerityTarget
+            var hashUUID: UUID?
+            if let file = requirement.hashFile {
+                target = VerityTarget(dataPath: image.path, dataOffset: data.offset, dataSize: data.size, hashPath: file,
+                                      hashSize: (try? VerityFile(path: file).size) ?? 0)
+            } else {
+                hashUUID = designator.verityDesignator.flatMap(image.partition)?.uuid
+                target = VerityTarget(dataPath: image.path, dataOffset: data.offset, dataSize: data.size, hashPath: image.path,
+                                      hashOffset: requirement.hashOffset ?? 0, hashSize: requirement.hashSize ?? 0)
+            }
+            do {
+                let report = try await VerityVerifier.verify(target, rootHash: requirement.rootHash)
+                result.append(VerifiedTree(designator: designator, rootHash: requirement.rootHash, dataPartitionUUID: data.uuid,
+                                           hashPartitionUUID: hashUUID, report: report))
+            } catch {
+                throw Error.verity(designator: designator.rawValue, message: "\(error)")
+            }
+        }
+        return result
     }
 
     /// A disk image: dissected with the verity options, then held against the policy (nil: the

@@ -117,7 +117,7 @@ public struct MountPlan: Sendable, Equatable, Codable {
     }
 
     /// What verity demands of a root/usr partition, or nil when it is not verity-protected.
-    static func requirement(_ p: DissectedPartition, image: DissectedImage) -> VerityRequirement? {
+    public static func requirement(_ p: DissectedPartition, image: DissectedImage) -> VerityRequirement? {
         guard let state = p.verity, state != .no, let data = p.designator == .root || p.designator == .usr ? p.designator : nil else { return nil }
         let info = image.verity.hash(for: data.rawValue)
         guard let hash = info.hash else { return nil }

@@ -200,6 +200,81 @@ import TestSupport
         #expect(Self.leftovers(vmTemp).isEmpty)
     }
 
+    // MARK: verity
+
+    static func rootHash(_ fixture: String) throws -> String {
+        try String(contentsOfFile: try #require(Fixtures.path(fixture)), encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// The byte offset of the root partition, as dissect reports it.
+    static func rootOffset(_ image: String) throws -> UInt64 {
+        let r = try Imagectl.run(["dissect", "--json", image])
+        let document = try JSONSerialization.jsonObject(with: r.stdoutData) as? [String: Any]
+        let mounts = document?["mounts"] as? [[String: Any]] ?? []
+        let root = try #require(mounts.first { $0["designator"] as? String == "root" })
+        return UInt64(try #require(root["offset"] as? Int))
+    }
+
+    /// Direct boot of a verity image passes the root hash so the guest's systemd sets dm-verity
+    /// up itself, with the root read-only from the verity device.
+    @Test func printCommandOfAVerityImageHoldsTheRootHash() throws {
+        try Privileged.require(.tool("qemu-system-x86_64"), .fixture("gpt-verity.raw"), .fixture("gpt-verity-signed.raw"))
+        let scratch = try TemporaryDirectory(prefix: "imagectl-vm-verity")
+        let kernel = scratch.appending("vmlinuz")
+        FileManager.default.createFile(atPath: kernel, contents: nil)
+        let hash = try Self.rootHash("gpt-verity.roothash.txt")
+        let plain = try Imagectl.run(["vm", "-i", try #require(Fixtures.path("gpt-verity.raw")), "--root-hash=\(hash)", "--linux=\(kernel)",
+                                      "--kvm=no", "--tpm=no", "--print-command", "quiet"])
+        #expect(plain.status == 0, "\(plain.stderr)")
+        #expect(plain.stdout.contains("roothash=\(hash) "), "\(plain.stdout)")
+        #expect(plain.stdout.contains("root=/dev/mapper/root ro quiet"))
+        #expect(plain.stdout.contains("systemd.verity_root_data=PARTUUID=\(hash.prefix(8))"))
+        #expect(!plain.stdout.contains("root=PARTUUID="))
+        // The signed image carries its root hash in the signature partition.
+        let signedHash = try Self.rootHash("gpt-verity-signed.roothash.txt")
+        let signed = try Imagectl.run(["vm", "-i", try #require(Fixtures.path("gpt-verity-signed.raw")), "--linux=\(kernel)",
+                                       "--kvm=no", "--tpm=no", "--print-command"])
+        #expect(signed.status == 0, "\(signed.stderr)")
+        #expect(signed.stdout.contains("roothash=\(signedHash)"), "\(signed.stdout)")
+    }
+
+    /// One flipped byte in the data partition: refused within seconds, before qemu starts, with
+    /// one error line naming the block; a policy the image does not meet is refused too.
+    @Test(.timeLimit(.minutes(1)))
+    func tamperedVerityImageIsRefusedBeforeQEMU() throws {
+        try Privileged.require(.root, .tool("qemu-system-x86_64"), .fixture("gpt-verity.raw"))
+        let scratch = try TemporaryDirectory(prefix: "imagectl-vm-verity")
+        let kernel = scratch.appending("vmlinuz")
+        FileManager.default.createFile(atPath: kernel, contents: nil)
+        let name = "vt-\(UUID().uuidString.prefix(8).lowercased())"
+        let image = scratch.appending("\(name).raw")
+        #expect(try Tool.run("cp", ["--sparse=always", try #require(Fixtures.path("gpt-verity.raw")), image]).status == 0)
+        let hash = try Self.rootHash("gpt-verity.roothash.txt")
+        let offset = try Self.rootOffset(image) + 5 * 4096 + 7
+        let handle = try FileHandle(forUpdating: URL(fileURLWithPath: image))
+        try handle.seek(toOffset: offset)
+        let old = try handle.read(upToCount: 1)?.first ?? 0
+        try handle.seek(toOffset: offset)
+        try handle.write(contentsOf: Data([old ^ 0xff]))
+        try handle.close()
+
+        let start = Date()
+        let r = try Imagectl.run(["vm", "-i", image, "--root-hash=\(hash)", "--linux=\(kernel)", "--kvm=no", "--tpm=no",
+                                  "--console=headless"])
+        #expect(Date().timeIntervalSince(start) < 10)
+        #expect(r.status == 1)
+        let lines = r.stderr.split(separator: "\n")
+        #expect(lines.count == 1 && lines.first?.hasPrefix("error: verity check of the root partition failed: verity: data block ") == true && r.stderr.contains("does not match"),
+                "\(r.stderr)")
+        #expect(!r.stderr.contains("Booting"))
+        // qemu never ran: no machine of that name was ever registered (nor is one now).
+        #expect(!(try Imagectl.run(["machines"]).stdout.contains(name)))
+
+        let policy = try Imagectl.run(["vm", "-i", image, "--image-policy=root=signed", "--linux=\(kernel)", "--kvm=no", "--print-command"])
+        #expect(policy.status == 1)
+        #expect(policy.stderr.hasPrefix("error: image policy: root partition is unprotected"), "\(policy.stderr)")
+    }
+
     @Test func poolImageByName() throws {
         try Privileged.require(.tool("qemu-system-x86_64"), .fixture("gpt-multi.raw"))
         let pool = try TemporaryDirectory(prefix: "imagectl-vm-pool")

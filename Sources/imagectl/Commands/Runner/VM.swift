@@ -1,4 +1,5 @@
 import ArgumentParser
+import Dissect
 import Foundation
 import ImageStore
 import Runner
@@ -60,7 +61,9 @@ struct VMCommand: AsyncParsableCommand {
     @Option(name: .customLong("kvm"), help: ArgumentHelp("auto: KVM when /dev/kvm can run a stock guest, else TCG (default); yes: KVM or an error; no: TCG.", valueName: "auto|yes|no"))
     var kvm: String?
 
-    @Option(name: .customLong("linux"), help: ArgumentHelp("Boot this kernel directly (qemu -kernel) instead of through UEFI firmware.", valueName: "path"))
+    @OptionGroup var verity: VerityOptions
+
+        @Option(name: .customLong("linux"), help: ArgumentHelp("Boot this kernel directly (qemu -kernel) instead of through UEFI firmware.", valueName: "path"))
     var linux: String?
 
     @Option(name: .customLong("initrd"), help: ArgumentHelp("Initrd for --linux= (repeatable; several are concatenated into one temporary file).", valueName: "path"))
@@ -188,6 +191,62 @@ struct VMCommand: AsyncParsableCommand {
         }
     }
 
+    /// The image policy and verity, before qemu starts (as `run -i` does before mounting): the
+    /// image is admitted by ImageAdmission and, this machine having no device-mapper to check
+    /// reads as they happen, every verity tree is verified in userspace now (not for
+    /// --print-command, which starts nothing). Returns the kernel command line words that let
+    /// the guest's systemd set verity up itself on direct boot: roothash=/usrhash=, the
+    /// partitions by PARTUUID, and the dm-verity devices as root and /usr, read-only.
+    func admit(_ path: String, directBoot: Bool) async throws -> [String] {
+        // A missing file or a directory is refused by VirtualMachine.prepare with its own words.
+        guard FileManager.default.fileExists(atPath: path), !ImageArgument.isDirectory(path) else { return [] }
+        let given = verity.imagePolicy != nil || !ImageAdmission.givenOptions(verity.explicit).isEmpty
+        if VMOptions.detectFormat(path: path) == .qcow2 {
+            guard !given else {
+                throw CommandFailure(message: "\(path) is qcow2, whose partitions imagectl cannot read: --image-policy and the verity options cannot be checked")
+            }
+            return []
+        }
+        let image: DissectedImage
+        do {
+            image = try await verity.dissect(path, requireRoot: false)
+        } catch let error as Dissector.Error where !given {
+            // A disk without a recognisable layout (a blank installer target): nothing to check.
+            _ = error
+            return []
+        }
+        for trust in image.verityTrust { if let warning = trust.warning { Terminal.standardError("warning: \(warning)\n") } }
+        guard !printCommand else { return kernelWords(image, directBoot: directBoot) }
+        let verified = try await ImageAdmission.verifyTrees(image)
+        if !quiet {
+            for tree in verified {
+                Terminal.standardError("\(tree.designator.rawValue): device-mapper unavailable: verified the whole verity tree in userspace before starting qemu (\(tree.report.blocksChecked) blocks, \(String(format: "%.2f", tree.report.seconds)) s); the check was one-time, the guest's own dm-verity checks reads from then on\n")
+            }
+        }
+        return kernelWords(image, directBoot: directBoot)
+    }
+
+    /// roothash=/usrhash= and what goes with them, for direct boot of an image whose hash trees
+    /// are partitions of it (the guest sees those; an external hash tree file it cannot see).
+    func kernelWords(_ image: DissectedImage, directBoot: Bool) -> [String] {
+        guard directBoot else { return [] }
+        var words: [String] = []
+        let userGaveRoot = kernelArguments.contains { $0.hasPrefix("root=") }
+        for designator in [PartitionDesignator.root, .usr] {
+            guard let data = image.partition(designator), let requirement = MountPlan.requirement(data, image: image),
+                  requirement.hashFile == nil, let dataUUID = data.uuid,
+                  let hashUUID = designator.verityDesignator.flatMap(image.partition)?.uuid else { continue }
+            let name = designator.rawValue
+            let hash = VerityHex.encode(requirement.rootHash)
+            words.append(designator == .root ? "roothash=\(hash)" : "usrhash=\(hash)")
+            words.append("systemd.verity_\(name)_data=PARTUUID=\(dataUUID.uuidString.lowercased())")
+            words.append("systemd.verity_\(name)_hash=PARTUUID=\(hashUUID.uuidString.lowercased())")
+            if designator == .root, !userGaveRoot { words += ["root=/dev/mapper/root", "ro"] }
+            if designator == .usr, !kernelArguments.contains(where: { $0.hasPrefix("mount.usr=") }) { words.append("mount.usr=/dev/mapper/usr") }
+        }
+        return words
+    }
+
     func run() async throws {
         if let first = kernelArguments.first, first.hasPrefix("-"), first != "--" {
             throw ValidationError("unknown option \(first)")
@@ -200,7 +259,8 @@ struct VMCommand: AsyncParsableCommand {
         }
         guard let image else { throw ValidationError("no image given (-i IMAGE)") }
         let path = try await resolveImage(image)
-        let request = try makeRequest(imagePath: path)
+        var request = try makeRequest(imagePath: path)
+        request.kernelArguments = try await admit(path, directBoot: request.linux != nil) + request.kernelArguments
         let vm = try VirtualMachine.prepare(request, dryRun: printCommand)
         for warning in vm.warnings { Terminal.standardError("warning: \(warning)\n") }
         if printCommand {
