@@ -157,6 +157,7 @@ public enum Container {
                 stopSignal: configuration.boot ? Signals.realtimeMinimum + 4 : plan.killSignal)
             record.systemCallFilter = configuration.systemCallFilter
             record.userNamespace = userNamespace?.resolved  // userns
+            if !configuration.verityTrust.isEmpty { record.verity = configuration.verityTrust }
             registration = try MachineRegistry().register(record)
         } catch {
             process.kill()

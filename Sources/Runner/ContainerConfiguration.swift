@@ -1,3 +1,4 @@
+import Dissect
 import Foundation
 
 /// Everything `imagectl run` was asked for, as values (validated by `validate()`).
@@ -39,6 +40,8 @@ public struct ContainerConfiguration: Sendable {
     // --- root sources and extra mounts (owned by the runner-mounts work) ---
     /// -i, -M as a source, verity and policy, --bind/--tmpfs/--overlay (see MountSettings).
     public var mounts = MountSettings()
+    /// What ImageAdmission decided about a disk image's verity, for the machine record.
+    public var verityTrust: [VerityTrust] = []
 
     // --- process, console, user namespace, limits (owned by the runner-proc work) ---
     public var process = ProcessSettings()

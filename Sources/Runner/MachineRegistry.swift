@@ -1,4 +1,5 @@
 import CShims
+import Dissect
 import Foundation
 import Glibc
 import LinuxSystem
@@ -29,6 +30,9 @@ public struct MachineRecord: Codable, Sendable, Equatable {
     /// --private-users= (userns): the container's ID range on the host and how its tree fits it;
     /// nil without a user namespace.
     public var userNamespace: ResolvedUserNamespace? = nil
+    /// How a disk image's root and usr are protected (signed-and-trusted, verity-only,
+    /// unprotected, with the signer); nil for a directory tree and a VM.
+    public var verity: [VerityTrust]? = nil
 
     public init(name: String, kind: Kind, leader: Int32, supervisor: Int32, root: String?, uuid: UUID?,
                 started: Date, stopSignal: Int32) {

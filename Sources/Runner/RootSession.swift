@@ -138,6 +138,7 @@ public final class RootSession {
                                                            keyringDirectory: settings.verityKeyring)
         for trust in dissected.verityTrust { if let warning = trust.warning { log("warning: " + warning) } }
         verityTrust = dissected.verityTrust
+        configuration.verityTrust = dissected.verityTrust
         let plan = try MountPlan.make(dissected, readOnly: configuration.readOnly)
         try EarlyTermination.checkpoint()
         let staging = "\(Leftovers.runnerDirectory)/image.\(HostFiles.processID).\(FileSystem.randomHex(6))"

@@ -245,6 +245,24 @@ struct RunImageCLITests {
             #expect(try Self.loops(of: image).isEmpty)
         }
 
+        // The machine record says how the running image is protected.
+        let name = "gm-\(Self.unique())"
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Imagectl.binary)
+        process.arguments = ["run", "-q", "-M", name, "-i", image, "--verity-keyring=\(keyring)", "sleep", "3"]
+        try process.run()
+        var record: [String: Any]?
+        for _ in 0..<100 where record == nil {
+            usleep(50_000)
+            let list = try Imagectl.run(["machines", "--json"])
+            let machines = (try? JSONSerialization.jsonObject(with: list.stdoutData)) as? [[String: Any]] ?? []
+            record = machines.first { $0["name"] as? String == name }
+        }
+        process.waitUntilExit()
+        let verity = (record?["verity"] as? [[String: Any]])?.first
+        #expect(verity?["outcome"] as? String == "verity-only", "\(String(describing: record))")
+        #expect((verity?["signer"] as? String)?.contains("imagectl test verity signing") == true)
+
         // Trusted: no warning, and root=signed is met.
         let trusted = scratch.appending("trusted")
         try FileManager.default.createDirectory(atPath: trusted, withIntermediateDirectories: true)
