@@ -340,7 +340,8 @@ public enum ImageMounter {
             let report = try await VerityVerifier.verify(target, rootHash: requirement.rootHash)
             let seconds = String(format: "%.2f", report.seconds)
             let blocks = report.blocksChecked
-            return "\(designator.rawValue): device-mapper unavailable: verified the whole verity tree in userspace (\(blocks) blocks, \(seconds) s), mounting read-only"
+            // Said, not implied: the check was at one point in time (see the caveat above).
+            return "\(designator.rawValue): device-mapper unavailable: verified the whole verity tree in userspace (\(blocks) blocks, \(seconds) s), mounting read-only; the check was one-time: later writes to \(plan.imagePath) are not caught"
         } catch {
             throw Error.verity(designator, String(describing: error))
         }
