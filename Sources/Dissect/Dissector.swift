@@ -80,7 +80,7 @@ public enum Dissector {
     }
 
     /// Dissects bytes from `source`; `fd` (the same bytes) is what libblkid probes.
-    static func dissect(source: ByteSource, fd: Int32, sectorSize: Int?, verity: inout VeritySettings,
+    static func dissect(source: RandomAccessSource, fd: Int32, sectorSize: Int?, verity: inout VeritySettings,
                         options: DissectOptions, name: String) throws -> DissectedImage {
         var warnings: [String] = []
         var candidates: [Candidate] = []

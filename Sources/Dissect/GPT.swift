@@ -125,7 +125,7 @@ public enum GPT {
 
     /// Parses the GPT of `source`, or returns nil when there is no protective MBR (not a GPT disk).
     /// `sectorSizes` lists the logical sector sizes to try (a block device knows its own).
-    public static func parse(_ source: ByteSource, sectorSizes: [Int] = [512, 4096]) throws -> GPTTable? {
+    public static func parse(_ source: RandomAccessSource, sectorSizes: [Int] = [512, 4096]) throws -> GPTTable? {
         guard source.size >= 1024 else { return nil }
         let sector0 = try readBytes(source, 0, 512)
         guard hasProtectiveMBR(sector0) else { return nil }
@@ -144,7 +144,7 @@ public enum GPT {
     /// Parses with a known sector size: the primary header and array, else the backup. A table
     /// whose CRCs are right but whose partitions overlap or leave the usable range is refused
     /// outright: it was written that way, so the backup would not be more trustworthy.
-    static func parse(_ source: ByteSource, sectorSize: Int) throws -> GPTTable {
+    static func parse(_ source: RandomAccessSource, sectorSize: Int) throws -> GPTTable {
         let lastLBA = source.size / UInt64(sectorSize) - 1
         var alternateLBA = lastLBA
         let primaryProblem: Error
@@ -180,7 +180,7 @@ public enum GPT {
         var entriesCRC: UInt32
     }
 
-    static func readHeader(_ source: ByteSource, lba: UInt64, sectorSize: Int, lastLBA: UInt64) throws -> Header {
+    static func readHeader(_ source: RandomAccessSource, lba: UInt64, sectorSize: Int, lastLBA: UInt64) throws -> Header {
         let bytes = try readBytes(source, lba * UInt64(sectorSize), sectorSize)
         let r = LittleEndianReader(bytes: bytes)
         func bad(_ reason: String) -> Error { .badHeader(lba: lba, reason: reason) }
@@ -233,7 +233,7 @@ public enum GPT {
         }
     }
 
-    static func readTable(_ source: ByteSource, header: Header, sectorSize: Int) throws -> GPTTable {
+    static func readTable(_ source: RandomAccessSource, header: Header, sectorSize: Int) throws -> GPTTable {
         let array = try readBytes(source, header.entriesLBA * UInt64(sectorSize), header.entryCount * header.entrySize)
         guard crc32(array) == header.entriesCRC else { throw Error.entryArrayCRCMismatch(lba: header.lba) }
         let r = LittleEndianReader(bytes: array)
@@ -282,10 +282,10 @@ public enum GPT {
         return String(decoding: units, as: UTF16.self)
     }
 
-    static func readBytes(_ source: ByteSource, _ offset: UInt64, _ count: Int) throws -> [UInt8] {
+    static func readBytes(_ source: RandomAccessSource, _ offset: UInt64, _ count: Int) throws -> [UInt8] {
         do {
             return try source.read(at: offset, count: count)
-        } catch let error as ByteSourceError {
+        } catch let error as RandomAccessSourceError {
             throw Error.read(error.description)
         }
     }

@@ -19,7 +19,7 @@ import TestSupport
 
     @Test func parsesAValidTable() throws {
         let img = image()
-        let table = try #require(try GPT.parse(MemoryByteSource(img.build())))
+        let table = try #require(try GPT.parse(MemorySource(img.build())))
         #expect(table.sectorSize == 512)
         #expect(!table.usedBackup)
         #expect(table.entries.count == 2)
@@ -36,7 +36,7 @@ import TestSupport
         img.sectorSize = 4096
         img.sectors = 1024
         img.entries = [.init(type: root, first: 256, last: 511, name: "r")]
-        let table = try #require(try GPT.parse(MemoryByteSource(img.build())))
+        let table = try #require(try GPT.parse(MemorySource(img.build())))
         #expect(table.sectorSize == 4096)
         #expect(table.entries.first?.firstLBA == 256)
     }
@@ -44,13 +44,13 @@ import TestSupport
     @Test func noProtectiveMBRIsNotGPT() throws {
         var disk = image().build()
         disk[446 + 4] = 0x83
-        #expect(try GPT.parse(MemoryByteSource(disk)) == nil)
+        #expect(try GPT.parse(MemorySource(disk)) == nil)
     }
 
     @Test func badPrimaryHeaderCRCFallsBackToBackup() throws {
         var disk = image().build()
         disk[512 + 40] ^= 0xFF  // first usable LBA changed, CRC now wrong
-        let table = try #require(try GPT.parse(MemoryByteSource(disk)))
+        let table = try #require(try GPT.parse(MemorySource(disk)))
         #expect(table.usedBackup)
         #expect(table.entries.count == 2)
         #expect(table.warnings.first?.contains("CRC mismatch at LBA 1") == true)
@@ -59,7 +59,7 @@ import TestSupport
     @Test func badPrimaryEntryCRCFallsBackToBackup() throws {
         var disk = image().build()
         disk[1024 + 60] ^= 0x01  // a byte of the first entry's name in the primary array
-        let table = try #require(try GPT.parse(MemoryByteSource(disk)))
+        let table = try #require(try GPT.parse(MemorySource(disk)))
         #expect(table.usedBackup)
         #expect(table.entries[0].name == "root-x86-64")
     }
@@ -67,7 +67,7 @@ import TestSupport
     @Test func primaryWipedUsesBackup() throws {
         var disk = image().build()
         for i in 512..<1024 { disk[i] = 0 }
-        let table = try #require(try GPT.parse(MemoryByteSource(disk)))
+        let table = try #require(try GPT.parse(MemorySource(disk)))
         #expect(table.usedBackup)
         #expect(table.entries.count == 2)
     }
@@ -77,7 +77,7 @@ import TestSupport
         var disk = img.build()
         disk[512 + 40] ^= 0xFF
         disk[Int(img.backupHeaderLBA) * 512 + 40] ^= 0xFF
-        #expect { try GPT.parse(MemoryByteSource(disk)) } throws: { error in
+        #expect { try GPT.parse(MemorySource(disk)) } throws: { error in
             "\(error)".contains("no valid GPT") && "\(error)".contains("CRC mismatch")
         }
     }
@@ -87,7 +87,7 @@ import TestSupport
         var disk = img.build()
         disk[1024 + 60] ^= 1
         disk[Int(img.backupArrayLBA) * 512 + 60] ^= 1
-        #expect { try GPT.parse(MemoryByteSource(disk)) } throws: { error in
+        #expect { try GPT.parse(MemorySource(disk)) } throws: { error in
             "\(error)".contains("entry array CRC mismatch")
         }
     }
@@ -100,7 +100,7 @@ import TestSupport
             putLE(&disk, lba * 512 + 72, img.sectors + 10, 8)
             GPTTestImage.fixHeaderCRC(&disk, lba: lba)
         }
-        #expect { try GPT.parse(MemoryByteSource(disk)) } throws: { error in
+        #expect { try GPT.parse(MemorySource(disk)) } throws: { error in
             "\(error)".contains("past the end of the disk")
         }
     }
@@ -112,7 +112,7 @@ import TestSupport
             putLE(&disk, lba * 512 + 80, 0xFFFF_FFFF, 4)
             GPTTestImage.fixHeaderCRC(&disk, lba: lba)
         }
-        #expect { try GPT.parse(MemoryByteSource(disk)) } throws: { error in
+        #expect { try GPT.parse(MemorySource(disk)) } throws: { error in
             "\(error)".contains("larger than")
         }
     }
@@ -125,27 +125,27 @@ import TestSupport
                 putLE(&disk, lba * 512 + 84, size, 4)
                 GPTTestImage.fixHeaderCRC(&disk, lba: lba)
             }
-            #expect(throws: GPT.Error.self) { try GPT.parse(MemoryByteSource(disk)) }
+            #expect(throws: GPT.Error.self) { try GPT.parse(MemorySource(disk)) }
         }
     }
 
     @Test func zeroEntriesIsAnEmptyTable() throws {
         var img = image()
         img.entryCount = 0
-        let table = try #require(try GPT.parse(MemoryByteSource(img.build())))
+        let table = try #require(try GPT.parse(MemorySource(img.build())))
         #expect(table.entries.isEmpty)
     }
 
     @Test func overlappingPartitionsAreRefused() throws {
         var img = image()
         img.entries[1].first = 3000
-        #expect(throws: GPT.Error.partitionsOverlap(1, 2)) { try GPT.parse(MemoryByteSource(img.build())) }
+        #expect(throws: GPT.Error.partitionsOverlap(1, 2)) { try GPT.parse(MemorySource(img.build())) }
     }
 
     @Test func partitionPastTheEndIsRefused() throws {
         var img = image()
         img.entries[1].last = img.sectors + 100
-        #expect { try GPT.parse(MemoryByteSource(img.build())) } throws: { error in
+        #expect { try GPT.parse(MemorySource(img.build())) } throws: { error in
             "\(error)".contains("outside the usable range")
         }
     }
@@ -154,7 +154,7 @@ import TestSupport
         var img = image()
         img.entries[1].first = 3500
         img.entries[1].last = 3100
-        #expect(throws: GPT.Error.self) { try GPT.parse(MemoryByteSource(img.build())) }
+        #expect(throws: GPT.Error.self) { try GPT.parse(MemorySource(img.build())) }
     }
 
     @Test func headerClaimingAnotherLBAIsRefused() throws {
@@ -162,7 +162,7 @@ import TestSupport
         var disk = img.build()
         putLE(&disk, 512 + 24, 7, 8)
         GPTTestImage.fixHeaderCRC(&disk, lba: 1)
-        let table = try #require(try GPT.parse(MemoryByteSource(disk)))
+        let table = try #require(try GPT.parse(MemorySource(disk)))
         #expect(table.usedBackup)
     }
 
@@ -172,12 +172,12 @@ import TestSupport
     @Test func truncatedDiskIsRefusedOrParsed() throws {
         let disk = image().build()
         for length in [0, 511, 512, 1023] {
-            #expect(try GPT.parse(MemoryByteSource(Array(disk.prefix(length)))) == nil, "length \(length)")
+            #expect(try GPT.parse(MemorySource(Array(disk.prefix(length)))) == nil, "length \(length)")
         }
         for length in [1024, 1536, 4096, 8192] {
-            #expect(throws: GPT.Error.self, "length \(length)") { try GPT.parse(MemoryByteSource(Array(disk.prefix(length)))) }
+            #expect(throws: GPT.Error.self, "length \(length)") { try GPT.parse(MemorySource(Array(disk.prefix(length)))) }
         }
-        let withoutBackup = try #require(try GPT.parse(MemoryByteSource(Array(disk.prefix(disk.count - 512)))))
+        let withoutBackup = try #require(try GPT.parse(MemorySource(Array(disk.prefix(disk.count - 512)))))
         #expect(!withoutBackup.usedBackup && withoutBackup.entries.count == 2)
     }
 
@@ -200,7 +200,7 @@ import TestSupport
                 GPTTestImage.fixHeaderCRC(&disk, lba: 1)
             }
             do {
-                guard let table = try GPT.parse(MemoryByteSource(disk)) else {
+                guard let table = try GPT.parse(MemorySource(disk)) else {
                     // Only damage to the protective MBR makes it no GPT at all.
                     #expect(!GPT.hasProtectiveMBR(Array(disk.prefix(512))), "round \(round)")
                     continue

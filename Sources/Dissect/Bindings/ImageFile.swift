@@ -7,7 +7,7 @@ import SystemPackage
 /// An image opened read-only: a regular file or a block device. Reads go through pread(2) so
 /// that concurrent probes do not share a file position. Lives in Bindings/ because it touches
 /// raw buffers and ioctl(2).
-public final class ImageFile: ByteSource, @unchecked Sendable {
+public final class ImageFile: RandomAccessSource, @unchecked Sendable {
     // Immutable after init (fd, size, path, kind); pread does not use the shared file offset, so
     // reads from several threads are safe. The descriptor is closed in deinit only.
     public let path: String
@@ -66,7 +66,7 @@ public final class ImageFile: ByteSource, @unchecked Sendable {
             }
             initialized = done
         }
-        guard done == count else { throw ByteSourceError.shortRead(offset: offset, wanted: count, got: done) }
+        guard done == count else { throw RandomAccessSourceError.shortRead(offset: offset, wanted: count, got: done) }
         return bytes
     }
 }

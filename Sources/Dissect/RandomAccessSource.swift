@@ -2,7 +2,7 @@ import Foundation
 
 /// Random-access bytes of an image: a file, a block device, or (in tests) memory. Parsers read
 /// through this so that every read is bounded by `size` and a short read is an error, not garbage.
-public protocol ByteSource: Sendable {
+public protocol RandomAccessSource: Sendable {
     /// Total size in bytes.
     var size: UInt64 { get }
     /// Exactly `count` bytes at `offset`; throws when the range is not inside the source.
@@ -10,7 +10,7 @@ public protocol ByteSource: Sendable {
 }
 
 /// Errors of reading an image's bytes.
-public enum ByteSourceError: Swift.Error, CustomStringConvertible, Equatable {
+public enum RandomAccessSourceError: Swift.Error, CustomStringConvertible, Equatable {
     case outOfBounds(offset: UInt64, count: Int, size: UInt64)
     case shortRead(offset: UInt64, wanted: Int, got: Int)
 
@@ -24,18 +24,18 @@ public enum ByteSourceError: Swift.Error, CustomStringConvertible, Equatable {
     }
 }
 
-extension ByteSource {
+extension RandomAccessSource {
     /// Checks that `count` bytes at `offset` lie inside the source (no overflow).
     func checkRange(_ offset: UInt64, _ count: Int) throws {
         let (end, overflow) = offset.addingReportingOverflow(UInt64(max(count, 0)))
         if count < 0 || overflow || end > size {
-            throw ByteSourceError.outOfBounds(offset: offset, count: count, size: size)
+            throw RandomAccessSourceError.outOfBounds(offset: offset, count: count, size: size)
         }
     }
 }
 
 /// Bytes held in memory: for parser tests and fuzzing.
-public struct MemoryByteSource: ByteSource {
+public struct MemorySource: RandomAccessSource {
     public let bytes: [UInt8]
     public init(_ bytes: [UInt8]) { self.bytes = bytes }
     public var size: UInt64 { UInt64(bytes.count) }
