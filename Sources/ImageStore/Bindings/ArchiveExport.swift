@@ -18,13 +18,6 @@ public enum ExportCompression: String, Sendable, CaseIterable, Codable {
     }
 }
 
-/// libarchive's messages, kept with the step that failed.
-struct ArchiveError: Error, CustomStringConvertible {
-    var step: String
-    var message: String
-    var description: String { "\(step): \(message)" }
-}
-
 /// Streams image data into an archive file through libarchive: a pax tarball of a directory
 /// tree (owners, modes, xattrs, ACLs, hard links, device nodes, sparse files, as read by
 /// archive_read_disk), or one raw stream through a compression filter.
@@ -68,9 +61,8 @@ final class ArchiveExporter {
     }
 
     private func check(_ result: Int32, _ step: String) throws {
-        if result < ARCHIVE_WARN {
-            let text = archive_error_string(archive).map { String(cString: $0) } ?? "error \(result)"
-            throw ArchiveError(step: step, message: text)
+        if result < ArchiveStatus.warn {
+            throw ArchiveError(step: step, message: ArchiveError.text(of: archive, fallback: "error \(result)"))
         }
     }
 
@@ -84,7 +76,7 @@ final class ArchiveExporter {
         guard let entry = archive_entry_new() else { throw ArchiveError(step: "archive_entry_new", message: "out of memory") }
         defer { archive_entry_free(entry) }
         archive_entry_set_pathname(entry, name)
-        archive_entry_set_filetype(entry, 0o100000)  // AE_IFREG (a macro Swift does not import)
+        archive_entry_set_filetype(entry, ArchiveFileType.regular)
         archive_entry_set_perm(entry, 0o644)
         archive_entry_set_size(entry, Int64(size))
         try check(archive_write_header(archive, entry), "write header")
@@ -135,9 +127,8 @@ final class ArchiveExporter {
         defer { archive_entry_free(entry) }
         archive_entry_copy_pathname(entry, path)
         let result = archive_read_disk_entry_from_file(disk, entry, -1, nil)
-        if result < ARCHIVE_WARN {
-            let text = archive_error_string(disk).map { String(cString: $0) } ?? "error \(result)"
-            throw ArchiveError(step: "read \(path)", message: text)
+        if result < ArchiveStatus.warn {
+            throw ArchiveError(step: "read \(path)", message: ArchiveError.text(of: disk, fallback: "error \(result)"))
         }
         archive_entry_copy_pathname(entry, relative)
         let status = try FileStatus.lstat(path)

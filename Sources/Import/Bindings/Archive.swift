@@ -1,19 +1,11 @@
 // libarchive: reading a tar (or a bare bzip2 stream) from a ByteSource through archive_read_open
 // callbacks, and extracting entries with archive_write_disk. The entry checks of SECURITY.md 1-4
-// live in TarEntryPolicy (plain Swift); this file only moves bytes and flags.
+// live in TarEntryPolicy (plain Swift); this file only moves bytes and flags. The error type,
+// status codes and file type bits are ImageStore's (Bindings/Libarchive.swift), shared with export.
 import CArchive
 import Foundation
 import Glibc
-
-/// libarchive's status codes (archive.h).
-enum ArchiveStatus {
-    static let eof: Int32 = 1
-    static let ok: Int32 = 0
-    static let retry: Int32 = -10
-    static let warn: Int32 = -20
-    static let failed: Int32 = -25
-    static let fatal: Int32 = -30
-}
+import ImageStore
 
 /// The client side of archive_read_open: hands libarchive chunks read from a ByteSource. The
 /// chunk handed out must stay valid until the next callback, so it lives in memory owned here.
@@ -81,14 +73,8 @@ final class ArchiveReader {
     }
 
     static func message(_ handle: OpaquePointer) -> String {
-        archive_error_string(handle).map { String(cString: $0) } ?? "unknown libarchive error"
+        ArchiveError.text(of: handle)
     }
-}
-
-/// A libarchive failure, with libarchive's own message.
-public struct ArchiveError: Swift.Error, CustomStringConvertible {
-    public var message: String
-    public var description: String { message }
 }
 
 /// Decompresses a bzip2 stream with libarchive's bzip2 filter and its "raw" format (zlib, xz and
@@ -156,11 +142,11 @@ public struct TarEntryHeader: Sendable {
 /// Extracts a tar stream into a directory with libarchive, asking `check` about every entry
 /// before anything of it is written.
 final class TarExtraction {
-    // libarchive file type bits (AE_IF*), macros with casts that Swift does not import.
-    private static let typeMask: UInt32 = 0o170000
     private static let types: [UInt32: TarEntryHeader.Kind] = [
-        0o100000: .file, 0o040000: .directory, 0o120000: .symlink, 0o020000: .characterDevice,
-        0o060000: .blockDevice, 0o010000: .fifo, 0o140000: .socket,
+        ArchiveFileType.regular: .file, ArchiveFileType.directory: .directory,
+        ArchiveFileType.symlink: .symlink, ArchiveFileType.characterDevice: .characterDevice,
+        ArchiveFileType.blockDevice: .blockDevice, ArchiveFileType.fifo: .fifo,
+        ArchiveFileType.socket: .socket,
     ]
 
     /// Flags for archive_write_disk: keep everything an OS tree carries, and the guards.
@@ -275,7 +261,7 @@ final class TarExtraction {
     private static func describe(_ entry: OpaquePointer) -> TarEntryHeader {
         let path = archive_entry_pathname(entry).map(bytes) ?? []
         let hardlink = archive_entry_hardlink(entry).map(bytes)
-        let type = UInt32(archive_entry_filetype(entry)) & typeMask
+        let type = UInt32(archive_entry_filetype(entry)) & ArchiveFileType.mask
         var kind = types[type] ?? .other
         if hardlink != nil { kind = .hardlink }
         return TarEntryHeader(path: path, kind: kind, hardlinkTarget: hardlink)
