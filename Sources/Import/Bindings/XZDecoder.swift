@@ -11,11 +11,7 @@ public final class XZDecoder: ByteSource {
     private static let concatenated: UInt32 = 0x08
 
     private var stream = lzma_stream()
-    private let upstream: ByteSource
-    private var input: [UInt8]
-    private var inputCount = 0
-    private var inputPosition = 0
-    private var inputEnded = false
+    private var input: DecoderInput
     private var finished = false
     private var stalls = 0
 
@@ -25,8 +21,7 @@ public final class XZDecoder: ByteSource {
     ///     it never fails for lack of memory (memlimit_stop is unlimited), it only slows down.
     public init(upstream: ByteSource, threads: Int = ProcessInfo.processInfo.activeProcessorCount,
                 memoryLimit: UInt64 = XZDecoder.defaultMemoryLimit) throws {
-        self.upstream = upstream
-        self.input = [UInt8](repeating: 0, count: 1 << 20)
+        input = DecoderInput(upstream: upstream, capacity: 1 << 20)
         var mt = lzma_mt()
         mt.flags = Self.concatenated
         mt.threads = UInt32(max(1, min(threads, 64)))
@@ -50,18 +45,15 @@ public final class XZDecoder: ByteSource {
         if finished { return 0 }
         let capacity = buffer.count
         while true {
-            if inputPosition == inputCount && !inputEnded {
-                inputCount = try upstream.read(into: &input)
-                inputPosition = 0
-                if inputCount == 0 { inputEnded = true }
-            }
-            let action = inputEnded ? LZMA_FINISH : LZMA_RUN
-            let available = inputCount - inputPosition
+            try input.refillIfConsumed()
+            let action = input.ended ? LZMA_FINISH : LZMA_RUN
+            let available = input.available
+            let position = input.position
             // liblzma copies what it needs during lzma_code and does not keep next_in/next_out
             // between calls, so the pointers only have to live for the duration of the call.
-            let (ret, consumed, produced) = input.withUnsafeBytes { inRaw in
+            let (ret, consumed, produced) = input.buffer.withUnsafeBytes { inRaw in
                 buffer.withUnsafeMutableBytes { outRaw in
-                    stream.next_in = inRaw.baseAddress.map { $0.assumingMemoryBound(to: UInt8.self) + inputPosition }
+                    stream.next_in = inRaw.baseAddress.map { $0.assumingMemoryBound(to: UInt8.self) + position }
                     stream.avail_in = available
                     stream.next_out = outRaw.baseAddress!.assumingMemoryBound(to: UInt8.self)
                     stream.avail_out = capacity
@@ -73,13 +65,13 @@ public final class XZDecoder: ByteSource {
                     return (ret, consumed, produced)
                 }
             }
-            inputPosition += consumed
+            input.position += consumed
             switch ret {
             case LZMA_OK:
                 if produced > 0 { return produced }
                 // liblzma reports a stall as LZMA_BUF_ERROR on the next call; the counter only
                 // guards against a decoder that never says so.
-                if inputEnded && consumed == 0 {
+                if input.ended && consumed == 0 {
                     stalls += 1
                     if stalls > 1000 { throw DecompressionError(format: "xz", kind: .truncated) }
                 } else {

@@ -6,17 +6,12 @@ import Foundation
 /// Decompresses a gzip stream read from `upstream`.
 public final class GzipDecoder: ByteSource {
     private var stream = z_stream()
-    private let upstream: ByteSource
-    private var input: [UInt8]
-    private var inputCount = 0
-    private var inputPosition = 0
-    private var inputEnded = false
+    private var input: DecoderInput
     /// True between members: the previous member ended and no byte of the next one was read yet.
     private var atMemberBoundary = false
 
     public init(upstream: ByteSource) throws {
-        self.upstream = upstream
-        input = [UInt8](repeating: 0, count: 1 << 20)
+        input = DecoderInput(upstream: upstream, capacity: 1 << 20)
         // inflateInit2 is a macro; the function behind it takes the version and struct size.
         // windowBits 15 + 32: a zlib or gzip header, detected automatically.
         let ret = inflateInit2_(&stream, 15 + 32, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size))
@@ -28,20 +23,17 @@ public final class GzipDecoder: ByteSource {
     public func read(into buffer: inout [UInt8]) throws -> Int {
         let capacity = buffer.count
         while true {
-            if inputPosition == inputCount && !inputEnded {
-                inputCount = try upstream.read(into: &input)
-                inputPosition = 0
-                if inputCount == 0 { inputEnded = true }
-            }
-            if inputEnded && inputPosition == inputCount {
+            try input.refillIfConsumed()
+            if input.exhausted {
                 if atMemberBoundary { return 0 }
                 throw DecompressionError(format: "gzip", kind: .truncated)
             }
-            let available = inputCount - inputPosition
+            let available = input.available
+            let position = input.position
             // inflate keeps no pointer to the caller's buffers between calls.
-            let (ret, consumed, produced, message) = input.withUnsafeMutableBytes { inRaw in
+            let (ret, consumed, produced, message) = input.buffer.withUnsafeMutableBytes { inRaw in
                 buffer.withUnsafeMutableBytes { outRaw in
-                    stream.next_in = inRaw.baseAddress!.assumingMemoryBound(to: Bytef.self) + inputPosition
+                    stream.next_in = inRaw.baseAddress!.assumingMemoryBound(to: Bytef.self) + position
                     stream.avail_in = uInt(available)
                     stream.next_out = outRaw.baseAddress!.assumingMemoryBound(to: Bytef.self)
                     stream.avail_out = uInt(capacity)
@@ -53,7 +45,7 @@ public final class GzipDecoder: ByteSource {
                     return result
                 }
             }
-            inputPosition += consumed
+            input.position += consumed
             if consumed > 0 { atMemberBoundary = false }
             switch ret {
             case Z_OK, Z_BUF_ERROR:

@@ -5,19 +5,14 @@ import Foundation
 /// Decompresses a zstd stream read from `upstream`.
 public final class ZstdDecoder: ByteSource {
     private let context: OpaquePointer
-    private let upstream: ByteSource
-    private var input: [UInt8]
-    private var inputCount = 0
-    private var inputPosition = 0
-    private var inputEnded = false
+    private var input: DecoderInput
     /// ZSTD_decompressStream returns 0 exactly when a frame is complete and fully flushed.
     private var frameComplete = true
 
     public init(upstream: ByteSource) throws {
         guard let context = ZSTD_createDCtx() else { throw DecompressionError(format: "zstd", kind: .setup("ZSTD_createDCtx failed")) }
         self.context = context
-        self.upstream = upstream
-        input = [UInt8](repeating: 0, count: Int(ZSTD_DStreamInSize()))
+        input = DecoderInput(upstream: upstream, capacity: Int(ZSTD_DStreamInSize()))
     }
 
     deinit { ZSTD_freeDCtx(context) }
@@ -25,23 +20,20 @@ public final class ZstdDecoder: ByteSource {
     public func read(into buffer: inout [UInt8]) throws -> Int {
         let capacity = buffer.count
         while true {
-            if inputPosition == inputCount && !inputEnded {
-                inputCount = try upstream.read(into: &input)
-                inputPosition = 0
-                if inputCount == 0 { inputEnded = true }
-            }
-            let available = inputCount - inputPosition
+            try input.refillIfConsumed()
+            let available = input.available
+            let position = input.position
             // ZSTD_inBuffer/ZSTD_outBuffer are per call; the context keeps no pointer into them
             // (the default, non-stable output buffer mode).
-            let (ret, consumed, produced) = input.withUnsafeBytes { inRaw in
+            let (ret, consumed, produced) = input.buffer.withUnsafeBytes { inRaw in
                 buffer.withUnsafeMutableBytes { outRaw in
-                    var inBuffer = ZSTD_inBuffer(src: inRaw.baseAddress! + inputPosition, size: available, pos: 0)
+                    var inBuffer = ZSTD_inBuffer(src: inRaw.baseAddress! + position, size: available, pos: 0)
                     var outBuffer = ZSTD_outBuffer(dst: outRaw.baseAddress!, size: capacity, pos: 0)
                     let ret = ZSTD_decompressStream(context, &outBuffer, &inBuffer)
                     return (ret, inBuffer.pos, outBuffer.pos)
                 }
             }
-            inputPosition += consumed
+            input.position += consumed
             if ZSTD_isError(ret) != 0 {
                 throw DecompressionError(format: "zstd", kind: .corrupt(String(cString: ZSTD_getErrorName(ret))))
             }
@@ -49,7 +41,7 @@ public final class ZstdDecoder: ByteSource {
             // header (non-zero): that call says nothing about whether the last frame completed.
             if consumed > 0 || produced > 0 { frameComplete = ret == 0 }
             if produced > 0 { return produced }
-            if inputEnded && inputPosition == inputCount {
+            if input.exhausted {
                 // The output buffer had room and nothing came out: either all frames are done or
                 // the input stopped inside one.
                 if frameComplete { return 0 }
