@@ -5,6 +5,7 @@
 #include "CShimsEnter.h"
 #include "CShimsContainer.h"
 #include "child_steps.h"
+#include "socket_message.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -52,46 +53,25 @@ static void enter_die(const char *step, const char *detail) {
 }
 
 int img_send_fd(int socket, int fd) {
-    char byte = 0;
-    struct iovec iov = {&byte, 1};
-    union {
-        char buffer[CMSG_SPACE(sizeof(int))];
-        struct cmsghdr align;
-    } control;
-    memset(&control, 0, sizeof control);
-    struct msghdr message;
-    memset(&message, 0, sizeof message);
-    message.msg_iov = &iov;
-    message.msg_iovlen = 1;
-    message.msg_control = control.buffer;
-    message.msg_controllen = sizeof control.buffer;
-    struct cmsghdr *header = CMSG_FIRSTHDR(&message);
+    struct img_fd_message m;
+    img_fd_message_init(&m);
+    struct cmsghdr *header = CMSG_FIRSTHDR(&m.message);
     header->cmsg_level = SOL_SOCKET;
     header->cmsg_type = SCM_RIGHTS;
     header->cmsg_len = CMSG_LEN(sizeof(int));
     memcpy(CMSG_DATA(header), &fd, sizeof(int));
     ssize_t r;
-    do { r = sendmsg(socket, &message, MSG_NOSIGNAL); } while (r < 0 && errno == EINTR);
+    do { r = sendmsg(socket, &m.message, MSG_NOSIGNAL); } while (r < 0 && errno == EINTR);
     return r == 1 ? 0 : -1;
 }
 
 int img_receive_fd(int socket) {
-    char byte;
-    struct iovec iov = {&byte, 1};
-    union {
-        char buffer[CMSG_SPACE(sizeof(int))];
-        struct cmsghdr align;
-    } control;
-    struct msghdr message;
-    memset(&message, 0, sizeof message);
-    message.msg_iov = &iov;
-    message.msg_iovlen = 1;
-    message.msg_control = control.buffer;
-    message.msg_controllen = sizeof control.buffer;
+    struct img_fd_message m;
+    img_fd_message_init(&m);
     ssize_t r;
-    do { r = recvmsg(socket, &message, MSG_CMSG_CLOEXEC); } while (r < 0 && errno == EINTR);
+    do { r = recvmsg(socket, &m.message, MSG_CMSG_CLOEXEC); } while (r < 0 && errno == EINTR);
     if (r < 0) return -1;
-    struct cmsghdr *header = CMSG_FIRSTHDR(&message);
+    struct cmsghdr *header = CMSG_FIRSTHDR(&m.message);
     if (r != 1 || !header || header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS ||
         header->cmsg_len != CMSG_LEN(sizeof(int))) {
         errno = EBADMSG;

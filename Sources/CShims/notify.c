@@ -6,6 +6,7 @@
 // on the build machines); the protocol is documented in sd_notify(3).
 #define _GNU_SOURCE
 #include "CShimsNotify.h"
+#include "socket_message.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -66,13 +67,8 @@ ssize_t img_notify_receive(int fd, char *buffer, size_t capacity, pid_t *sender)
         char bytes[CMSG_SPACE(sizeof(struct ucred)) + CMSG_SPACE(sizeof(int) * 16)];
         struct cmsghdr align;
     } control;
-    memset(&control, 0, sizeof control);
     struct msghdr message;
-    memset(&message, 0, sizeof message);
-    message.msg_iov = &iov;
-    message.msg_iovlen = 1;
-    message.msg_control = control.bytes;
-    message.msg_controllen = sizeof control.bytes;
+    img_message_init(&message, &iov, control.bytes, sizeof control.bytes);
     ssize_t n;
     do { n = recvmsg(fd, &message, MSG_DONTWAIT | MSG_CMSG_CLOEXEC); } while (n < 0 && errno == EINTR);
     if (n < 0) return -1;
