@@ -35,9 +35,11 @@ let package = Package(
         .target(name: "CShims", path: "Sources/CShims"),
         systemLibrary("CBlkid", pkgConfig: "blkid", apt: ["libblkid-dev"]),
         // libcryptsetup and libcurl are loaded with dlopen on first use, not linked (each header
-        // says why): their headers come from libcryptsetup-dev and libcurl4-openssl-dev.
-        .target(name: "CCryptsetup", path: "Sources/CCryptsetup"),
-        .target(name: "CCurl", path: "Sources/CCurl"),
+        // says why): their headers come from libcryptsetup-dev and libcurl4-openssl-dev. The
+        // dlopen/dlsym step they share is CLibraryLoader.
+        .target(name: "CLibraryLoader", path: "Sources/CLibraryLoader"),
+        .target(name: "CCryptsetup", dependencies: ["CLibraryLoader"], path: "Sources/CCryptsetup"),
+        .target(name: "CCurl", dependencies: ["CLibraryLoader"], path: "Sources/CCurl"),
         systemLibrary("CLZMA", pkgConfig: "liblzma", apt: ["liblzma-dev"]),
         systemLibrary("CArchive", pkgConfig: "libarchive", apt: ["libarchive-dev"]),
         systemLibrary("CBtrfsUtil", pkgConfig: "libbtrfsutil", apt: ["libbtrfsutil-dev"]),

@@ -1,10 +1,8 @@
 // Loads libcryptsetup.so.12 on first use (see include/CCryptsetup.h for why it is not linked).
 #include "CCryptsetup.h"
 
-#include <dlfcn.h>
+#include <CLibraryLoader.h>
 #include <errno.h>
-#include <pthread.h>
-#include <stdio.h>
 
 static struct {
     void (*set_log_callback)(struct crypt_device *, img_crypt_log_function, void *);
@@ -23,45 +21,26 @@ static struct {
     int (*deactivate)(struct crypt_device *, const char *);
 } api;
 
-static pthread_once_t load_once = PTHREAD_ONCE_INIT;
-static char load_error[512];
-static int loaded;
+static const struct img_library_symbol symbols[] = {
+    {(void **)&api.set_log_callback, "crypt_set_log_callback"},
+    {(void **)&api.init, "crypt_init"},
+    {(void **)&api.init_data_device, "crypt_init_data_device"},
+    {(void **)&api.init_by_name, "crypt_init_by_name"},
+    {(void **)&api.free, "crypt_free"},
+    {(void **)&api.format, "crypt_format"},
+    {(void **)&api.load, "crypt_load"},
+    {(void **)&api.get_verity_info, "crypt_get_verity_info"},
+    {(void **)&api.get_uuid, "crypt_get_uuid"},
+    {(void **)&api.activate_by_volume_key, "crypt_activate_by_volume_key"},
+    {(void **)&api.activate_by_signed_key, "crypt_activate_by_signed_key"},
+    {(void **)&api.deactivate, "crypt_deactivate"},
+};
 
-#define RESOLVE(handle, field, symbol)                                                             \
-    do {                                                                                           \
-        *(void **)&api.field = dlsym(handle, symbol);                                              \
-        if (!api.field) {                                                                          \
-            snprintf(load_error, sizeof load_error, "libcryptsetup.so.12 lacks %s", symbol);       \
-            return;                                                                                \
-        }                                                                                          \
-    } while (0)
+static struct img_library library = IMG_LIBRARY("libcryptsetup.so.12", "libcryptsetup", symbols);
 
-static void load(void) {
-    void *handle = dlopen("libcryptsetup.so.12", RTLD_NOW | RTLD_LOCAL);
-    if (!handle) {
-        const char *why = dlerror();
-        snprintf(load_error, sizeof load_error, "cannot load libcryptsetup: %s", why ? why : "dlopen failed");
-        return;
-    }
-    RESOLVE(handle, set_log_callback, "crypt_set_log_callback");
-    RESOLVE(handle, init, "crypt_init");
-    RESOLVE(handle, init_data_device, "crypt_init_data_device");
-    RESOLVE(handle, init_by_name, "crypt_init_by_name");
-    RESOLVE(handle, free, "crypt_free");
-    RESOLVE(handle, format, "crypt_format");
-    RESOLVE(handle, load, "crypt_load");
-    RESOLVE(handle, get_verity_info, "crypt_get_verity_info");
-    RESOLVE(handle, get_uuid, "crypt_get_uuid");
-    RESOLVE(handle, activate_by_volume_key, "crypt_activate_by_volume_key");
-    RESOLVE(handle, activate_by_signed_key, "crypt_activate_by_signed_key");
-    RESOLVE(handle, deactivate, "crypt_deactivate");
-    loaded = 1;
-}
+static void load(void) { img_library_load(&library); }
 
-const char *img_crypt_load_error(void) {
-    pthread_once(&load_once, load);
-    return loaded ? NULL : load_error;
-}
+const char *img_crypt_load_error(void) { return img_library_error(&library, load); }
 
 // Every entry point goes through img_crypt_load_error(), so none can call a NULL pointer.
 #define READY() (img_crypt_load_error() == NULL)

@@ -1,9 +1,7 @@
 // Loads libcurl.so.4 on first use (see include/CCurl.h for why it is not linked).
 #include "CCurl.h"
 
-#include <dlfcn.h>
-#include <pthread.h>
-#include <stdio.h>
+#include <CLibraryLoader.h>
 
 static struct {
     CURLcode (*global_init)(long);
@@ -17,43 +15,23 @@ static struct {
     CURLcode (*easy_getinfo)(CURL *, CURLINFO, ...);
 } api;
 
-static pthread_once_t load_once = PTHREAD_ONCE_INIT;
-static char load_error[512];
-static int loaded;
+static const struct img_library_symbol symbols[] = {
+    {(void **)&api.global_init, "curl_global_init"},
+    {(void **)&api.easy_init, "curl_easy_init"},
+    {(void **)&api.easy_cleanup, "curl_easy_cleanup"},
+    {(void **)&api.easy_perform, "curl_easy_perform"},
+    {(void **)&api.easy_strerror, "curl_easy_strerror"},
+    {(void **)&api.slist_append, "curl_slist_append"},
+    {(void **)&api.slist_free_all, "curl_slist_free_all"},
+    {(void **)&api.easy_setopt, "curl_easy_setopt"},
+    {(void **)&api.easy_getinfo, "curl_easy_getinfo"},
+};
 
-#define RESOLVE(handle, field, symbol)                                                             \
-    do {                                                                                           \
-        *(void **)&api.field = dlsym(handle, symbol);                                              \
-        if (!api.field) {                                                                          \
-            snprintf(load_error, sizeof load_error, "libcurl.so.4 lacks %s", symbol);              \
-            return;                                                                                \
-        }                                                                                          \
-    } while (0)
+static struct img_library library = IMG_LIBRARY("libcurl.so.4", "libcurl", symbols);
 
-static void load(void) {
-    // RTLD_LOCAL: libcurl's dependencies stay out of the global symbol scope.
-    void *handle = dlopen("libcurl.so.4", RTLD_NOW | RTLD_LOCAL);
-    if (!handle) {
-        const char *why = dlerror();
-        snprintf(load_error, sizeof load_error, "cannot load libcurl: %s", why ? why : "dlopen failed");
-        return;
-    }
-    RESOLVE(handle, global_init, "curl_global_init");
-    RESOLVE(handle, easy_init, "curl_easy_init");
-    RESOLVE(handle, easy_cleanup, "curl_easy_cleanup");
-    RESOLVE(handle, easy_perform, "curl_easy_perform");
-    RESOLVE(handle, easy_strerror, "curl_easy_strerror");
-    RESOLVE(handle, slist_append, "curl_slist_append");
-    RESOLVE(handle, slist_free_all, "curl_slist_free_all");
-    RESOLVE(handle, easy_setopt, "curl_easy_setopt");
-    RESOLVE(handle, easy_getinfo, "curl_easy_getinfo");
-    loaded = 1;
-}
+static void load(void) { img_library_load(&library); }
 
-const char *img_curl_load_error(void) {
-    pthread_once(&load_once, load);
-    return loaded ? NULL : load_error;
-}
+const char *img_curl_load_error(void) { return img_library_error(&library, load); }
 
 // Every entry point goes through img_curl_load_error(), so none can call a NULL pointer.
 #define READY() (img_curl_load_error() == NULL)
@@ -63,7 +41,7 @@ CURL *img_curl_easy_init(void) { return READY() ? api.easy_init() : NULL; }
 void img_curl_easy_cleanup(CURL *handle) { if (READY() && handle) api.easy_cleanup(handle); }
 CURLcode img_curl_easy_perform(CURL *handle) { return READY() ? api.easy_perform(handle) : CURLE_FAILED_INIT; }
 const char *img_curl_easy_strerror(CURLcode code) {
-    return READY() ? api.easy_strerror(code) : load_error;
+    return READY() ? api.easy_strerror(code) : library.error;
 }
 struct curl_slist *img_curl_slist_append(struct curl_slist *list, const char *text) {
     return READY() ? api.slist_append(list, text) : NULL;
