@@ -19,7 +19,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/stat.h>  // userns: stat of the namespace files
+#include <sys/stat.h>  // stat of the namespace files
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -116,7 +116,6 @@ static void payload_main(const struct img_enter_config *c) {
     enter_die("execute", c->argv[0]);
 }
 
-// --- user namespace (userns) ---
 /// Whether the leader behind `root_path` ("/proc/PID/root") is in another user namespace than
 /// this process: compares /proc/PID/ns/user with /proc/self/ns/user.
 static int enter_user_namespace_differs(const char *root_path) {
@@ -129,7 +128,6 @@ static int enter_user_namespace_differs(const char *root_path) {
     if (stat(path, &leader) < 0 || stat("/proc/self/ns/user", &self) < 0) return 0;
     return leader.st_ino != self.st_ino || leader.st_dev != self.st_dev;
 }
-// --- end user namespace (userns) ---
 
 static int enter_main(void *arg) {
     const struct img_enter_config *c = arg;
@@ -155,7 +153,7 @@ static int enter_main(void *arg) {
     int root = open(c->root_path, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (root < 0) enter_die("open", c->root_path);
     int namespaces = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWCGROUP;
-    // --- user namespace (userns) ---: a container with --private-users= has its own user
+    // User namespace: a container with --private-users= has its own user
     // namespace, joined in the same setns (its other namespaces belong to it); setns refuses the
     // caller's own user namespace, so only when it differs. The payload's setresuid below then
     // picks IDs of the container's namespace.

@@ -37,26 +37,26 @@ public struct ContainerConfiguration: Sendable {
     /// default allow list (see SystemCallFilter).
     public var systemCallFilter = SystemCallFilterSettings()
 
-    // --- root sources and extra mounts (owned by the runner-mounts work) ---
+    // --- root sources and extra mounts ---
     /// -i, -M as a source, verity and policy, --bind/--tmpfs/--overlay (see MountSettings).
     public var mounts = MountSettings()
     /// What ImageAdmission decided about a disk image's verity, for the machine record.
     public var verityTrust: [VerityTrust] = []
 
-    // --- process, console, user namespace, limits (owned by the runner-proc work) ---
+    // --- process, console, limits ---
     public var process = ProcessSettings()
 
     // --- /etc/resolv.conf and /etc/localtime (see EtcFiles for nspawn's rules) ---
     public var resolvConf: ResolvConfMode = .auto
     public var timezone: TimezoneMode = .auto
 
-    // --- readiness (lifecycle) ---
+    // --- readiness (sd_notify) ---
     /// --notify-ready=: false (default): imagectl reports READY=1 to its own service manager as
     /// soon as the payload started; true: only once the payload sent READY=1 on the container's
     /// notification socket (/run/host/notify, $NOTIFY_SOCKET inside).
     public var notifyReady = false
 
-    // --- user namespace (userns): --private-users=, --private-users-ownership= ---
+    // --- user namespace: --private-users=, --private-users-ownership= ---
     public var userNamespace = UserNamespaceSettings()
 
     public init(directory: String) { self.directory = directory }

@@ -27,7 +27,7 @@ public struct MachineRecord: Codable, Sendable, Equatable {
     /// A container's --system-call-filter= values, for `imagectl shell` to build the same filter;
     /// nil for a VM and in records of an imagectl that did not keep them (read as "none").
     public var systemCallFilter: SystemCallFilterSettings? = nil
-    /// --private-users= (userns): the container's ID range on the host and how its tree fits it;
+    /// --private-users=: the container's ID range on the host and how its tree fits it;
     /// nil without a user namespace.
     public var userNamespace: ResolvedUserNamespace? = nil
     /// How a disk image's root and usr are protected (signed-and-trusted, verity-only,

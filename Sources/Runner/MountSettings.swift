@@ -79,7 +79,7 @@ public enum VolatileMode: String, Sendable, CaseIterable {
 public struct MountPath: Sendable, Equatable, CustomStringConvertible {
     public var path: String
     public var inRoot: Bool
-    /// --bind's `idmap` option (userns): the source is bound as an ID-mapped mount, so that its
+    /// --bind's `idmap` option: the source is bound as an ID-mapped mount, so that its
     /// IDs 0..65535 are the container's with --private-users=; without a user namespace it
     /// changes nothing. nil (neither idmap nor noidmap given): noidmap with --private-users=, as
     /// nspawn; idmap with imagectl's default user namespace, so a bind works as without one.
@@ -169,7 +169,7 @@ public enum ExtraMount: Sendable, Equatable {
                 switch item {
                 case "rbind": recursive = true
                 case "norbind": recursive = false
-                // userns: nspawn's idmap/noidmap (default noidmap).
+                // nspawn's idmap/noidmap (default noidmap).
                 case "idmap", "noidmap":
                     guard source != nil else { throw .invalid(option: option, value: text, reason: "idmap needs a source directory") }
                     source?.idmap = item == "idmap"

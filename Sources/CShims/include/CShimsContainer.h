@@ -53,7 +53,7 @@ struct img_container_mount {
     int upper_in_root;
     const char *work;
     int work_in_root;
-    /// BIND (userns): an ID-mapped bind with the container's user namespace (--bind's idmap).
+    /// BIND in a user namespace: an ID-mapped bind with the container's user namespace (--bind's idmap).
     int idmap;
 };
 
@@ -86,7 +86,7 @@ struct img_etc_file {
     const char *link_check;
 };
 
-/// One --rlimit= (runner-proc): RLIMIT_* number, soft and hard value (RLIM_INFINITY = ~0).
+/// One --rlimit=: RLIMIT_* number, soft and hard value (RLIM_INFINITY = ~0).
 struct img_resource_limit {
     int resource;
     uint64_t soft;
@@ -134,14 +134,14 @@ struct img_container_config {
     /// Non-zero: mount the v2 tree at /sys/fs/cgroup/unified (hybrid). Only for IMG_CGROUP_LEGACY.
     int cgroup_hybrid;
 
-    /* --- root sources and extra mounts (owned by the runner-mounts work) --- */
+    /* --- root sources and extra mounts --- */
     /// Extra mounts in the order to make them (parents before children).
     const struct img_container_mount *mounts;
     size_t mount_count;
     /// Non-zero (--volatile=yes): the root is a tmpfs holding only the tree's /usr, read-only.
     int volatile_root;
 
-    /* --- process, console, user namespace, limits (owned by the runner-proc work) --- */
+    /* --- process, console, limits --- */
     /// Non-zero: the payload gets a new pty of the container's devpts as controlling terminal,
     /// standard streams and /dev/console (a bind mount of the pty, as nspawn makes it); the pty's
     /// master is sent over `console_socket` (a connected AF_UNIX socket, SCM_RIGHTS).
@@ -164,7 +164,7 @@ struct img_container_config {
     struct img_etc_file resolv_conf;
     struct img_etc_file localtime;
 
-    /* --- user namespace (userns) --- */
+    /* --- user namespace (--private-users=) --- */
     /// Non-zero: the payload runs in the user namespace `userns_fd` (see container.c "user
     /// namespace" for who does what on which side of it).
     int userns;
@@ -175,14 +175,12 @@ struct img_container_config {
     int userns_idmap_root;
     /// Write end of a pipe that gets the host PID (pid_t) of the container's PID 1.
     int userns_pid_pipe;
-    /* --- end user namespace (userns) --- */
 
-    /* --- notify socket (lifecycle) --- */
+    /* --- notify socket (sd_notify) --- */
     /// An AF_UNIX datagram socket (made by imagectl, see CShimsNotify.h) the child binds at
     /// /run/host/notify after pivot_root; the payload gets NOTIFY_SOCKET=/run/host/notify. A
     /// failed bind is not fatal (the socket stays unbound). Values below 3: none.
     int notify_socket;
-    /* --- end notify socket (lifecycle) --- */
 };
 
 /// What the child reports on its error pipe when a set-up step fails.
@@ -191,7 +189,8 @@ struct img_container_error {
     char step[240];
 };
 
-// --- user namespace (userns) ---
+// User namespaces (--private-users=, --bind=...:idmap).
+
 /// Makes a user namespace with "0 base size" as its UID and GID map (a short-lived helper is
 /// cloned into it; the maps are written from here) and returns an fd of it (close-on-exec), or
 /// -1 with errno set.
@@ -204,7 +203,6 @@ int img_idmap_probe(const char *path, int userns_fd);
 /// An ID-mapped detached clone of the tree at `path` (open_tree OPEN_TREE_CLONE, AT_RECURSIVE
 /// when `recursive`), as an fd to attach with move_mount; -1 with errno set.
 int img_idmapped_tree(const char *path, int userns_fd, int recursive);
-// --- end user namespace (userns) ---
 
 /// Starts the container child. Returns its PID (in the caller's PID namespace) and stores in
 /// `*error_fd` the read end of a close-on-exec pipe: it reaches EOF when the payload was exec'd,

@@ -1,4 +1,4 @@
-// CShimsNotify: the sd_notify(3) datagrams of `imagectl run` (lifecycle work).
+// CShimsNotify: the sd_notify(3) datagrams of `imagectl run`.
 //
 // Two directions, as systemd-nspawn has them:
 //  - the container's notification socket: an AF_UNIX datagram socket made by imagectl before the

@@ -35,7 +35,7 @@ final class ChildMounts {
                 m.source_in_root = source.inRoot ? 1 : 0
                 m.read_only = readOnly ? 1 : 0
                 m.recursive = recursive ? 1 : 0
-                m.idmap = (source.idmap ?? (idmapBindsByDefault && !source.inRoot)) ? 1 : 0  // userns
+                m.idmap = (source.idmap ?? (idmapBindsByDefault && !source.inRoot)) ? 1 : 0
             case .tmpfs(_, let flags, let data):
                 m.kind = IMG_MOUNT_TMPFS
                 m.flags = flags

@@ -24,21 +24,20 @@ struct ChildSpec {
     var cgroupDirectories: [String]
     /// Give the payload a pty; its master is received into `ContainerProcess.consoleMaster`.
     var console = false
-    /// Resource limits, OOM score adjustment, CPU affinity (runner-proc).
+    /// Resource limits, OOM score adjustment, CPU affinity.
     var limits = ProcessSettings()
-    /// Extra mounts in the order the child makes them (runner-mounts).
+    /// Extra mounts in the order the child makes them.
     var mounts: [ExtraMount] = []
     /// --volatile=yes: a tmpfs root with the tree's /usr read-only.
     var volatileRoot = false
     /// --resolv-conf=, --timezone= (decided by EtcFiles).
     var resolvConf = EtcFilePlan()
     var localtime = EtcFilePlan()
-    // --- user namespace (userns) ---
-    /// The namespace fd, the host ID of its root, and whether the root is ID-mapped.
+    /// --private-users=: the namespace fd, the host ID of its root, and whether the root is ID-mapped.
     var userNamespace: (fd: Int32, base: UInt32, idmapRoot: Bool)? = nil
     /// Host bind sources without idmap/noidmap are ID-mapped (imagectl's default user namespace).
     var idmapBindsByDefault = false
-    /// The notification socket the child binds at /run/host/notify (lifecycle); -1: none.
+    /// The notification socket the child binds at /run/host/notify; -1: none.
     var notifySocket: Int32 = -1
 }
 
@@ -117,7 +116,7 @@ final class ContainerProcess {
             }
         }
         defer { for fd in consoleSockets where fd >= 0 { close(fd) } }
-        // userns: the child reports the host PID of the container's PID 1 here (see container.c).
+        // With a user namespace the child reports the host PID of the container's PID 1 here (see container.c).
         var pidPipe: [Int32] = [-1, -1]
         if spec.userNamespace != nil {
             guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pidPipe) == 0 else {
@@ -170,14 +169,14 @@ final class ContainerProcess {
                                 config.personality = UInt(spec.limits.personality ?? 0)
                                 config.resolv_conf = resolvConf
                                 config.localtime = localtime
-                                if let userNamespace = spec.userNamespace {  // userns
+                                if let userNamespace = spec.userNamespace {
                                     config.userns = 1
                                     config.userns_fd = userNamespace.fd
                                     config.userns_base = userNamespace.base
                                     config.userns_idmap_root = userNamespace.idmapRoot ? 1 : 0
                                     config.userns_pid_pipe = pidPipe[1]
                                 }
-                                config.notify_socket = spec.notifySocket  // lifecycle
+                                config.notify_socket = spec.notifySocket
                                 return img_container_start(&config, &errorFD)
                             }
                         }
@@ -189,7 +188,7 @@ final class ContainerProcess {
         let child = clonedPID
         guard child > 0 else { throw RunnerError.startFailed(step: "clone", errno: errno) }
         defer { close(errorFD) }
-        // userns: PID 1 is a grandchild handed over by the child (see container.c).
+        // With a user namespace PID 1 is a grandchild handed over by the child (see container.c).
         let pid = spec.userNamespace == nil ? child
             : try awaitUserNamespaceLeader(child: child, pidPipe: &pidPipe, errorFD: errorFD)
 
@@ -252,8 +251,7 @@ enum HostFiles {
 }
 
 extension ContainerProcess {
-    // --- user namespace (userns) ---
-    /// The child hands the container's PID 1 (cloned with CLONE_PARENT, so imagectl's own child)
+    /// With a user namespace: the child hands the container's PID 1 (cloned with CLONE_PARENT, so imagectl's own child)
     /// over the pipe and exits. Returns that PID; a failed step is thrown as usual.
     static func awaitUserNamespaceLeader(child: pid_t, pidPipe: inout [Int32], errorFD: Int32) throws -> pid_t {
         close(pidPipe[1])
@@ -277,7 +275,6 @@ extension ContainerProcess {
         _ = try? ChildStart.waitForExit(child)
         return leader
     }
-    // --- end user namespace (userns) ---
 
     static var signalForwarded: Bool { img_container_signal_forwarded() != 0 }
 }

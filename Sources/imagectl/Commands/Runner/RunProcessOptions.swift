@@ -1,7 +1,7 @@
 import ArgumentParser
 import Runner
 
-/// The process options of `imagectl run` (runner-proc): resource limits, OOM score, CPU affinity.
+/// The process options of `imagectl run`: resource limits, OOM score, CPU affinity.
 struct RunProcessOptions: ParsableArguments {
     @Option(name: .customLong("rlimit"), help: ArgumentHelp("Resource limit for the payload, LIMIT=SOFT[:HARD] with LIMIT one of CPU FSIZE DATA STACK CORE RSS NPROC NOFILE MEMLOCK AS LOCKS SIGPENDING MSGQUEUE NICE RTPRIO RTTIME (RLIMIT_ prefix optional), values a number or \"infinity\" (repeatable).", valueName: "limit=soft[:hard]"))
     var rlimit: [String] = []
