@@ -54,6 +54,7 @@ let package = Package(
                 "CShims", "CBtrfsUtil",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
+            exclude: ["README.md"],
             swiftSettings: strict
         ),
         // The image pool: names, discovery, locks, clone/snapshot, side files, provenance.
@@ -108,6 +109,7 @@ let package = Package(
                 "LinuxSystem", "Dissect", "ImageStore", "CShims", "CSeccomp",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
+            exclude: ["README.md"],
             swiftSettings: strict
         ),
         // Running an image as a VM: VMSpec -> qemu command line -> qemu (`imagectl vm`). Apart
@@ -119,6 +121,7 @@ let package = Package(
                 "CShims", "LinuxSystem", "Dissect", "Runner",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
+            exclude: ["README.md"],
             swiftSettings: strict
         ),
         .executableTarget(
