@@ -76,6 +76,7 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            exclude: ["README.md"],
             swiftSettings: strict
         ),
         // Pulling images over http(s)/file with libcurl: checksums, signatures, resume, progress.
@@ -100,6 +101,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
+            exclude: ["README.md"],
             swiftSettings: strict
         ),
         // Running an image: the container runner (`imagectl run`).
