@@ -79,7 +79,7 @@ final class ArchiveReader {
 
 /// Decompresses a bzip2 stream with libarchive's bzip2 filter and its "raw" format (zlib, xz and
 /// zstd have direct bindings; libbz2 has no pkg-config file on Debian, libarchive links it anyway).
-public final class Bzip2Decoder: ByteSource {
+package final class Bzip2Decoder: ByteSource {
     public enum Error: Swift.Error, CustomStringConvertible {
         case corrupt(String)
         public var description: String {
@@ -124,7 +124,7 @@ public final class Bzip2Decoder: ByteSource {
 }
 
 /// What one tar entry claims to be, as read from its header.
-public struct TarEntryHeader: Sendable {
+package struct TarEntryHeader: Sendable {
     public enum Kind: Sendable { case file, directory, symlink, hardlink, characterDevice, blockDevice, fifo, socket, other }
     /// The path as stored (raw bytes: file names need not be UTF-8).
     public var path: [UInt8]

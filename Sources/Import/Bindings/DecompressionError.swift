@@ -1,6 +1,6 @@
 /// A compressed stream that could not be decoded. One type for every decoder (xz, gzip, zstd), so
 /// that their messages read alike and name the format.
-public struct DecompressionError: Swift.Error, CustomStringConvertible, Equatable, Sendable {
+package struct DecompressionError: Swift.Error, CustomStringConvertible, Equatable, Sendable {
     public enum Kind: Equatable, Sendable {
         /// The library rejected the data (bad header, CRC mismatch, ...); the text says why.
         case corrupt(String)

@@ -138,7 +138,7 @@ public final class OutputFile {
 }
 
 /// Fast tests over byte buffers that Swift would otherwise do a byte at a time.
-public enum ByteScan {
+package enum ByteScan {
     /// True when `buffer[range]` holds only zero bytes (compared a word at a time).
     public static func isZero(_ buffer: [UInt8], _ range: Range<Int>) -> Bool {
         buffer.withUnsafeBytes { raw in

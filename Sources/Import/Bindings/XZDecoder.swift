@@ -5,7 +5,7 @@ import CLZMA
 import Foundation
 
 /// Decompresses an xz stream read from `upstream`.
-public final class XZDecoder: ByteSource {
+package final class XZDecoder: ByteSource {
     // LZMA_CONCATENATED is a macro the importer drops (SWIFT-NOTES.md): decode every stream of a
     // concatenation, as xz(1) does.
     private static let concatenated: UInt32 = 0x08

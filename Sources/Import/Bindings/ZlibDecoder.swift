@@ -4,7 +4,7 @@ import CZlib
 import Foundation
 
 /// Decompresses a gzip stream read from `upstream`.
-public final class GzipDecoder: ByteSource {
+package final class GzipDecoder: ByteSource {
     private var stream = z_stream()
     private var input: DecoderInput
     /// True between members: the previous member ended and no byte of the next one was read yet.
@@ -63,7 +63,7 @@ public final class GzipDecoder: ByteSource {
 }
 
 /// One-shot raw deflate (no header, as qcow2 stores compressed clusters).
-public enum RawDeflate {
+package enum RawDeflate {
     /// Inflates `input[range]` into exactly `outputSize` bytes. Returns nil when the data is corrupt
     /// or does not fill the output; bytes after the end of the deflate stream are ignored (qcow2
     /// rounds compressed clusters up to whole sectors).

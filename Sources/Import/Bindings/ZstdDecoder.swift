@@ -3,7 +3,7 @@ import CZstd
 import Foundation
 
 /// Decompresses a zstd stream read from `upstream`.
-public final class ZstdDecoder: ByteSource {
+package final class ZstdDecoder: ByteSource {
     private let context: OpaquePointer
     private var input: DecoderInput
     /// ZSTD_decompressStream returns 0 exactly when a frame is complete and fully flushed.
@@ -52,7 +52,7 @@ public final class ZstdDecoder: ByteSource {
 }
 
 /// One-shot zstd decompression of a qcow2 cluster.
-public enum ZstdCluster {
+package enum ZstdCluster {
     /// Decompresses from `input[range]` until `outputSize` bytes are produced. Returns nil when
     /// the data is corrupt or ends first. Bytes after the frame are ignored (sector padding).
     public static func decompress(_ input: [UInt8], _ range: Range<Int>, outputSize: Int) -> [UInt8]? {
