@@ -246,7 +246,11 @@ struct PullCLITests {
         // Good signature over SHA256SUMS, but the payload was changed: the digest does not match.
         try Self.sh("cd \(box.srv) && sha256sum bare-ext4.raw.xz > SHA256SUMS")
         try box.sign("SHA256SUMS", with: key, as: "SHA256SUMS.gpg")
-        try Self.sh("cd \(box.srv) && printf 'x' | dd of=bare-ext4.raw.xz bs=1 seek=4000 conv=notrunc status=none")
+        // Flip every bit of one byte (a fixed replacement byte may equal what is there already).
+        let payload = box.srv + "/bare-ext4.raw.xz"
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: payload))
+        bytes[4000] ^= 0xFF
+        try bytes.write(to: URL(fileURLWithPath: payload))
         let tampered = try Imagectl.run(["pull-raw", "--keyring=\(box.keyring)", url], root: box.pool)
         #expect(tampered.status == 1)
         #expect(tampered.stderr.split(separator: "\n").count == 1, "\(tampered.stderr)")
