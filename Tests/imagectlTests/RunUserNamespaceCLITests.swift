@@ -238,4 +238,43 @@ struct RunUserNamespaceCLITests {
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stderr.contains("has been shut down"), "\(r.stderr)")
     }
+
+    /// The default: a picked range over an ID-mapped root, no word about it; a host bind is
+    /// ID-mapped (root inside writes as the host's root, as without a user namespace) unless
+    /// :noidmap; an overlay falls back to no user namespace with one warning even with -q;
+    /// --private-users=no warns unless -q.
+    @Test func defaultUserNamespaceAndItsFallbacks() throws {
+        try Privileged.require(.root, .fixture("busybox-tree"))
+        let scratch = try TemporaryDirectory(prefix: "run-userns")
+        let tree = try Self.copy("busybox-tree", to: scratch)
+        let shared = scratch.appending("shared")
+        try FileManager.default.createDirectory(atPath: shared, withIntermediateDirectories: true)
+        let script = "cat /proc/self/uid_map; touch /mnt/written"
+        let plain = try Imagectl.run(["run", "-q", "-D", tree, "-M", Self.unique(), "--bind=\(shared):/mnt", "/bin/sh", "-c", script])
+        #expect(plain.status == 0 && plain.stderr.isEmpty, "\(plain.stderr)")
+        let range = Self.map(plain.stdout)
+        #expect(range.count == 3 && range[0] == 0 && range[1] >= 0x80000 && range[2] == 65536, "\(plain.stdout)")
+        var st = stat()
+        #expect(stat(shared + "/written", &st) == 0 && st.st_uid == 0, "the bind is ID-mapped: root's file is the host root's")
+        // :noidmap: the host's root-owned directory is nobody's inside, so root cannot write.
+        let noidmap = try Imagectl.run(["run", "-q", "-D", tree, "-M", Self.unique(), "--bind=\(shared):/mnt:noidmap",
+                                        "/bin/sh", "-c", "touch /mnt/refused"])
+        #expect(noidmap.status != 0 && !FileManager.default.fileExists(atPath: shared + "/refused"))
+
+        // A read-only overlay needs two lower layers (overlayfs without an upper layer).
+        let lower = scratch.appending("lower"), lower2 = scratch.appending("lower2")
+        for directory in [lower, lower2] { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
+        let overlay = try Imagectl.run(["run", "-q", "-D", tree, "-M", Self.unique(), "--overlay-ro=\(lower):\(lower2):/srv",
+                                        "cat", "/proc/self/uid_map"])
+        #expect(overlay.status == 0)
+        #expect(Self.map(overlay.stdout) == [0, 0, 4294967295], "no user namespace: \(overlay.stdout)")
+        let lines = overlay.stderr.split(separator: "\n")
+        #expect(lines.count == 1 && lines[0].hasPrefix("warning: ") && lines[0].contains("overlay")
+                && lines[0].contains("the container's root is the host's root"), "\(overlay.stderr)")
+
+        let off = try Imagectl.run(["run", "-D", tree, "-M", Self.unique(), "--private-users=no", "/bin/true"])
+        #expect(off.status == 0 && off.stderr.contains("warning: no user namespace (--private-users=no)"), "\(off.stderr)")
+        let quiet = try Imagectl.run(["run", "-q", "-D", tree, "-M", Self.unique(), "--private-users=no", "/bin/true"])
+        #expect(quiet.status == 0 && quiet.stderr.isEmpty, "\(quiet.stderr)")
+    }
 }
