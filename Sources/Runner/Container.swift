@@ -115,36 +115,31 @@ public enum Container {
         try HostFiles.makeStagingDirectory(staging)
         defer { HostFiles.removeDirectory(staging) }
 
-        var spec = ChildSpec(
-            directory: configuration.directory, staging: staging, ephemeral: configuration.ephemeral,
-            readOnly: configuration.readOnly, privateNetwork: configuration.privateNetwork,
-            asPID2: configuration.asPID2, hostname: configuration.hostname ?? plan.machine,
-            argv: plan.argv, environment: plan.environment, workingDirectory: plan.workingDirectory,
-            uid: plan.uid, gid: plan.gid, groups: plan.groups,
-            capabilities: Capability.mask(configuration.boundingSet),
-            noNewPrivileges: configuration.noNewPrivileges, seccompProgram: seccomp,
-            cgroupLayout: cgroups.layout, cgroupDirectories: cgroups.directories,
-            mounts: configuration.mounts.orderedMounts, volatileRoot: configuration.mounts.volatile == .yes)
-        spec.console = configuration.process.console
-        spec.limits = configuration.process
         // nspawn's "writable": not --read-only (RootSession also sets that for --volatile=state),
         // or --volatile=yes, whose root is a fresh tmpfs.
         let writable = !configuration.readOnly || configuration.mounts.volatile == .yes
-        spec.resolvConf = EtcFiles.resolvConfPlan(configuration.resolvConf, privateNetwork: configuration.privateNetwork, writable: writable, warn: warn)
-        spec.localtime = EtcFiles.timezonePlan(configuration.timezone, writable: writable, warn: warn)
-        // --- notify socket (lifecycle) ---
+        let resolvConf = EtcFiles.resolvConfPlan(configuration.resolvConf, privateNetwork: configuration.privateNetwork, writable: writable, warn: warn)
+        let localtime = EtcFiles.timezonePlan(configuration.timezone, writable: writable, warn: warn)
         let notifications = try NotifyListener.open()
         defer { notifications.stop() }
-        spec.notifySocket = notifications.socket
-        // --- end notify socket ---
-        // --- user namespace (userns): range, reservation, chown or ID-mapped root ---
+        // Range, reservation, chown or ID-mapped root (UserNamespace.swift).
         let userNamespace = try PreparedUserNamespace.prepare(configuration, machine: plan.machine, warn: securityWarning)
         defer { userNamespace?.close() }
-        if let userNamespace {
-            spec.userNamespace = (userNamespace.fd, userNamespace.resolved.base, userNamespace.resolved.ownership == .map)
-            spec.idmapBindsByDefault = userNamespace.idmapBindsByDefault
-        }
-        // --- end user namespace ---
+        var setup = try setupInput(configuration, staging: staging, cgroups: cgroups, userNamespace: userNamespace)
+        setup.resolvConf = resolvConf
+        setup.localtime = localtime
+        var spec = ChildSpec(
+            directory: configuration.directory, plan: try SetupPlan(setup), privateNetwork: configuration.privateNetwork,
+            asPID2: configuration.asPID2, hostname: configuration.hostname ?? plan.machine,
+            payload: PayloadDescription(
+                argv: plan.argv, environment: plan.environment, workingDirectory: plan.workingDirectory,
+                uid: plan.uid, gid: plan.gid, groups: plan.groups, capabilities: Capability.mask(configuration.boundingSet),
+                noNewPrivileges: configuration.noNewPrivileges, seccompProgram: seccomp),
+            cgroupDirectories: cgroups.directories)
+        spec.console = configuration.process.console
+        spec.limits = configuration.process
+        spec.notifySocket = notifications.socket
+        spec.userNamespaceFD = userNamespace?.fd
         let process = try ContainerProcess.start(spec)
         process.forwardTerminationSignals(as: plan.killSignal)
         // Registered once PID 1 runs; removed on every return path (a kill -9 of imagectl leaves
@@ -156,7 +151,7 @@ public enum Container {
                 root: configuration.directory, uuid: plan.uuid, started: Date(),
                 stopSignal: configuration.boot ? Signals.realtimeMinimum + 4 : plan.killSignal)
             record.systemCallFilter = configuration.systemCallFilter
-            record.userNamespace = userNamespace?.resolved  // userns
+            record.userNamespace = userNamespace?.resolved
             if !configuration.verityTrust.isEmpty { record.verity = configuration.verityTrust }
             registration = try MachineRegistry().register(record)
         } catch {
@@ -165,14 +160,13 @@ public enum Container {
             throw error
         }
         defer { registration.unregister() }
-        // --- readiness (lifecycle): READY=1 now or when the payload says so (--notify-ready=) ---
+        // Readiness: READY=1 now or when the payload says so (--notify-ready=).
         let policy = ReadinessPolicy(notifyReady: configuration.notifyReady)
         let notifier = ServiceNotifier()
         notifier.send(policy.startMessage)
         notifications.start(leader: process.pid) { message in
             if let upward = policy.forward(message) { notifier.send(upward) }
         }
-        // --- end readiness ---
         started(plan)
         var escaped = false
         if let master = process.consoleMaster {
@@ -186,5 +180,36 @@ public enum Container {
         }
         let termination = try process.wait()
         return Outcome(machine: plan.machine, termination: termination, killed: ContainerProcess.signalForwarded, escaped: escaped)
+    }
+
+    /// What the set-up plan is built from: the options, and what it needs from the host (device
+    /// numbers, the tree's owner and /usr layout). The /etc files are the caller's.
+    static func setupInput(_ configuration: ContainerConfiguration, staging: String, cgroups: CgroupTree,
+                           userNamespace: PreparedUserNamespace?) throws -> SetupPlan.Input {
+        var input = SetupPlan.Input(directory: configuration.directory, staging: staging)
+        input.readOnly = configuration.readOnly
+        input.privateNetwork = configuration.privateNetwork
+        input.cgroupLayout = cgroups.layout
+        input.cgroupDirectories = cgroups.directories
+        input.mounts = configuration.mounts.orderedMounts
+        input.hostDevices = try HostFiles.deviceNodes(SetupPlan.deviceNodes)
+        if let userNamespace {
+            input.userNamespace = .init(base: userNamespace.resolved.base, idmapRoot: userNamespace.resolved.ownership == .map)
+            input.idmapBindsByDefault = userNamespace.idmapBindsByDefault
+        }
+        if configuration.mounts.volatile == .yes {
+            input.root = .volatile
+            input.treeHas = HostFiles.pathExists(beneath: configuration.directory)
+        } else if configuration.ephemeral {
+            var owner = try HostFiles.owner(of: configuration.directory)
+            // Through the ID-mapped lower layer the tree's IDs are shifted by the base (an ID
+            // outside the map shows as the overflow ID, as the kernel does).
+            if let mapped = input.userNamespace, mapped.idmapRoot {
+                func shift(_ id: UInt32) -> UInt32 { id < 65536 ? mapped.base + id : 65534 }
+                owner = (shift(owner.uid), shift(owner.gid), owner.mode)
+            }
+            input.root = .ephemeral(owner: owner)
+        }
+        return input
     }
 }

@@ -70,11 +70,19 @@ struct MountSettingsTests {
         #expect(try MountSettings.machineName(forImage: "disk image.img") == "diskimage.img")
     }
 
-    /// The C table the child reads: every temporary must have been made first.
+    /// The set-up plan the child runs: every temporary must have been made first.
     @Test func unresolvedTemporariesAreRefused() throws {
-        #expect(throws: (any Error).self) { try ChildMounts([.bind(source: nil, target: "/t", readOnly: false, recursive: true)]) }
-        let table = try ChildMounts([try ExtraMount.parseTmpfs("/t"), try ExtraMount.parseOverlay("/a:/b:/c", readOnly: true)])
-        #expect(table.count == 2)
+        var input = SetupPlan.Input(directory: "/tree", staging: "/staging")
+        input.mounts = [.bind(source: nil, target: "/t", readOnly: false, recursive: true)]
+        #expect(throws: SetupPlan.Unresolved(target: "/t")) { try SetupPlan(input) }
+        input.mounts = [.overlay(lower: [MountPath(path: "/a", inRoot: false)], upper: MountPath(path: "", inRoot: false), work: nil, target: "/o")]
+        #expect(throws: SetupPlan.Unresolved(target: "/o")) { try SetupPlan(input) }
+        input.mounts = [try ExtraMount.parseTmpfs("/t"), try ExtraMount.parseOverlay("/a:/b:/c", readOnly: true)]
+        let plan = try SetupPlan(input)
+        #expect(plan.steps.suffix(2).map(\.operation) == [
+            .mount(fstype: "tmpfs", source: "tmpfs", at: "/t", flags: UInt(MS_NODEV | MS_STRICTATIME), data: "mode=0755", mode: 0o755),
+            .overlay(target: "/c", lower: [.host("/b"), .host("/a")], upper: nil, work: nil),
+        ])
     }
 }
 

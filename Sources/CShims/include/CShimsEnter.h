@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "CShimsContainer.h"
+
 struct img_enter_config {
     /// pidfd of the container's leader (its PID 1, as the host sees it).
     int leader_pidfd;
@@ -23,20 +25,7 @@ struct img_enter_config {
     /// (NULL-terminated), so that it is accounted to the container and sees the container's
     /// cgroup as its root.
     const char *const *cgroup_procs;
-    /// Payload: argv[0] is a path inside the container or a name looked up in PATH of `envp`.
-    const char *const *argv;
-    const char *const *envp;
-    /// Working directory inside the container.
-    const char *working_directory;
-    uid_t uid;
-    gid_t gid;
-    const gid_t *groups;
-    size_t group_count;
-    /// Capabilities kept in the bounding set (bit N = capability N).
-    uint64_t capabilities;
-    /// A classic BPF seccomp program and its length in bytes; 0: none.
-    const void *seccomp_program;
-    size_t seccomp_program_size;
+    struct img_payload payload;
     /// -1: the payload uses the caller's standard input, output and error. Otherwise a connected
     /// AF_UNIX socket: the payload gets a new pty from the container's own devpts as its
     /// controlling terminal and standard streams, and the pty's master is sent over this socket
@@ -48,19 +37,3 @@ struct img_enter_config {
 /// close-on-exec pipe that reaches EOF once the payload was exec'd, or carries one
 /// `struct img_container_error` (CShimsContainer.h) first. Returns -1 and sets errno on failure.
 pid_t img_container_enter(const struct img_enter_config *config, int *error_fd);
-
-/// Sends `fd` over the AF_UNIX `socket` (SCM_RIGHTS, one byte of data); -1 and errno on failure.
-int img_send_fd(int socket, int fd);
-
-/// The window size of the terminal `fd` (TIOCGWINSZ); -1 and errno when it is none.
-int img_terminal_size(int fd, unsigned short *rows, unsigned short *columns);
-
-/// Sets the window size of the terminal `fd` (TIOCSWINSZ); -1 and errno on failure.
-int img_set_terminal_size(int fd, unsigned short rows, unsigned short columns);
-
-/// The read end of a non-blocking pipe that gets one byte per SIGWINCH, from a process-wide
-/// handler installed on the first call (async-signal-safe: it only writes). -1 and errno on failure.
-int img_winch_pipe(void);
-
-/// Receives one file descriptor sent with SCM_RIGHTS on `socket`; -1 and errno on failure.
-int img_receive_fd(int socket);

@@ -39,3 +39,22 @@ enum ChildStart {
         return .signaled(img_wtermsig(status))
     }
 }
+
+/// What runs in the end, for `run` and `shell` alike (`struct img_payload`): the command, its
+/// environment and identity, and what it may do.
+struct PayloadDescription: Equatable {
+    var argv: [String]
+    var environment: [String]
+    /// Resolved beneath the container's root.
+    var workingDirectory: String
+    /// When the working directory cannot be entered, "/" is (a shell in a home that is gone).
+    var workingDirectoryOrRoot = false
+    var uid: UInt32
+    var gid: UInt32
+    var groups: [UInt32]
+    /// Capabilities kept in the bounding set (bit N = capability N).
+    var capabilities: UInt64
+    var noNewPrivileges = false
+    /// Classic BPF programs (SeccompFilter.program); empty: none.
+    var seccompProgram: [UInt8] = []
+}

@@ -1,42 +1,24 @@
 import CShims
 import Glibc
+import LinuxSystem
 import SystemPackage
 
 /// The parts of a start the C child needs, as Swift values (converted to C in `start`).
 struct ChildSpec {
     var directory: String
-    var staging: String
-    var ephemeral: Bool
-    var readOnly: Bool
+    /// The root and every mount (SetupPlan), built from the options by `Container.run`.
+    var plan: SetupPlan
     var privateNetwork: Bool
     var asPID2: Bool
     var hostname: String
-    var argv: [String]
-    var environment: [String]
-    var workingDirectory: String
-    var uid: UInt32
-    var gid: UInt32
-    var groups: [UInt32]
-    var capabilities: UInt64
-    var noNewPrivileges: Bool
-    var seccompProgram: [UInt8]
-    var cgroupLayout: CgroupTree.HostLayout
+    var payload: PayloadDescription
     var cgroupDirectories: [String]
     /// Give the payload a pty; its master is received into `ContainerProcess.consoleMaster`.
     var console = false
     /// Resource limits, OOM score adjustment, CPU affinity.
     var limits = ProcessSettings()
-    /// Extra mounts in the order the child makes them.
-    var mounts: [ExtraMount] = []
-    /// --volatile=yes: a tmpfs root with the tree's /usr read-only.
-    var volatileRoot = false
-    /// --resolv-conf=, --timezone= (decided by EtcFiles).
-    var resolvConf = EtcFilePlan()
-    var localtime = EtcFilePlan()
-    /// --private-users=: the namespace fd, the host ID of its root, and whether the root is ID-mapped.
-    var userNamespace: (fd: Int32, base: UInt32, idmapRoot: Bool)? = nil
-    /// Host bind sources without idmap/noidmap are ID-mapped (imagectl's default user namespace).
-    var idmapBindsByDefault = false
+    /// --private-users=: the namespace fd.
+    var userNamespaceFD: Int32? = nil
     /// The notification socket the child binds at /run/host/notify; -1: none.
     var notifySocket: Int32 = -1
 }
@@ -62,135 +44,70 @@ final class ContainerProcess {
     }
 
     /// clone()s the child, and returns once it exec'd the payload; a failed set-up step is
-    /// thrown (the child is reaped first).
-    static func start(_ spec: ChildSpec) throws -> ContainerProcess {
-        var owned: [UnsafeMutablePointer<CChar>] = []
-        defer { owned.forEach { free($0) } }
-        func c(_ s: String) -> UnsafePointer<CChar> {
-            let p = strdup(s)!
-            owned.append(p)
-            return UnsafePointer(p)
-        }
-        func list(_ items: [String]) -> [UnsafePointer<CChar>?] { items.map { c($0) } + [nil] }
-
-        let argv = list(spec.argv)
-        let envp = list(spec.environment)
-        let cgroupDirectories = list(spec.cgroupDirectories)
-        let controllers = list(spec.cgroupLayout.controllers)
-        let groups = spec.groups.map { gid_t($0) }
-        let childMounts = try ChildMounts(spec.mounts, idmapBindsByDefault: spec.idmapBindsByDefault)
-        // The copies' bytes, owned here until the child was started (it reads its own copy).
-        let resolvBytes = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, spec.resolvConf.contents.count), alignment: 1)
-        defer { resolvBytes.deallocate() }
-        resolvBytes.copyBytes(from: spec.resolvConf.contents)
-        let localtimeBytes = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, spec.localtime.contents.count), alignment: 1)
-        defer { localtimeBytes.deallocate() }
-        localtimeBytes.copyBytes(from: spec.localtime.contents)
-        func etcFile(_ plan: EtcFilePlan, _ bytes: UnsafeMutableRawBufferPointer) -> img_etc_file {
-            var f = img_etc_file()
-            f.steps = plan.steps.rawValue
-            f.replace = plan.replace ? 1 : 0
-            f.host_path = c(plan.hostPath)
-            f.contents = UnsafeRawPointer(bytes.baseAddress)
-            f.size = plan.contents.count
-            f.link_target = c(plan.linkTarget)
-            f.link_check = c(plan.linkCheck)
-            return f
-        }
-        let resolvConf = etcFile(spec.resolvConf, resolvBytes)
-        let localtime = etcFile(spec.localtime, localtimeBytes)
-        // Plain allocations rather than more nested withUnsafeBufferPointer closures; freed on return.
-        let resourceLimits = UnsafeMutablePointer<img_resource_limit>.allocate(capacity: max(1, spec.limits.resourceLimits.count))
-        defer { resourceLimits.deallocate() }
-        for (i, limit) in spec.limits.resourceLimits.enumerated() {
-            resourceLimits[i] = img_resource_limit(resource: limit.resource, soft: limit.soft, hard: limit.hard)
-        }
-        let maskWords = spec.limits.cpuMaskWords
-        let cpuMask = UnsafeMutablePointer<UInt64>.allocate(capacity: max(1, maskWords.count))
-        defer { cpuMask.deallocate() }
-        for (i, word) in maskWords.enumerated() { cpuMask[i] = word }
+    /// thrown (the child is reaped first). `beforePayload`, when given, runs once the container's
+    /// PID 1 exists and its set-up is under way, and the payload starts only after it returned
+    /// (host-side set-up that needs the container's PID, such as its network links); when it
+    /// throws, the container is killed and the error thrown.
+    static func start(_ spec: ChildSpec, beforePayload: ((pid_t) throws -> Void)? = nil) throws -> ContainerProcess {
+        let arena = ChildArena()
         var consoleSockets: [Int32] = [-1, -1]
-        if spec.console {
-            guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &consoleSockets) == 0 else {
-                throw RunnerError.startFailed(step: "socketpair", errno: errno)
-            }
-        }
+        if spec.console { try makeSocketPair(&consoleSockets) }
         defer { for fd in consoleSockets where fd >= 0 { close(fd) } }
         // With a user namespace the child reports the host PID of the container's PID 1 here (see container.c).
         var pidPipe: [Int32] = [-1, -1]
-        if spec.userNamespace != nil {
-            guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pidPipe) == 0 else {
-                throw RunnerError.startFailed(step: "socketpair", errno: errno)
-            }
-        }
+        if spec.userNamespaceFD != nil { try makeSocketPair(&pidPipe) }
         defer { for fd in pidPipe where fd >= 0 { close(fd) } }
+        var proceed: [Int32] = [-1, -1]
+        if beforePayload != nil { try makeSocketPair(&proceed) }
+        defer { for fd in proceed where fd >= 0 { close(fd) } }
+
+        var config = img_container_config()
+        config.directory = arena.string(spec.directory)
+        config.ops = arena.operations(spec.plan)
+        config.op_count = spec.plan.steps.count
+        config.private_network = spec.privateNetwork ? 1 : 0
+        config.as_pid2 = spec.asPID2 ? 1 : 0
+        config.hostname = arena.string(spec.hostname)
+        config.payload = arena.payload(spec.payload)
+        config.cgroup_directories = arena.stringList(spec.cgroupDirectories)
+        config.console = spec.console ? 1 : 0
+        config.console_socket = consoleSockets[1]
+        config.resource_limits = arena.array(spec.limits.resourceLimits.map {
+            img_resource_limit(resource: $0.resource, soft: $0.soft, hard: $0.hard)
+        })
+        config.resource_limit_count = spec.limits.resourceLimits.count
+        config.oom_score_adjust_set = spec.limits.oomScoreAdjust == nil ? 0 : 1
+        config.oom_score_adjust = spec.limits.oomScoreAdjust ?? 0
+        config.cpu_mask = arena.array(spec.limits.cpuMaskWords)
+        config.cpu_mask_words = spec.limits.cpuMaskWords.count
+        config.personality_set = spec.limits.personality == nil ? 0 : 1
+        config.personality = UInt(spec.limits.personality ?? 0)
+        config.userns = spec.userNamespaceFD == nil ? 0 : 1
+        config.userns_fd = spec.userNamespaceFD ?? -1
+        config.userns_pid_pipe = pidPipe[1]
+        config.proceed_fd = proceed[1]
+        config.notify_socket = spec.notifySocket
         var errorFD: Int32 = -1
-        let clonedPID: pid_t = argv.withUnsafeBufferPointer { argvBuffer in
-            envp.withUnsafeBufferPointer { envBuffer in
-                cgroupDirectories.withUnsafeBufferPointer { cgroupBuffer in
-                    controllers.withUnsafeBufferPointer { controllerBuffer in
-                        groups.withUnsafeBufferPointer { groupBuffer in
-                            spec.seccompProgram.withUnsafeBytes { program in
-                                var config = img_container_config()
-                                config.directory = c(spec.directory)
-                                config.staging = c(spec.staging)
-                                config.ephemeral = spec.ephemeral ? 1 : 0
-                                config.read_only = spec.readOnly ? 1 : 0
-                                config.private_network = spec.privateNetwork ? 1 : 0
-                                config.as_pid2 = spec.asPID2 ? 1 : 0
-                                config.hostname = c(spec.hostname)
-                                config.argv = argvBuffer.baseAddress
-                                config.envp = envBuffer.baseAddress
-                                config.working_directory = c(spec.workingDirectory)
-                                config.uid = spec.uid
-                                config.gid = spec.gid
-                                config.groups = groupBuffer.baseAddress
-                                config.group_count = groupBuffer.count
-                                config.capabilities = spec.capabilities
-                                config.no_new_privileges = spec.noNewPrivileges ? 1 : 0
-                                config.seccomp_program = program.baseAddress
-                                config.seccomp_program_size = program.count
-                                config.cgroup_layout = spec.cgroupLayout.unified ? IMG_CGROUP_UNIFIED : IMG_CGROUP_LEGACY
-                                config.cgroup_directories = cgroupBuffer.baseAddress
-                                config.cgroup_controllers = controllerBuffer.baseAddress
-                                config.cgroup_hybrid = spec.cgroupLayout.hybrid ? 1 : 0
-                                config.mounts = UnsafePointer(childMounts.table)
-                                config.mount_count = childMounts.count
-                                config.volatile_root = spec.volatileRoot ? 1 : 0
-                                config.console = spec.console ? 1 : 0
-                                config.console_socket = consoleSockets[1]
-                                config.resource_limits = UnsafePointer(resourceLimits)
-                                config.resource_limit_count = spec.limits.resourceLimits.count
-                                config.oom_score_adjust_set = spec.limits.oomScoreAdjust == nil ? 0 : 1
-                                config.oom_score_adjust = spec.limits.oomScoreAdjust ?? 0
-                                config.cpu_mask = UnsafePointer(cpuMask)
-                                config.cpu_mask_words = maskWords.count
-                                config.personality_set = spec.limits.personality == nil ? 0 : 1
-                                config.personality = UInt(spec.limits.personality ?? 0)
-                                config.resolv_conf = resolvConf
-                                config.localtime = localtime
-                                if let userNamespace = spec.userNamespace {
-                                    config.userns = 1
-                                    config.userns_fd = userNamespace.fd
-                                    config.userns_base = userNamespace.base
-                                    config.userns_idmap_root = userNamespace.idmapRoot ? 1 : 0
-                                    config.userns_pid_pipe = pidPipe[1]
-                                }
-                                config.notify_socket = spec.notifySocket
-                                return img_container_start(&config, &errorFD)
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        withExtendedLifetime(childMounts) {}  // the child has its own copy once clone returned
-        let child = clonedPID
+        let child = img_container_start(&config, &errorFD)
+        withExtendedLifetime(arena) {}  // the child has its own copy once clone returned
         guard child > 0 else { throw RunnerError.startFailed(step: "clone", errno: errno) }
         defer { close(errorFD) }
         // With a user namespace PID 1 is a grandchild handed over by the child (see container.c).
-        let pid = spec.userNamespace == nil ? child
+        let pid = spec.userNamespaceFD == nil ? child
             : try awaitUserNamespaceLeader(child: child, pidPipe: &pidPipe, errorFD: errorFD)
+        if let beforePayload {
+            do {
+                try beforePayload(pid)
+            } catch {
+                _ = Glibc.kill(pid, SIGKILL)
+                // A failed set-up step of the child says more than what it made fail here.
+                try ChildStart.awaitExec(errorFD: errorFD, pid: pid, who: "child")
+                _ = try? ChildStart.waitForExit(pid)
+                throw error
+            }
+            var go: UInt8 = 1
+            _ = write(proceed[0], &go, 1)
+        }
 
         // EOF: the payload was exec'd. Otherwise one report of the failed step.
         try ChildStart.awaitExec(errorFD: errorFD, pid: pid, who: "child")
@@ -209,6 +126,12 @@ final class ContainerProcess {
             process.consoleMaster = FileDescriptor(rawValue: master)
         }
         return process
+    }
+
+    private static func makeSocketPair(_ fds: inout [Int32]) throws {
+        guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds) == 0 else {
+            throw RunnerError.startFailed(step: "socketpair", errno: errno)
+        }
     }
 
     /// From now on SIGTERM/SIGINT to imagectl send `signal` to PID 1 of the container, once.
@@ -277,4 +200,33 @@ extension ContainerProcess {
     }
 
     static var signalForwarded: Bool { img_container_signal_forwarded() != 0 }
+}
+
+extension HostFiles {
+    /// The host's device nodes of `names` (under /dev), whose modes and numbers the container's
+    /// /dev copies. A missing one, or one that is no character device, is an error.
+    static func deviceNodes(_ names: [String]) throws -> [SetupPlan.Input.HostDevice] {
+        try names.map { name in
+            var st = stat()
+            guard stat("/dev/\(name)", &st) == 0 else { throw RunnerError.startFailed(step: "stat host device /dev/\(name)", errno: errno) }
+            guard (st.st_mode & S_IFMT) == S_IFCHR else { throw RunnerError.startFailed(step: "stat host device /dev/\(name)", errno: ENODEV) }
+            return .init(name: name, mode: st.st_mode & 0o7777, device: UInt64(st.st_rdev))
+        }
+    }
+
+    /// Owner and mode of the directory at `path`.
+    static func owner(of path: String) throws -> (uid: UInt32, gid: UInt32, mode: UInt32) {
+        var st = stat()
+        guard stat(path, &st) == 0 else { throw RunnerError.startFailed(step: "stat \(path)", errno: errno) }
+        return (st.st_uid, st.st_gid, st.st_mode & 0o7777)
+    }
+
+    /// Whether a path exists beneath the tree at `directory` (resolved in it, as the child would).
+    static func pathExists(beneath directory: String) -> @Sendable (String) -> Bool {
+        { path in
+            guard let root = try? FileDescriptor.open(directory, .readOnly, options: [.directory, .closeOnExec]) else { return false }
+            defer { try? root.close() }
+            return OpenBeneath.exists(path, in: root)
+        }
+    }
 }

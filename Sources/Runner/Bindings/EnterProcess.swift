@@ -25,45 +25,19 @@ final class EnterProcess {
         }
         defer { for fd in sockets where fd >= 0 { close(fd) } }
 
-        var owned: [UnsafeMutablePointer<CChar>] = []
-        defer { owned.forEach { free($0) } }
-        func c(_ s: String) -> UnsafePointer<CChar> {
-            let p = strdup(s)!
-            owned.append(p)
-            return UnsafePointer(p)
-        }
-        func list(_ items: [String]) -> [UnsafePointer<CChar>?] { items.map { c($0) } + [nil] }
-        let argv = list(plan.argv)
-        let envp = list(plan.environment)
-        let procs = list(plan.cgroupProcs)
-        let groups = plan.groups.map { gid_t($0) }
+        let arena = ChildArena()
+        var config = img_enter_config()
+        config.leader_pidfd = leaderFD
+        config.root_path = arena.string("/proc/\(plan.record.leader)/root")
+        config.cgroup_procs = arena.stringList(plan.cgroupProcs)
+        config.payload = arena.payload(PayloadDescription(
+            argv: plan.argv, environment: plan.environment, workingDirectory: plan.workingDirectory,
+            workingDirectoryOrRoot: true, uid: plan.uid, gid: plan.gid, groups: plan.groups,
+            capabilities: plan.boundingSet, seccompProgram: seccompProgram))
+        config.console_socket = sockets[1]
         var errorFD: Int32 = -1
-        let pid: pid_t = argv.withUnsafeBufferPointer { argvBuffer in
-            envp.withUnsafeBufferPointer { envBuffer in
-                procs.withUnsafeBufferPointer { procsBuffer in
-                    groups.withUnsafeBufferPointer { groupBuffer in
-                        seccompProgram.withUnsafeBytes { program in
-                            var config = img_enter_config()
-                            config.leader_pidfd = leaderFD
-                            config.root_path = c("/proc/\(plan.record.leader)/root")
-                            config.cgroup_procs = procsBuffer.baseAddress
-                            config.argv = argvBuffer.baseAddress
-                            config.envp = envBuffer.baseAddress
-                            config.working_directory = c(plan.workingDirectory)
-                            config.uid = plan.uid
-                            config.gid = plan.gid
-                            config.groups = groupBuffer.baseAddress
-                            config.group_count = groupBuffer.count
-                            config.capabilities = plan.boundingSet
-                            config.seccomp_program = program.baseAddress
-                            config.seccomp_program_size = program.count
-                            config.console_socket = sockets[1]
-                            return img_container_enter(&config, &errorFD)
-                        }
-                    }
-                }
-            }
-        }
+        let pid = img_container_enter(&config, &errorFD)
+        withExtendedLifetime(arena) {}  // the child has its own copy once clone returned
         guard pid > 0 else { throw RunnerError.startFailed(step: "clone", errno: errno) }
         defer { close(errorFD) }
         if sockets[1] >= 0 {

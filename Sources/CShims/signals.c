@@ -1,0 +1,69 @@
+// Signals and capabilities of imagectl's own process around a container: forwarding SIGTERM and
+// SIGINT to the container's PID 1 through its pidfd, and what glibc hides behind macros.
+#define _GNU_SOURCE
+#include "CShimsContainer.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t forward_pidfd = -1;
+static volatile sig_atomic_t forward_signal = SIGKILL;
+static volatile sig_atomic_t forwarded = 0;
+
+/// Runs on whichever thread the kernel picks; only async-signal-safe calls.
+static void forward_handler(int sig) {
+    (void)sig;
+    if (forwarded || forward_pidfd < 0) return;
+    forwarded = 1;
+    int saved = errno;
+    (void)syscall(SYS_pidfd_send_signal, (int)forward_pidfd, (int)forward_signal, NULL, 0);
+    errno = saved;
+}
+
+int img_container_forward_signals(int pidfd, int kill_signal) {
+    forward_pidfd = pidfd;
+    forward_signal = kill_signal;
+    forwarded = 0;
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = forward_handler;
+    action.sa_flags = SA_RESTART;
+    sigemptyset(&action.sa_mask);
+    if (sigaction(SIGTERM, &action, NULL) < 0 || sigaction(SIGINT, &action, NULL) < 0) return -1;
+    // A caller may start imagectl with these signals blocked (the mask is inherited over exec):
+    // unblock them in this thread, which then waits for the container and takes them.
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    return pthread_sigmask(SIG_UNBLOCK, &set, NULL) == 0 ? 0 : -1;
+}
+
+int img_container_signal_forwarded(void) { return forwarded; }
+
+int img_pidfd_send_signal(int pidfd, int signal) {
+    return (int)syscall(SYS_pidfd_send_signal, pidfd, signal, NULL, 0);
+}
+
+int img_sigrtmin(void) { return SIGRTMIN; }
+
+int img_cap_last_cap(void) {
+    int fd = open("/proc/sys/kernel/cap_last_cap", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        char buf[16];
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (n > 0) {
+            int value = 0;
+            for (ssize_t i = 0; i < n && buf[i] >= '0' && buf[i] <= '9'; i++) value = value * 10 + (buf[i] - '0');
+            if (value > 0 && value < 64) return value;
+        }
+    }
+    return CAP_LAST_CAP;
+}
