@@ -104,23 +104,34 @@ let package = Package(
             exclude: ["README.md"],
             swiftSettings: strict
         ),
+        // Running machines, whatever runs them: the registry of running containers and VMs,
+        // the console relay, signal names.
+        .target(
+            name: "Machines",
+            dependencies: [
+                "CShims", "LinuxSystem",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            exclude: ["README.md"],
+            swiftSettings: strict
+        ),
         // Running an image: the container runner (`imagectl run`).
         .target(
             name: "Runner",
             dependencies: [
-                "LinuxSystem", "Dissect", "ImageStore", "CShims", "CSeccomp",
+                "LinuxSystem", "Dissect", "ImageStore", "Machines", "CShims", "CSeccomp",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             exclude: ["README.md"],
             swiftSettings: strict
         ),
         // Running an image as a VM: VMSpec -> qemu command line -> qemu (`imagectl vm`). Apart
-        // from Runner (the containers) so that it builds and is tested on its own; it uses
-        // Runner's ConsoleRelay for the interactive serial console.
+        // from Runner (the containers) so that it builds and is tested on its own; Machines
+        // gives it the registry and the console relay that containers use too.
         .target(
             name: "VMRunner",
             dependencies: [
-                "CShims", "LinuxSystem", "Dissect", "Runner",
+                "CShims", "LinuxSystem", "Dissect", "Machines",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             exclude: ["README.md"],
@@ -129,7 +140,7 @@ let package = Package(
         .executableTarget(
             name: "imagectl",
             dependencies: [
-                "LinuxSystem", "ImageStore", "Import", "Pull", "Dissect", "Runner", "VMRunner",
+                "LinuxSystem", "ImageStore", "Import", "Pull", "Dissect", "Machines", "Runner", "VMRunner",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -148,7 +159,8 @@ let package = Package(
         .testTarget(name: "ImportTests", dependencies: ["Import", "ImageStore", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "PullTests", dependencies: ["Pull", "Import", "ImageStore", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "DissectTests", dependencies: ["Dissect", "TestSupport"], swiftSettings: strict),
-        .testTarget(name: "RunnerTests", dependencies: ["Runner", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "MachinesTests", dependencies: ["Machines", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "RunnerTests", dependencies: ["Runner", "Machines", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "VMRunnerTests", dependencies: ["VMRunner", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "imagectlTests", dependencies: ["TestSupport", "imagectl"], swiftSettings: strict),
     ]

@@ -1,5 +1,6 @@
 import Foundation
 import LinuxSystem
+import Machines
 import SystemPackage
 
 /// Runs a directory tree as a container: the host-side half of `imagectl run` (what to run, as
@@ -146,14 +147,14 @@ public enum Container {
         // an unlocked entry that the next reader removes, see MachineRegistry).
         let registration: MachineRegistration
         do {
-            var record = MachineRecord(
+            var record = ContainerRecord(
                 name: plan.machine, kind: .container, leader: process.pid, supervisor: HostFiles.processID,
                 root: configuration.directory, uuid: plan.uuid, started: Date(),
                 stopSignal: configuration.boot ? Signals.realtimeMinimum + 4 : plan.killSignal)
             record.systemCallFilter = configuration.systemCallFilter
             record.userNamespace = userNamespace?.resolved
             if !configuration.verityTrust.isEmpty { record.verity = configuration.verityTrust }
-            registration = try MachineRegistry().register(record)
+            registration = try ContainerRegistry().register(record)
         } catch {
             process.kill()
             _ = try? process.wait()

@@ -1,5 +1,6 @@
 import Dissect
 import Foundation
+import Machines
 
 /// Everything `imagectl run` was asked for, as values (validated by `validate()`).
 public struct ContainerConfiguration: Sendable {
@@ -61,12 +62,9 @@ public struct ContainerConfiguration: Sendable {
 
     public init(directory: String) { self.directory = directory }
 
-    /// Machine names are host names in one label, as nspawn requires.
+    /// Machine names are host names in one label, as nspawn requires (the registry's rule).
     public static func isValidMachineName(_ name: String) -> Bool {
-        guard !name.isEmpty, name.utf8.count <= 64, name != ".", name != "..", !name.hasPrefix("-") else { return false }
-        return name.utf8.allSatisfy { c in
-            (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c == 0x2d || c == 0x5f || c == 0x2e
-        }
+        MachineRecord.isValidName(name)
     }
 
     /// The machine name: -M, or the directory's last component made valid (characters a machine

@@ -1,5 +1,6 @@
 import Foundation
 import LinuxSystem
+import Machines
 import SystemPackage
 
 /// `imagectl shell`: a new process inside a running container, as `machinectl shell` gives one
@@ -24,7 +25,7 @@ public enum ContainerShell {
 
     /// What will run, resolved against the container's tree.
     public struct Plan: Sendable {
-        public var record: MachineRecord
+        public var record: ContainerRecord
         public var argv: [String]
         public var environment: [String]
         public var workingDirectory: String
@@ -35,7 +36,7 @@ public enum ContainerShell {
         public var cgroupProcs: [String]
     }
 
-    public static func plan(_ request: Request, registry: MachineRegistry = MachineRegistry(),
+    public static func plan(_ request: Request, registry: ContainerRegistry = ContainerRegistry(),
                             hostEnvironment: [String: String]) throws -> Plan {
         guard ContainerConfiguration.isValidMachineName(request.machine) else { throw RunnerError.invalidMachineName(request.machine) }
         guard let record = registry.lookup(request.machine) else { throw RunnerError.noSuchMachine(request.machine) }

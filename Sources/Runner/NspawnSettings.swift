@@ -1,4 +1,5 @@
 import Foundation
+import Machines
 
 /// A parsed `.nspawn` settings file (systemd.nspawn(5)): the [Exec], [Files] and [Network]
 /// settings imagectl's runner has, as values. `parse` only reads text; `SettingsLookup` finds the

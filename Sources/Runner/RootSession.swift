@@ -2,6 +2,7 @@ import Dissect
 import Foundation
 import ImageStore
 import LinuxSystem
+import Machines
 import SystemPackage
 
 /// The host-side state behind a container's root while it runs: the store image's lock, a disk

@@ -1,7 +1,6 @@
 /// What can be wrong with a container request or its start.
 public enum RunnerError: Swift.Error, CustomStringConvertible, Equatable {
     case unknownCapability(String)
-    case unknownSignal(String)
     case invalidMachineName(String)
     case invalidHostname(String)
     case invalidUUID(String)
@@ -16,8 +15,6 @@ public enum RunnerError: Swift.Error, CustomStringConvertible, Equatable {
     case alreadyRunning(String)
     case startFailed(step: String, errno: Int32)
     case seccomp(String)
-    /// The machine registry could not be read or written.
-    case registry(String)
     /// No running machine has that name.
     case noSuchMachine(String)
     /// A value an option does not accept.
@@ -26,7 +23,6 @@ public enum RunnerError: Swift.Error, CustomStringConvertible, Equatable {
     public var description: String {
         switch self {
         case .unknownCapability(let name): "unknown capability \"\(name)\""
-        case .unknownSignal(let name): "unknown signal \"\(name)\""
         case .invalidMachineName(let name): "invalid machine name \"\(name)\" (letters, digits, \"-\", \"_\", \".\"; at most 64 characters)"
         case .invalidHostname(let name): "invalid host name \"\(name)\""
         case .invalidUUID(let text): "invalid UUID \"\(text)\""
@@ -41,7 +37,6 @@ public enum RunnerError: Swift.Error, CustomStringConvertible, Equatable {
         case .alreadyRunning(let name): "machine \(name) is already running"
         case .startFailed(let step, let errno): "container set-up failed: \(step): \(RunnerError.errnoText(errno))"
         case .seccomp(let text): "seccomp filter: \(text)"
-        case .registry(let text): "machine registry: \(text)"
         case .noSuchMachine(let name): "no machine \"\(name)\" is running"
         case .invalidOption(let option, let value): "invalid value \"\(value)\" for \(option)"
         }

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Foundation
 import LinuxSystem
+import Machines
 
 /// --private-users= and --private-users-ownership= (nspawn's [Exec] PrivateUsers= and [Files]
 /// PrivateUsersOwnership=): whether the container gets a user namespace, which host UID/GID range

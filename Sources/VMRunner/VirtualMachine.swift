@@ -1,7 +1,7 @@
 import Dissect
 import Foundation
 import LinuxSystem
-import Runner
+import Machines
 import Synchronization
 import SystemPackage
 
@@ -41,14 +41,17 @@ public final class PreparedVM: @unchecked Sendable {
     // @unchecked: the mutable state (the swtpm process) is touched only by the one thread that
     // prepares, runs and cleans up the VM.
     public let spec: VMSpec
+    /// The image booted (absolute), as the machine registry shows it.
+    public let image: String
     public let warnings: [String]
     /// The private ssh key made for --pass-ssh-key (lives until cleanUp()).
     public let sshPrivateKey: String?
     let workspace: Workspace
     var swtpm: Process?
 
-    init(spec: VMSpec, warnings: [String], sshPrivateKey: String?, workspace: Workspace, swtpm: Process?) {
+    init(spec: VMSpec, image: String, warnings: [String], sshPrivateKey: String?, workspace: Workspace, swtpm: Process?) {
         self.spec = spec
+        self.image = image
         self.warnings = warnings
         self.sshPrivateKey = sshPrivateKey
         self.workspace = workspace
@@ -136,7 +139,7 @@ public enum VirtualMachine {
             throw VMError.invalidValue(option: "--initrd", value: request.initrds[0], expected: "--linux= as well (an initrd needs a kernel to boot directly)")
         }
         let name = request.machineName ?? defaultName(for: imagePath)
-        guard isValidMachineName(name) else { throw VMError.invalidMachineName(name) }
+        guard MachineRecord.isValidName(name) else { throw VMError.invalidMachineName(name) }
 
         var warnings: [String] = []
         let (accelerator, kvmWarning) = try VMOptions.chooseAccelerator(request.kvm, host: host)
@@ -292,20 +295,11 @@ public enum VirtualMachine {
                 }
                 spec.tpm = VMSpec.TPM(socketPath: socket)
             }
-            return PreparedVM(spec: spec, warnings: warnings, sshPrivateKey: sshKey, workspace: workspace, swtpm: swtpm)
+            return PreparedVM(spec: spec, image: imagePath, warnings: warnings, sshPrivateKey: sshKey, workspace: workspace, swtpm: swtpm)
         } catch {
             if let swtpm, swtpm.isRunning { swtpm.terminate(); swtpm.waitUntilExit() }
             workspace.remove()
             throw error
-        }
-    }
-
-    /// The machine-name rule shared with `imagectl run`: letters, digits, "-", "_", "."; at most
-    /// 64 bytes; not starting with "-" (it names the registry file and qemu's -name).
-    public static func isValidMachineName(_ name: String) -> Bool {
-        guard !name.isEmpty, name.utf8.count <= 64, name != ".", name != "..", !name.hasPrefix("-") else { return false }
-        return name.utf8.allSatisfy { c in
-            (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c == 0x2d || c == 0x5f || c == 0x2e
         }
     }
 
@@ -384,10 +378,28 @@ extension VirtualMachine {
     }
 
     /// Runs qemu for a prepared VM until it exits; the VM's temporary files are removed on
-    /// every path. `started` gets qemu's PID (to register the machine); `background` is an SGR
-    /// colour for the terminal while the VM runs.
-    public static func run(_ vm: PreparedVM, background: String? = nil, started: (Int32) throws -> Void = { _ in }) throws -> Outcome {
+    /// every path. `background` is an SGR colour for the terminal while the VM runs.
+    ///
+    /// The VM is in `registry` from the moment qemu has a PID until it ends, as a container is
+    /// from its PID 1's start, so that `imagectl machines` lists it and `imagectl stop` sends
+    /// SIGTERM to qemu (a clean qemu exit, status 0). A live machine of the same name is an
+    /// error (busy); a registry this process cannot write (not root) only costs `machines` and
+    /// `stop`, and is said through `warn`.
+    public static func run(_ vm: PreparedVM, background: String? = nil, registry: MachineRegistry = MachineRegistry(),
+                           warn: (String) -> Void = { _ in }) throws -> Outcome {
         defer { vm.cleanUp() }
+        var registration: MachineRegistration?
+        defer { registration?.unregister() }
+        let started = { (pid: Int32) throws in
+            let record = MachineRecord(name: vm.spec.name, kind: .vm, leader: pid, supervisor: ProcessInfo.processInfo.processIdentifier,
+                                       root: vm.image, uuid: vm.spec.uuid, started: Date(), stopSignal: SIGTERM)
+            do throws(MachineError) {
+                registration = try registry.register(record)
+            } catch {
+                if error.isBusy { throw error }
+                warn("not registered as a machine: \(error)")
+            }
+        }
         let colour = background.flatMap { QEMUProcess.standardOutputIsTerminal && (vm.spec.console == .interactive || vm.spec.console == .readOnly) ? $0 : nil }
         if let colour { FileHandle.standardOutput.write(Data("\u{1B}[\(colour)m\u{1B}[K".utf8)) }
         defer { if colour != nil { FileHandle.standardOutput.write(Data("\u{1B}[0m\u{1B}[K".utf8)) } }
@@ -420,7 +432,7 @@ extension VirtualMachine {
 extension VirtualMachine {
     /// The interactive console on a terminal, as `imagectl run` has it: qemu's serial line
     /// (its stdio chardev) is a pty of imagectl's, relayed to the user's terminal in raw mode by
-    /// Runner's ConsoleRelay on a thread of its own, with the window size forwarded and ^]
+    /// the ConsoleRelay of containers on a thread of its own, with the window size forwarded and ^]
     /// pressed three times within a second killing qemu. qemu's own stdio on the user's
     /// terminal would leave no place for that escape.
     static func runWithConsoleRelay(_ arguments: [String], started: (Int32) throws -> Void) throws -> (QEMUProcess.Outcome, Bool) {

@@ -28,18 +28,6 @@ struct RunnerValueTests {
         #expect(Capability.mask([Capability(name: "CHOWN")!, Capability(name: "KILL")!]) == 0b100001)
     }
 
-    @Test func signalsParseAndName() throws {
-        #expect(try Signals.parse("SIGTERM") == 15)
-        #expect(try Signals.parse("kill") == 9)
-        #expect(try Signals.parse("15") == 15)
-        #expect(try Signals.parse("SIGRTMIN+3") == Signals.realtimeMinimum + 3)
-        #expect(Signals.name(Signals.realtimeMinimum + 3) == "SIGRTMIN+3")
-        #expect(Signals.name(9) == "SIGKILL")
-        #expect(throws: RunnerError.unknownSignal("SIGFOO")) { try Signals.parse("SIGFOO") }
-        #expect(throws: RunnerError.unknownSignal("0")) { try Signals.parse("0") }
-        #expect(throws: RunnerError.unknownSignal("RTMIN+99")) { try Signals.parse("RTMIN+99") }
-    }
-
     @Test func passwdAndGroups() {
         let passwd = UserDatabase.parsePasswd("""
             root:x:0:0:root:/root:/bin/bash

@@ -127,7 +127,7 @@ struct SystemCallFilterTests {
         let old = #"{"kind":"container","leader":42,"name":"old","root":"/srv/old","started":1700000000,"stopSignal":9,"supervisor":41}"#
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .secondsSince1970
-        let record = try decoder.decode(MachineRecord.self, from: Data(old.utf8))
+        let record = try decoder.decode(ContainerRecord.self, from: Data(old.utf8))
         #expect(record.systemCallFilter == nil)
         var settings = SystemCallFilterSettings()
         try settings.add("~@clock")
@@ -135,7 +135,7 @@ struct SystemCallFilterTests {
         updated.systemCallFilter = settings
         let encoder = JSONEncoder()
         encoder.dateEncodingStrategy = .secondsSince1970
-        let again = try decoder.decode(MachineRecord.self, from: try encoder.encode(updated))
+        let again = try decoder.decode(ContainerRecord.self, from: try encoder.encode(updated))
         #expect(again.systemCallFilter?.deny == ["@clock"])
         #expect(again == updated)
     }

@@ -1,6 +1,7 @@
 import CSeccomp
 import Foundation
 import Glibc
+import Machines
 
 /// The container's seccomp filters, built with libseccomp and exported as classic BPF programs
 /// that the container child (and `imagectl shell`'s helper) installs with prctl(PR_SET_SECCOMP):

@@ -18,7 +18,9 @@ struct MachinesCommand: ParsableCommand {
     @OptionGroup var output: OutputOptions
 
     func run() throws {
-        let machines = MachineRegistry().list()
+        // Read as container records: a container's entry then keeps its root's verity trust,
+        // user namespace and filter in --json; a VM's has none of those.
+        let machines = ContainerRegistry().list()
         if output.json {
             try Output.printJSON(machines)
             return

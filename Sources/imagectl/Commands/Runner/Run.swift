@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Machines
 import ImageStore
 import Runner
 

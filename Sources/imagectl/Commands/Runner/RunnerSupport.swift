@@ -1,3 +1,4 @@
+import Machines
 import Runner
 
 // A machine name that a live machine holds already makes the CLI exit 16 (busy), as a locked
@@ -8,3 +9,5 @@ extension RunnerError: BusyReporting {
         return false
     }
 }
+
+extension MachineError: BusyReporting {}

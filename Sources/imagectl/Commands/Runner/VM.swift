@@ -2,7 +2,6 @@ import ArgumentParser
 import Dissect
 import Foundation
 import ImageStore
-import Runner
 import VMRunner
 
 /// `imagectl vm -i IMAGE [KERNEL-ARGS...]`: a disk image as a virtual machine under
@@ -276,23 +275,7 @@ struct VMCommand: AsyncParsableCommand {
             if let key = vm.sshPrivateKey { Terminal.standardError("SSH private key for root: \(key) (removed when the VM ends).\n") }
             if VirtualMachine.relaysConsole(vm.spec) { Terminal.standardError(VirtualMachine.consoleHint + "\n") }
         }
-        // Registered as soon as qemu has a PID, for `imagectl machines` and `imagectl stop`
-        // (which sends SIGTERM to qemu: a clean qemu exit, status 0).
-        let registry = MachineRegistry()
-        var registration: MachineRegistration?
-        let outcome = try VirtualMachine.run(vm, background: background) { pid in
-            let record = MachineRecord(name: vm.spec.name, kind: .vm, leader: pid, supervisor: ProcessInfo.processInfo.processIdentifier,
-                                       root: path, uuid: vm.spec.uuid, started: Date(), stopSignal: SIGTERM)
-            do {
-                registration = try registry.register(record)
-            } catch {
-                // A live machine of that name is an error (busy); a registry that cannot be
-                // written (e.g. not root) only costs `machines`/`stop`.
-                if let runnerError = error as? RunnerError, case .alreadyRunning = runnerError { throw runnerError }
-                Terminal.standardError("warning: not registered as a machine: \(error)\n")
-            }
-        }
-        registration?.unregister()
+        let outcome = try VirtualMachine.run(vm, background: background) { Terminal.standardError("warning: \($0)\n") }
         if let failure = outcome.failure { throw CommandFailure(message: failure, status: outcome.exitStatus) }
         if outcome.escaped {
             // Said even with -q, as imagectl run does: the user ended the VM by force.

@@ -86,7 +86,7 @@ enum ConsoleIO {
             let ready = poll(&fds, nfds_t(fds.count), consoleHungUp ? 20 : -1)
             if ready < 0 {
                 if errno == EINTR { continue }
-                throw RunnerError.startFailed(step: "poll (console)", errno: errno)
+                throw MachineError.console(call: "poll", errno: errno)
             }
             if ready == 0 {
                 consoleHungUp = false

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 import TestSupport
-@testable import Runner
+@testable import Machines
 
 /// The machine registry as `imagectl run` and `imagectl vm` use it, in a scratch directory.
 @Suite("Machine registry")
@@ -31,7 +31,7 @@ struct MachineRegistryTests {
         let scratch = try TemporaryDirectory(prefix: "registry")
         let registry = MachineRegistry(directory: scratch.appending("machines"))
         let first = try registry.register(Self.record("web"))
-        #expect(throws: RunnerError.alreadyRunning("web")) { try registry.register(Self.record("web")) }
+        #expect(throws: MachineError.alreadyRunning("web")) { try registry.register(Self.record("web")) }
         // The refused attempt left the live entry alone.
         #expect(registry.lookup("web")?.root == "/srv/web")
         first.unregister()
@@ -63,7 +63,7 @@ struct MachineRegistryTests {
         // Another process holds the lock: the entry is live.
         let holder = try LockHolder(path: path)
         #expect(registry.list().map(\.name) == ["ghost"])
-        #expect(throws: RunnerError.alreadyRunning("ghost")) { try registry.register(Self.record("ghost")) }
+        #expect(throws: MachineError.alreadyRunning("ghost")) { try registry.register(Self.record("ghost")) }
         // It dies as by kill -9: the entry is dropped and the file removed by the next reader.
         holder.stop()
         #expect(registry.lookup("ghost") == nil)
@@ -78,9 +78,9 @@ struct MachineRegistryTests {
     @Test func invalidNamesAreRefusedAndIgnored() throws {
         let scratch = try TemporaryDirectory(prefix: "registry")
         let registry = MachineRegistry(directory: scratch.appending("machines"))
-        #expect(throws: RunnerError.invalidMachineName("../etc")) { try registry.register(Self.record("../etc")) }
+        #expect(throws: MachineError.invalidMachineName("../etc")) { try registry.register(Self.record("../etc")) }
         #expect(registry.lookup("../etc") == nil)
-        #expect(throws: RunnerError.noSuchMachine("nothing")) { try registry.stop("nothing") }
+        #expect(throws: MachineError.noSuchMachine("nothing")) { try registry.stop("nothing") }
     }
 
     @Test func defaultDirectoryFollowsTheRuntimeDirectory() {

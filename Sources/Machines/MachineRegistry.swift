@@ -1,51 +1,6 @@
-import CShims
-import Dissect
 import Foundation
-import Glibc
 import LinuxSystem
 import Synchronization
-import SystemPackage
-
-/// One running machine (a container of `imagectl run` or a VM of `imagectl vm`), as its
-/// supervisor registered it.
-public struct MachineRecord: Codable, Sendable, Equatable {
-    public enum Kind: String, Codable, Sendable { case container, vm }
-    /// Machine name, unique among running machines.
-    public var name: String
-    public var kind: Kind
-    /// Host PID of the container's PID 1, or of the qemu process.
-    public var leader: Int32
-    /// PID of the imagectl process that runs the machine.
-    public var supervisor: Int32
-    /// Directory or image path shown by `imagectl machines`.
-    public var root: String?
-    public var uuid: UUID?
-    public var started: Date
-    /// What `imagectl stop` sends to `leader`: for a container SIGRTMIN+4 when booted (systemd's
-    /// poweroff request), else the kill signal; for a vm SIGTERM to qemu.
-    public var stopSignal: Int32
-    /// A container's --system-call-filter= values, for `imagectl shell` to build the same filter;
-    /// nil for a VM and in records of an imagectl that did not keep them (read as "none").
-    public var systemCallFilter: SystemCallFilterSettings? = nil
-    /// --private-users=: the container's ID range on the host and how its tree fits it;
-    /// nil without a user namespace.
-    public var userNamespace: ResolvedUserNamespace? = nil
-    /// How a disk image's root and usr are protected (signed-and-trusted, verity-only,
-    /// unprotected, with the signer); nil for a directory tree and a VM.
-    public var verity: [VerityTrust]? = nil
-
-    public init(name: String, kind: Kind, leader: Int32, supervisor: Int32, root: String?, uuid: UUID?,
-                started: Date, stopSignal: Int32) {
-        self.name = name
-        self.kind = kind
-        self.leader = leader
-        self.supervisor = supervisor
-        self.root = root
-        self.uuid = uuid
-        self.started = started
-        self.stopSignal = stopSignal
-    }
-}
 
 /// A machine's entry in the registry, held by the running imagectl for the machine's life;
 /// `unregister()` (or dropping the value) removes the entry. The entry file carries an exclusive
@@ -94,16 +49,17 @@ public struct MachineRegistry: Sendable {
         return encoder
     }()
 
-    private static func decode(_ bytes: [UInt8]) -> MachineRecord? {
+    private static func decode<Entry: RegistryEntry>(_ bytes: [UInt8], as type: Entry.Type) -> Entry? {
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .secondsSince1970
-        return try? decoder.decode(MachineRecord.self, from: Data(bytes))
+        return try? decoder.decode(type, from: Data(bytes))
     }
 
-    /// Registers a running machine. Throws `RunnerError.alreadyRunning` (a busy error, exit 16)
+    /// Registers a running machine. Throws `MachineError.alreadyRunning` (a busy error, exit 16)
     /// when a live machine has that name; a stale entry of the same name is replaced.
-    public func register(_ record: MachineRecord) throws(RunnerError) -> MachineRegistration {
-        guard ContainerConfiguration.isValidMachineName(record.name) else { throw .invalidMachineName(record.name) }
+    public func register(_ entry: some RegistryEntry) throws(MachineError) -> MachineRegistration {
+        let record = entry.machine
+        guard MachineRecord.isValidName(record.name) else { throw .invalidMachineName(record.name) }
         do {
             try FileSystem.makeDirectories(directory, mode: 0o755)
         } catch {
@@ -112,7 +68,7 @@ public struct MachineRegistry: Sendable {
         let path = directory + "/" + record.name
         let bytes: [UInt8]
         do {
-            bytes = Array(try Self.encoder.encode(record)) + [0x0a]
+            bytes = Array(try Self.encoder.encode(entry)) + [0x0a]
         } catch {
             throw .registry("cannot encode the record of \(record.name)")
         }
@@ -142,20 +98,31 @@ public struct MachineRegistry: Sendable {
     /// The live machines, sorted by name; stale entries are removed on the way (when the caller
     /// may write the directory).
     public func list() -> [MachineRecord] {
+        list(as: MachineRecord.self)
+    }
+
+    /// The live machines as a runner's own entries (a VM's entry read as a container's has
+    /// none of the container's fields).
+    public func list<Entry: RegistryEntry>(as type: Entry.Type) -> [Entry] {
         guard let names = try? FileSystem.entries(directory) else { return [] }
         return names.sorted().compactMap { name in
-            guard ContainerConfiguration.isValidMachineName(name) else { return nil }
-            return entry(name)
+            guard MachineRecord.isValidName(name) else { return nil }
+            return entry(name, as: type)
         }
     }
 
     /// The live machine of that name, if any.
     public func lookup(_ name: String) -> MachineRecord? {
-        guard ContainerConfiguration.isValidMachineName(name) else { return nil }
-        return entry(name)
+        lookup(name, as: MachineRecord.self)
     }
 
-    private func entry(_ name: String) -> MachineRecord? {
+    /// The live machine of that name as a runner's own entry, if any.
+    public func lookup<Entry: RegistryEntry>(_ name: String, as type: Entry.Type) -> Entry? {
+        guard MachineRecord.isValidName(name) else { return nil }
+        return entry(name, as: type)
+    }
+
+    private func entry<Entry: RegistryEntry>(_ name: String, as type: Entry.Type) -> Entry? {
         let path = directory + "/" + name
         guard let locked = try? FileLock.isLocked(path: path, against: .shared) else { return nil }
         guard locked else {
@@ -167,34 +134,40 @@ public struct MachineRegistry: Sendable {
             return nil
         }
         // A record being written right now may not parse yet; it is listed next time.
-        guard let bytes = try? FileSystem.readFile(path, limit: 1 << 16), let record = Self.decode(bytes),
-              record.name == name else { return nil }
-        return record
+        guard let bytes = try? FileSystem.readFile(path, limit: 1 << 16), let entry = Self.decode(bytes, as: type),
+              entry.machine.name == name else { return nil }
+        return entry
     }
 }
 
 extension MachineRegistry {
-    /// Sends the machine's stop signal to its leader (pidfd_open(2) + pidfd_send_signal(2)). The
-    /// entry is looked up again after the pidfd is open, so a leader PID recycled after the
-    /// machine ended is never signalled. Returns the record signalled.
+    /// Sends the machine's stop signal to its leader. The entry is looked up again once the
+    /// leader's pidfd is open, so a leader PID recycled after the machine ended is never
+    /// signalled. Returns the record signalled.
     @discardableResult
-    public func stop(_ name: String) throws(RunnerError) -> MachineRecord {
-        guard ContainerConfiguration.isValidMachineName(name) else { throw .invalidMachineName(name) }
+    public func stop(_ name: String) throws(MachineError) -> MachineRecord {
+        guard MachineRecord.isValidName(name) else { throw .invalidMachineName(name) }
         guard let record = lookup(name) else { throw .noSuchMachine(name) }
-        let pidfd = img_pidfd_open(record.leader, 0)
-        guard pidfd >= 0 else {
-            let code = img_errno()
-            if code == ESRCH { throw .noSuchMachine(name) }
-            throw .registry("cannot open the leader \(record.leader) of \(name): \(RunnerError.errnoText(code))")
+        // A leader that is gone is a machine that is not running any more.
+        func failure(_ failure: LeaderHandle.Failure, _ what: String) -> MachineError {
+            switch failure {
+            case .gone: .noSuchMachine(name)
+            case .failed(let code): .registry("\(what): \(MachineError.errnoText(code))")
+            }
         }
-        defer { Glibc.close(pidfd) }
+        let leader: LeaderHandle
+        do throws(LeaderHandle.Failure) {
+            leader = try LeaderHandle(record.leader)
+        } catch {
+            throw failure(error, "cannot open the leader \(record.leader) of \(name)")
+        }
         guard let again = lookup(name), again.leader == record.leader, again.supervisor == record.supervisor else {
             throw .noSuchMachine(name)
         }
-        if img_pidfd_send_signal(pidfd, record.stopSignal) != 0 {
-            let code = img_errno()
-            if code == ESRCH { throw .noSuchMachine(name) }
-            throw .registry("cannot send \(Signals.name(record.stopSignal)) to \(name) (pid \(record.leader)): \(RunnerError.errnoText(code))")
+        do throws(LeaderHandle.Failure) {
+            try leader.send(record.stopSignal)
+        } catch {
+            throw failure(error, "cannot send \(Signals.name(record.stopSignal)) to \(name) (pid \(record.leader))")
         }
         return record
     }

@@ -24,7 +24,7 @@ public enum Signals {
     }
 
     /// Parses a signal name or number.
-    public static func parse(_ text: String) throws(RunnerError) -> Int32 {
+    public static func parse(_ text: String) throws(MachineError) -> Int32 {
         if let number = Int32(text) {
             guard number > 0 && number <= realtimeMaximum && number != 32 && number != 33 else { throw .unknownSignal(text) }
             return number

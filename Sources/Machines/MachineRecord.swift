@@ -1,0 +1,55 @@
+import Foundation
+
+/// One running machine (a container of `imagectl run` or a VM of `imagectl vm`), as its
+/// supervisor registered it: what every kind of machine has. A runner that keeps more about its
+/// machines registers its own `RegistryEntry` whose JSON holds these fields and its own.
+public struct MachineRecord: Codable, Sendable, Equatable {
+    public enum Kind: String, Codable, Sendable { case container, vm }
+    /// Machine name, unique among running machines.
+    public var name: String
+    public var kind: Kind
+    /// Host PID of the container's PID 1, or of the qemu process.
+    public var leader: Int32
+    /// PID of the imagectl process that runs the machine.
+    public var supervisor: Int32
+    /// Directory or image path shown by `imagectl machines`.
+    public var root: String?
+    public var uuid: UUID?
+    public var started: Date
+    /// What `imagectl stop` sends to `leader`: for a container SIGRTMIN+4 when booted (systemd's
+    /// poweroff request), else the kill signal; for a vm SIGTERM to qemu.
+    public var stopSignal: Int32
+
+    public init(name: String, kind: Kind, leader: Int32, supervisor: Int32, root: String?, uuid: UUID?,
+                started: Date, stopSignal: Int32) {
+        self.name = name
+        self.kind = kind
+        self.leader = leader
+        self.supervisor = supervisor
+        self.root = root
+        self.uuid = uuid
+        self.started = started
+        self.stopSignal = stopSignal
+    }
+
+    /// The machine-name rule of containers and VMs alike (nspawn's: a host name of one label):
+    /// letters, digits, "-", "_", "."; at most 64 bytes; not "-" first, not "." or "..". It names
+    /// the registry file, so nothing else may pass.
+    public static func isValidName(_ name: String) -> Bool {
+        guard !name.isEmpty, name.utf8.count <= 64, name != ".", name != "..", !name.hasPrefix("-") else { return false }
+        return name.utf8.allSatisfy { c in
+            (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c == 0x2d || c == 0x5f || c == 0x2e
+        }
+    }
+}
+
+/// What a runner writes to the registry for one machine: the common `MachineRecord` and, in the
+/// same JSON object, whatever else that runner needs back later (the container runner keeps
+/// what `imagectl shell` needs to enter a container the same way).
+public protocol RegistryEntry: Codable, Sendable {
+    var machine: MachineRecord { get }
+}
+
+extension MachineRecord: RegistryEntry {
+    public var machine: MachineRecord { self }
+}

@@ -1,0 +1,22 @@
+import Testing
+@testable import Machines
+
+@Suite("Signal names")
+struct SignalsTests {
+    @Test func signalsParseAndName() throws {
+        #expect(try Signals.parse("SIGTERM") == 15)
+        #expect(try Signals.parse("kill") == 9)
+        #expect(try Signals.parse("15") == 15)
+        #expect(try Signals.parse("SIGRTMIN+3") == Signals.realtimeMinimum + 3)
+        #expect(Signals.name(Signals.realtimeMinimum + 3) == "SIGRTMIN+3")
+        #expect(Signals.name(9) == "SIGKILL")
+        #expect(throws: MachineError.unknownSignal("SIGFOO")) { try Signals.parse("SIGFOO") }
+        #expect(throws: MachineError.unknownSignal("0")) { try Signals.parse("0") }
+        #expect(throws: MachineError.unknownSignal("RTMIN+99")) { try Signals.parse("RTMIN+99") }
+    }
+
+    @Test func machineNamesFollowOneRule() {
+        for name in ["web", "debian-12", "a.b_c", String(repeating: "x", count: 64)] { #expect(MachineRecord.isValidName(name)) }
+        for name in ["", ".", "..", "-x", "a/b", "a b", String(repeating: "x", count: 65)] { #expect(!MachineRecord.isValidName(name)) }
+    }
+}
