@@ -1,5 +1,6 @@
 import CShims
 import Glibc
+import SystemPackage
 
 /// Copy-on-write file clones: ioctl(2) `FICLONE`, which shares the source's extents with the
 /// destination (btrfs, xfs with reflink, bcachefs). Nothing is copied; later writes to either file
@@ -38,5 +39,60 @@ public enum Reflink {
         }
         unlink(destination)
         return false
+    }
+}
+
+extension Reflink {
+    /// O_TMPFILE: Swift's Glibc module is built without _GNU_SOURCE, so the macro is missing. The
+    /// kernel value is __O_TMPFILE (0o20000000 on every architecture) | O_DIRECTORY (which differs
+    /// between architectures, so it is taken from Glibc).
+    static let temporaryFileFlag: Int32 = 0o20000000 | O_DIRECTORY
+
+    /// A private copy-on-write clone of the open regular file `source`, made in `directory`
+    /// (which must be on the same mount as the source: FICLONE does not cross mounts).
+    ///
+    /// The clone is opened with open(2) O_TMPFILE|O_RDWR, so it never has a name and nothing is
+    /// left behind when the process dies, even by SIGKILL; where the file system cannot make an
+    /// unnamed file (EOPNOTSUPP, or EISDIR from a kernel without O_TMPFILE) it is a named file
+    /// (O_CREAT|O_EXCL, mode 0600) unlinked at once. Then ioctl(clone, FICLONE, source).
+    ///
+    /// Returns nil, leaving nothing behind, when the file system cannot reflink (ext4, tmpfs, a
+    /// file with nodatacow ...); throws when the file cannot be created at all (a read-only
+    /// mount, no permission). The caller owns the returned read-write descriptor.
+    public static func privateClone(of source: Int32, in directory: String) throws(SystemCallError) -> FileDescriptor? {
+        try privateClone(of: source, in: directory, unnamed: true)
+    }
+
+    /// `unnamed: false` skips O_TMPFILE (tests of the named fallback).
+    static func privateClone(of source: Int32, in directory: String, unnamed: Bool) throws(SystemCallError) -> FileDescriptor? {
+        var fd: Int32 = -1
+        if unnamed {
+            while fd < 0 {
+                fd = open(directory, temporaryFileFlag | O_RDWR | O_CLOEXEC, 0o600)
+                if fd >= 0 { break }
+                let code = img_errno()
+                if code == EINTR { continue }
+                guard code == EOPNOTSUPP || code == EISDIR else {
+                    throw SystemCallError("open(O_TMPFILE)", errno: .init(rawValue: code), path: directory)
+                }
+                break
+            }
+        }
+        if fd < 0 {
+            let name = "\(directory)/.#imagectl-clone-\(FileSystem.randomHex(8))"
+            fd = try systemCall("open", path: name) { open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600) }
+            // From here on only the descriptor names the clone.
+            _ = unlink(name)
+        }
+        let clone = FileDescriptor(rawValue: fd)
+        let cloned: Bool
+        do {
+            cloned = try Reflink.clone(from: source, to: fd, path: directory)
+        } catch {
+            try? clone.close()
+            throw error
+        }
+        if !cloned { try? clone.close() }
+        return cloned ? clone : nil
     }
 }
