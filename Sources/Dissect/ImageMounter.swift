@@ -80,6 +80,15 @@ public enum ImageMounter {
         guard Mount.mounts(under: resolvedTarget).isEmpty else { throw Error.targetBusy(resolvedTarget) }
 
         let session = Session(record: MountRecord(image: plan.imagePath, target: resolvedTarget, loopDevices: [], mountPoints: [], verity: []))
+        // Without device-mapper the verity check is made in userspace before mounting; a private
+        // reflink copy (where the file system can make one) is what it checks and what is
+        // mounted, so later writes to the image cannot reach the verified mount.
+        if !DMVerity.isAvailable, plan.mounts.contains(where: { $0.verity != nil }) {
+            switch PrivateImageCopy.make(of: plan.imagePath) {
+            case .copy(let fd): session.verityCopy = fd
+            case .unavailable(let reason): session.noCopyReason = reason
+            }
+        }
         do {
             for planned in plan.mounts {
                 try await session.apply(planned, plan: plan, target: resolvedTarget, options: options)
@@ -100,13 +109,24 @@ public enum ImageMounter {
         var record: MountRecord
         var loops: [LoopDevice] = []
         var root: FileDescriptor?
+        /// The private reflink copy verity-protected partitions are checked and mounted from
+        /// (userspace path only); its loop devices keep it once this is closed.
+        var verityCopy: FileDescriptor?
+        /// Why there is no private copy on the userspace path.
+        var noCopyReason: String?
 
         init(record: MountRecord) { self.record = record }
-        deinit { try? root?.close() }
+        deinit {
+            try? root?.close()
+            try? verityCopy?.close()
+        }
 
         func closeRoot() {
             try? root?.close()
             root = nil
+            // Unnamed: closing the last descriptor (with no loop device on it) frees it.
+            try? verityCopy?.close()
+            verityCopy = nil
         }
 
         /// The mounts hold the loop devices now; with autoclear they detach on unmount.
@@ -188,7 +208,14 @@ public enum ImageMounter {
             case .tmpfs:
                 try Mount.mount(source: "tmpfs", target: mountPath, type: "tmpfs", flags: flags, data: data)
             case .partition(_, let offset, let size):
-                let loop = try LoopDevice.attach(plan.imagePath, LoopDevice.Configuration(offset: offset, sizeLimit: size, readOnly: planned.readOnly))
+                let configuration = LoopDevice.Configuration(offset: offset, sizeLimit: size, readOnly: planned.readOnly)
+                // Only verity-protected partitions (read-only) come from the private copy: a
+                // writable partition must keep writing to the image itself.
+                let loop = if let copy = verityCopy, planned.verity != nil {
+                    try LoopDevice.attach(backingFD: copy.rawValue, name: plan.imagePath, configuration)
+                } else {
+                    try LoopDevice.attach(plan.imagePath, configuration)
+                }
                 loops.append(loop)
                 record.loopDevices.append(loop.number)
                 var source = loop.path
@@ -213,7 +240,8 @@ public enum ImageMounter {
                         record.verity.append(how)
                         options.log(how)
                     } else {
-                        let how = try await checkVerity(requirement, designator: designator, plan: plan, loop: loop, size: size)
+                        let how = try await checkVerity(requirement, designator: designator, plan: plan, loop: loop, size: size,
+                                                        copy: verityCopy, noCopyReason: noCopyReason)
                         record.verity.append(how)
                         options.log(how)
                     }
@@ -319,14 +347,19 @@ public enum ImageMounter {
         }
     }
 
-    /// Verifies a verity-protected partition before it is mounted. Without device-mapper (this
-    /// machine) the whole tree is checked in userspace through the loop device that will be
-    /// mounted, and the mount is read-only. Caveat: the loop device reads the image file, so a
-    /// process that rewrites the file after the check can change what the mount sees; dm-verity
-    /// would catch that at read time, the userspace path cannot.
+    /// Verifies a verity-protected partition before it is mounted, without device-mapper: the
+    /// whole tree is checked in userspace through the loop device that will be mounted, and the
+    /// mount is read-only. With `copy` the loop device and the hash tree are those of the
+    /// private reflink copy (PrivateImageCopy), so what was checked is what stays mounted.
+    /// Without one the loop device reads the image file: a process that rewrites the file after
+    /// the check can change what the mount sees (dm-verity would catch that at read time, a
+    /// one-time check cannot), and the line says so.
     static func checkVerity(_ requirement: VerityRequirement, designator: PartitionDesignator, plan: MountPlan,
-                            loop: LoopDevice, size: UInt64) async throws -> String {
-        let hashPath = requirement.hashFile ?? plan.imagePath
+                            loop: LoopDevice, size: UInt64, copy: FileDescriptor?, noCopyReason: String?) async throws -> String {
+        // The copy through its /proc/self/fd link: the verifier opens paths, and the clone has
+        // no other name.
+        let imageSource = copy.map { "/proc/self/fd/\($0.rawValue)" } ?? plan.imagePath
+        let hashPath = requirement.hashFile ?? imageSource
         let hashOffset = requirement.hashFile == nil ? (requirement.hashOffset ?? 0) : 0
         let hashSize: UInt64
         if let file = requirement.hashFile {
@@ -340,8 +373,13 @@ public enum ImageMounter {
             let report = try await VerityVerifier.verify(target, rootHash: requirement.rootHash)
             let seconds = String(format: "%.2f", report.seconds)
             let blocks = report.blocksChecked
-            // Said, not implied: the check was at one point in time (see the caveat above).
-            return "\(designator.rawValue): device-mapper unavailable: verified the whole verity tree in userspace (\(blocks) blocks, \(seconds) s), mounting read-only; the check was one-time: later writes to \(plan.imagePath) are not caught"
+            let name = designator.rawValue
+            if copy != nil {
+                return "\(name): device-mapper unavailable: verified the whole verity tree in userspace on a private reflink copy of \(plan.imagePath) (\(blocks) blocks, \(seconds) s), mounting that copy read-only; later writes to \(plan.imagePath) do not reach the mount"
+            }
+            // Said, not implied: the check was at one point in time.
+            let why = noCopyReason.map { " (no private copy: \($0))" } ?? ""
+            return "\(name): device-mapper unavailable: verified the whole verity tree in userspace (\(blocks) blocks, \(seconds) s), mounting read-only; the check was one-time: later writes to \(plan.imagePath) are not caught\(why)"
         } catch {
             throw Error.verity(designator, String(describing: error))
         }

@@ -9,10 +9,13 @@ struct MountCommand: AsyncParsableCommand {
         abstract: "Mount a disk image's partitions at a directory (root, /usr, /home, /srv, /var, /var/tmp, /boot, /efi).",
         discussion: """
             One loop device per partition (offset and size limit, no udev); mounts nodev, ESP and \
-            XBOOTLDR also nosuid,noexec. A verity-protected root/usr is verified completely in \
-            userspace first (this kernel has no device-mapper) and mounted read-only; the output \
-            says which path was taken. If any step fails, everything already mounted or attached \
-            is undone. Undo with `imagectl umount DIR`.
+            XBOOTLDR also nosuid,noexec. A verity-protected root/usr is opened with dm-verity \
+            where device-mapper exists (the kernel checks every read); without it, it is verified \
+            completely in userspace first and mounted read-only: from a private reflink copy of \
+            the image where its file system can make one (btrfs, xfs), so later writes to the \
+            image do not reach the mount; elsewhere the check is one-time. The output says which \
+            path was taken. If any step fails, everything already mounted or attached is undone. \
+            Undo with `imagectl umount DIR`.
             """)
 
     @Argument(help: "Image file, block device or pool image name.")
