@@ -2,7 +2,7 @@ import Foundation
 import Testing
 import TestSupport
 
-/// Which verity path `mount` and `run` take, and what each promises. Without
+/// Which verity path `mount`, `run` and `verify` take, and what each promises. Without
 /// device-mapper (this machine) the tree is checked in userspace before mounting: on a file
 /// system that can reflink (btrfs here) the check and the mount use a private copy, so a later
 /// write to the image does not reach the mount; elsewhere (ext4, tmpfs) the output says that the
@@ -184,4 +184,29 @@ struct VerityPathCLITests {
         #expect(quiet.stdout.contains("ID=imagectl-test\n"))
         #expect(quiet.stderr.isEmpty, "\(quiet.stderr)")
     }
+
+    // MARK: verify
+
+    /// verify says, in its report and its JSON, that its check was a one-time userspace hash of
+    /// every block, and which path mount and run take on this machine.
+    @Test func verifySaysWhichPathItsCheckWas() throws {
+        try Privileged.require(.fixture("gpt-verity.raw"))
+        let image = try #require(Fixtures.path("gpt-verity.raw"))
+        let hash = try Self.rootHash()
+        let dmVerity = FileManager.default.fileExists(atPath: "/dev/mapper/control")
+            && ((try? String(contentsOfFile: "/proc/misc", encoding: .utf8)) ?? "").contains(" device-mapper\n")
+        let expected = "userspace: every block hashed once now; later changes to the file are not seen by this check"
+            + (dmVerity ? " (mount and run use dm-verity here, which checks every read)"
+                        : " (no device-mapper here: mount and run check in userspace too)")
+
+        let text = try Imagectl.run(["verify", "--root-hash=\(hash)", image])
+        #expect(text.status == 0, "\(text.stderr)")
+        #expect(text.stdout.split(separator: "\n").filter { $0.hasPrefix("  path:") } == ["  path:       \(expected)"], "\(text.stdout)")
+
+        let json = try Imagectl.run(["verify", "--json", "--root-hash=\(hash)", image])
+        #expect(json.status == 0, "\(json.stderr)")
+        let results = try #require(try JSONSerialization.jsonObject(with: json.stdoutData) as? [[String: Any]])
+        #expect(results.map { $0["path"] as? String } == [expected])
+    }
 }
+

@@ -56,7 +56,8 @@ struct VerifyCommand: AsyncParsableCommand {
         var authenticated: Bool
         /// The one line saying which, and why.
         var trust: String
-        /// How the check was made (userspace, once).
+        /// Which verity path the check took (always userspace, once), and what mount and run
+        /// would use here.
         var path: String
         var report: VerityReport
     }
@@ -201,8 +202,17 @@ struct VerifyCommand: AsyncParsableCommand {
                       rootHash: report.rootHash, rootHashSource: plan.rootHashSource, signature: signatureStatus,
                       signer: signer, signatureSource: plan.signatureSource,
                       protection: trusted ? .signedAndTrusted : .verityOnly, authenticated: authenticated, trust: trust,
-                      path: "userspace: every block hashed once now (no device-mapper; later changes to the file are not seen)",
+                      path: Self.pathDescription(dmVerity: DMVerity.isAvailable),
                       report: report)
+    }
+
+    /// Which verity path this check was. verify always hashes in userspace (it reads the file
+    /// once, and needs no device-mapper); what `mount` and `run` do with the image depends on
+    /// whether device-mapper exists, so that is said too.
+    static func pathDescription(dmVerity: Bool) -> String {
+        "userspace: every block hashed once now; later changes to the file are not seen by this check"
+            + (dmVerity ? " (mount and run use dm-verity here, which checks every read)"
+                        : " (no device-mapper here: mount and run check in userspace too)")
     }
 
     func printResult(_ r: Result) {
