@@ -31,6 +31,9 @@ public struct VMRequest: Sendable {
     public var passSSHKey = false
     public var sshKeyType = "ed25519"
     public var console: VMSpec.Console = .interactive
+    /// How the image's root and usr are protected (ImageAdmission's outcome), for the machine
+    /// record as a container's has it; empty for an image without verity or a qcow2.
+    public var verityTrust: [VerityTrust] = []
 
     public init(image: String) { self.image = image }
 }
@@ -46,6 +49,8 @@ public final class PreparedVM: @unchecked Sendable {
     public let warnings: [String]
     /// The private ssh key made for --pass-ssh-key (lives until cleanUp()).
     public let sshPrivateKey: String?
+    /// VMRequest.verityTrust, for the machine record.
+    public var verityTrust: [VerityTrust] = []
     let workspace: Workspace
     var swtpm: Process?
 
@@ -295,7 +300,9 @@ public enum VirtualMachine {
                 }
                 spec.tpm = VMSpec.TPM(socketPath: socket)
             }
-            return PreparedVM(spec: spec, image: imagePath, warnings: warnings, sshPrivateKey: sshKey, workspace: workspace, swtpm: swtpm)
+            let prepared = PreparedVM(spec: spec, image: imagePath, warnings: warnings, sshPrivateKey: sshKey, workspace: workspace, swtpm: swtpm)
+            prepared.verityTrust = request.verityTrust
+            return prepared
         } catch {
             if let swtpm, swtpm.isRunning { swtpm.terminate(); swtpm.waitUntilExit() }
             workspace.remove()
@@ -391,8 +398,10 @@ extension VirtualMachine {
         var registration: MachineRegistration?
         defer { registration?.unregister() }
         let started = { (pid: Int32) throws in
-            let record = MachineRecord(name: vm.spec.name, kind: .vm, leader: pid, supervisor: ProcessInfo.processInfo.processIdentifier,
-                                       root: vm.image, uuid: vm.spec.uuid, started: Date(), stopSignal: SIGTERM)
+            var record = VMRecord(machine: MachineRecord(
+                name: vm.spec.name, kind: .vm, leader: pid, supervisor: ProcessInfo.processInfo.processIdentifier,
+                root: vm.image, uuid: vm.spec.uuid, started: Date(), stopSignal: SIGTERM))
+            if !vm.verityTrust.isEmpty { record.verity = vm.verityTrust }
             do throws(MachineError) {
                 registration = try registry.register(record)
             } catch {

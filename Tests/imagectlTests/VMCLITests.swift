@@ -275,6 +275,51 @@ import TestSupport
         #expect(policy.stderr.hasPrefix("error: image policy: root partition is unprotected"), "\(policy.stderr)")
     }
 
+    /// A running VM's machine record says how its image is protected, in the same field a
+    /// container's has: `machines --json` shows the trust outcome and the signer.
+    @Test(.timeLimit(.minutes(3)))
+    func machineRecordOfAVerityVMShowsItsTrust() throws {
+        try Privileged.require(.root, .tool("qemu-system-x86_64"), .fixture("gpt-verity-signed.raw"), .fixture("verity-cert.pem"))
+        let (kernel, initrd) = try Self.hostKernel()
+        let image = try #require(Fixtures.path("gpt-verity-signed.raw"))
+        let scratch = try TemporaryDirectory(prefix: "imagectl-vm-trust")
+        let keyring = scratch.appending("keyring")
+        try FileManager.default.createDirectory(atPath: keyring, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: try #require(Fixtures.path("verity-cert.pem")), toPath: keyring + "/cert.pem")
+        let vmTemp = try TemporaryDirectory(prefix: "imagectl-vm-tmp", under: "/var/tmp")
+        let runtime = try TemporaryDirectory(prefix: "imagectl-vm-run")
+        let env = ["IMAGECTL_VM_TMPDIR": vmTemp.path, "IMAGECTL_RUNTIME_DIR": runtime.path]
+        let name = "vmtrust-\(UUID().uuidString.prefix(6).lowercased())"
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Imagectl.binary)
+        // -x: the guest (which finds no dm-verity support in the host's initrd and waits for its
+        // root) writes nothing to the fixture.
+        process.arguments = ["vm", "-x", "-i", image, "-M", name, "--verity-keyring=\(keyring)", "--image-policy=root=signed",
+                             "--linux=" + kernel, "--initrd=" + initrd, "--console=headless", "--tpm=no", "-q"]
+        process.environment = ProcessInfo.processInfo.environment.merging(env) { $1 }
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        var record: [String: Any]?
+        let deadline = Date().addingTimeInterval(60)
+        while record == nil && process.isRunning && Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.2)
+            let list = try Imagectl.run(["machines", "--json"], environment: env)
+            let machines = (try? JSONSerialization.jsonObject(with: list.stdoutData)) as? [[String: Any]] ?? []
+            record = machines.first { $0["name"] as? String == name }
+        }
+        if process.isRunning {
+            #expect(try Imagectl.run(["stop", name], environment: env).status == 0)
+        }
+        process.waitUntilExit()
+        #expect(record?["kind"] as? String == "vm", "\(String(describing: record))")
+        let verity = record?["verity"] as? [[String: Any]] ?? []
+        #expect(verity.count == 1, "\(String(describing: record))")
+        #expect(verity.first?["designator"] as? String == "root")
+        #expect(verity.first?["outcome"] as? String == "signed-and-trusted")
+        #expect((verity.first?["signer"] as? String)?.contains("imagectl test verity signing") == true)
+        #expect(Self.leftovers(vmTemp).isEmpty)
+    }
+
     @Test func poolImageByName() throws {
         try Privileged.require(.tool("qemu-system-x86_64"), .fixture("gpt-multi.raw"))
         let pool = try TemporaryDirectory(prefix: "imagectl-vm-pool")

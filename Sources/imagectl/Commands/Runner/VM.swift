@@ -190,21 +190,29 @@ struct VMCommand: AsyncParsableCommand {
         }
     }
 
+    /// What admitting the image gave: words for the guest's kernel command line, and how the
+    /// image's root and usr are protected (for the machine record, as a container has it).
+    struct Admission {
+        var kernelWords: [String] = []
+        var verityTrust: [VerityTrust] = []
+    }
+
     /// The image policy and verity, before qemu starts (as `run -i` does before mounting): the
-    /// image is admitted by ImageAdmission and, this machine having no device-mapper to check
-    /// reads as they happen, every verity tree is verified in userspace now (not for
-    /// --print-command, which starts nothing). Returns the kernel command line words that let
-    /// the guest's systemd set verity up itself on direct boot: roothash=/usrhash=, the
-    /// partitions by PARTUUID, and the dm-verity devices as root and /usr, read-only.
-    func admit(_ path: String, directBoot: Bool) async throws -> [String] {
+    /// image is admitted by ImageAdmission and every verity tree is verified in userspace now
+    /// (not for --print-command, which starts nothing): qemu reads the image file, so the
+    /// host's dm-verity could not check its reads even where device-mapper exists. The kernel
+    /// command line words let the guest's systemd set verity up itself on direct boot:
+    /// roothash=/usrhash=, the partitions by PARTUUID, and the dm-verity devices as root and
+    /// /usr, read-only.
+    func admit(_ path: String, directBoot: Bool) async throws -> Admission {
         // A missing file or a directory is refused by VirtualMachine.prepare with its own words.
-        guard FileManager.default.fileExists(atPath: path), !ImageArgument.isDirectory(path) else { return [] }
+        guard FileManager.default.fileExists(atPath: path), !ImageArgument.isDirectory(path) else { return Admission() }
         let given = verity.imagePolicy != nil || !ImageAdmission.givenOptions(verity.explicit).isEmpty
         if VMOptions.detectFormat(path: path) == .qcow2 {
             guard !given else {
                 throw CommandFailure(message: "\(path) is qcow2, whose partitions imagectl cannot read: --image-policy and the verity options cannot be checked")
             }
-            return []
+            return Admission()
         }
         let image: DissectedImage
         do {
@@ -212,17 +220,18 @@ struct VMCommand: AsyncParsableCommand {
         } catch let error as Dissector.Error where !given {
             // A disk without a recognisable layout (a blank installer target): nothing to check.
             _ = error
-            return []
+            return Admission()
         }
         for trust in image.verityTrust { if let warning = trust.warning { Terminal.standardError("warning: \(warning)\n") } }
-        guard !printCommand else { return kernelWords(image, directBoot: directBoot) }
+        let admission = Admission(kernelWords: kernelWords(image, directBoot: directBoot), verityTrust: image.verityTrust)
+        guard !printCommand else { return admission }
         let verified = try await ImageAdmission.verifyTrees(image)
         if !quiet {
             for tree in verified {
-                Terminal.standardError("\(tree.designator.rawValue): device-mapper unavailable: verified the whole verity tree in userspace before starting qemu (\(tree.report.blocksChecked) blocks, \(String(format: "%.2f", tree.report.seconds)) s); the check was one-time, the guest's own dm-verity checks reads from then on\n")
+                Terminal.standardError("\(tree.designator.rawValue): verified the whole verity tree in userspace before starting qemu (\(tree.report.blocksChecked) blocks, \(String(format: "%.2f", tree.report.seconds)) s); the check was one-time, the guest's own dm-verity checks reads from then on\n")
             }
         }
-        return kernelWords(image, directBoot: directBoot)
+        return admission
     }
 
     /// roothash=/usrhash= and what goes with them, for direct boot of an image whose hash trees
@@ -259,7 +268,9 @@ struct VMCommand: AsyncParsableCommand {
         guard let image else { throw ValidationError("no image given (-i IMAGE)") }
         let path = try await resolveImage(image)
         var request = try makeRequest(imagePath: path)
-        request.kernelArguments = try await admit(path, directBoot: request.linux != nil) + request.kernelArguments
+        let admission = try await admit(path, directBoot: request.linux != nil)
+        request.kernelArguments = admission.kernelWords + request.kernelArguments
+        request.verityTrust = admission.verityTrust
         let vm = try VirtualMachine.prepare(request, dryRun: printCommand)
         for warning in vm.warnings { Terminal.standardError("warning: \(warning)\n") }
         if printCommand {
