@@ -97,7 +97,7 @@ public enum ImageMounter {
             if options.record { try? writeRecord(session.record) }
             return session.record
         } catch {
-            session.closeRoot()
+            session.closeDescriptors()
             teardown(target: resolvedTarget, loops: session.loops, dmDevices: session.record.dmVerityDevices)
             throw error
         }
@@ -121,7 +121,7 @@ public enum ImageMounter {
             try? verityCopy?.close()
         }
 
-        func closeRoot() {
+        func closeDescriptors() {
             try? root?.close()
             root = nil
             // Unnamed: closing the last descriptor (with no loop device on it) frees it.
@@ -132,7 +132,7 @@ public enum ImageMounter {
         /// The mounts hold the loop devices now; with autoclear they detach on unmount.
         func finish() {
             for loop in loops { loop.close() }
-            closeRoot()
+            closeDescriptors()
         }
 
         func apply(_ planned: PlannedMount, plan: MountPlan, target resolvedTarget: String, options: Options) async throws {
