@@ -138,13 +138,13 @@ public actor ImageStore {
         return try find(name.rawValue, computeUsage: true)
     }
 
+    /// The image called `name` on this store's search path (ImageLookup's order).
     func find(_ name: String, computeUsage: Bool = false) throws -> Image {
-        for directory in searchPath {
-            if let image = Inspector.find(name, in: directory.path, vendor: directory.vendor, computeUsage: computeUsage) {
-                return image
-            }
+        do {
+            return try ImageLookup.find(name, in: searchPath, computeUsage: computeUsage)
+        } catch is ImageName.Error {
+            throw Error.noSuchImage(name)
         }
-        throw Error.noSuchImage(name)
     }
 
     /// Every image on the search path (a name shadowed by an earlier directory is listed once),

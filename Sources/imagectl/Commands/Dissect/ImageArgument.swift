@@ -1,32 +1,35 @@
 import ArgumentParser
 import Dissect
 import Foundation
+import ImageStore
 import LinuxSystem
 
 /// Shared by the dissect verbs: turning the IMAGE argument into a path, the verity options, the
 /// image policy, and dissecting with them.
 enum ImageArgument {
-    /// IMAGE may be a path (file, block device, directory) or the name of an image in the pool:
-    /// NAME.raw or NAME/ in --root / $IMAGECTL_ROOT, else in the system search path (FORMATS.md §3).
-    /// A small resolver of its own so that dissect does not depend on the store module.
+    /// IMAGE may be a path (file, block device, directory) or the name of an image in the pool
+    /// (--root / $IMAGECTL_ROOT, else the system search path), found as every verb finds it
+    /// (ImageLookup, FORMATS.md §3).
     static func resolve(_ argument: String, store: StoreOptions) throws -> String {
-        if argument.contains("/") || FileManager.default.fileExists(atPath: argument) {
-            guard FileManager.default.fileExists(atPath: argument) else {
-                throw CommandFailure(message: "\(argument): no such file or directory")
+        let reference: ImageLookup.Reference
+        do {
+            reference = try ImageLookup.resolve(argument, root: store.explicitRoot)
+        } catch {
+            let pools = ImageLookup.searchPath(root: store.explicitRoot).map(\.path)
+            throw CommandFailure(message: "no image \(argument): not a path and not in \(pools.joined(separator: ", "))")
+        }
+        switch reference {
+        case .image(let image):
+            return image.path
+        case .path(let path):
+            guard FileManager.default.fileExists(atPath: path) else {
+                throw CommandFailure(message: "\(path): no such file or directory")
             }
             // A FIFO, socket or character device is refused here, before any lock, loop device
             // or mount; the opens that follow check their own descriptors again (UserFile).
-            try UserFile.check(argument, accepting: [.regular, .blockDevice, .directory])
-            return argument
+            try UserFile.check(path, accepting: [.regular, .blockDevice, .directory])
+            return path
         }
-        let pools = store.explicitRoot.map { [$0] } ?? ["/etc/machines", "/run/machines", "/var/lib/machines", "/var/lib/container",
-                                                         "/usr/local/lib/machines", "/usr/lib/machines"]
-        for pool in pools {
-            for candidate in ["\(pool)/\(argument).raw", "\(pool)/\(argument)"] where FileManager.default.fileExists(atPath: candidate) {
-                return candidate
-            }
-        }
-        throw CommandFailure(message: "no image \(argument): not a path and not in \(pools.joined(separator: ", "))")
     }
 
     static func isDirectory(_ path: String) -> Bool {

@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
-import Machines
 import ImageStore
+import Machines
 import Runner
 
 /// `imagectl run -D DIR [COMMAND [ARGS...]]`: a directory tree as a container, with
@@ -242,15 +242,11 @@ struct RunCommand: AsyncParsableCommand {
         if template != nil && c.ephemeral { throw RunnerError.conflictingOptions("--template and --ephemeral (Ephemeral=) cannot be combined") }
     }
 
-    /// Where a store image named `name` is (the first search directory holding NAME or
-    /// NAME.raw), as the path its settings file sits beside: DIR/NAME.
+    /// Where a store image named `name` is (ImageLookup, as RootSession finds it to run it), as
+    /// the path its settings file sits beside: DIR/NAME.
     static func storeImagePath(_ name: String, root: String?) -> String? {
-        let directories = root.map { [$0] } ?? ImageStore.systemSearchPath.map(\.path)
-        for directory in directories where FileManager.default.fileExists(atPath: directory + "/" + name)
-            || FileManager.default.fileExists(atPath: directory + "/" + name + ".raw") {
-            return directory + "/" + name
-        }
-        return nil
+        guard let image = try? ImageLookup.find(name, root: root) else { return nil }
+        return image.directory + "/" + image.name
     }
 
     /// The settings the command line set (nspawn's settings mask): the file does not change them

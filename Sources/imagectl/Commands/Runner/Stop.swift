@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
 import Machines
-import Runner
 
 /// `imagectl stop NAME`: asks a running machine to shut down (like `machinectl poweroff`).
 struct StopCommand: ParsableCommand {

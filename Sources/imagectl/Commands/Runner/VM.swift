@@ -170,12 +170,15 @@ struct VMCommand: AsyncParsableCommand {
         return r
     }
 
-    /// A path (anything with a "/" or an existing file) is used as is; otherwise a pool image.
-    func resolveImage(_ text: String) async throws -> String {
-        if text.contains("/") || FileManager.default.fileExists(atPath: text) { return text }
+    /// A path (anything with a "/" or an existing file) is used as is; otherwise a pool image
+    /// (ImageLookup, as every verb finds it).
+    func resolveImage(_ text: String) throws -> String {
         let image: Image
         do {
-            image = try await store.openStore().image(named: text)
+            switch try ImageLookup.resolve(text, root: store.explicitRoot) {
+            case .path(let path): return path
+            case .image(let found): image = found
+            }
         } catch {
             throw VMError.imageNotFound(text)
         }
@@ -266,7 +269,7 @@ struct VMCommand: AsyncParsableCommand {
             return
         }
         guard let image else { throw ValidationError("no image given (-i IMAGE)") }
-        let path = try await resolveImage(image)
+        let path = try resolveImage(image)
         var request = try makeRequest(imagePath: path)
         let admission = try await admit(path, directBoot: request.linux != nil)
         request.kernelArguments = admission.kernelWords + request.kernelArguments
