@@ -381,7 +381,8 @@ struct PullCLITests {
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
-        Thread.sleep(forTimeInterval: 1)
+        // Killed while the download is being written (its temporary is there).
+        #expect(Poll.until(timeout: 20) { box.leftovers().contains { $0.hasPrefix(".#second") && !$0.hasSuffix(".lck") } })
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
         try Self.expectNoImage(box, "second")
@@ -404,7 +405,8 @@ struct PullCLITests {
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
-        Thread.sleep(forTimeInterval: 1)
+        // Signalled while the download is being written (its temporary is there).
+        #expect(Poll.until(timeout: 20) { box.leftovers().contains { $0.hasPrefix(".#") && !$0.hasSuffix(".lck") } })
         kill(process.processIdentifier, SIGTERM)
         process.waitUntilExit()
         #expect(process.terminationStatus == 143)

@@ -13,6 +13,9 @@ public enum Facility: Sendable, CustomStringConvertible {
     case fixture(String)
     /// A cgroup hierarchy mounted at this path ("/sys/fs/cgroup/devices", the v2 tree).
     case cgroupHierarchy(String)
+    /// Kernel device-mapper (dm-verity). Many hosts and CI machines have none, and imagectl must
+    /// then refuse clearly: a test checks that refusal there (`Privileged.has`), not a skip.
+    case deviceMapper
 
     public var description: String {
         switch self {
@@ -22,6 +25,7 @@ public enum Facility: Sendable, CustomStringConvertible {
         case .tool(let name): "the tool \(name)"
         case .fixture(let name): "the fixture \(name) (run fixtures/build.sh)"
         case .cgroupHierarchy(let path): "a cgroup hierarchy at \(path)"
+        case .deviceMapper: "device-mapper"
         }
     }
 
@@ -47,6 +51,12 @@ public enum Facility: Sendable, CustomStringConvertible {
             return Fixtures.path(name) == nil ? "fixture \(name) not built (run fixtures/build.sh)" : nil
         case .cgroupHierarchy(let path):
             return FileManager.default.fileExists(atPath: path + "/cgroup.procs") ? nil : "the host has no cgroup hierarchy at \(path)"
+        case .deviceMapper:
+            // The node alone is no proof (libdevmapper creates it itself): the kernel must have
+            // registered the misc device too.
+            guard FileManager.default.fileExists(atPath: "/dev/mapper/control") else { return "no /dev/mapper/control" }
+            let misc = (try? String(contentsOfFile: "/proc/misc", encoding: .utf8)) ?? ""
+            return misc.split(separator: "\n").contains { $0.hasSuffix(" device-mapper") } ? nil : "the kernel has not registered device-mapper (/proc/misc)"
         }
     }
 }
@@ -70,6 +80,18 @@ public enum Privileged {
             FileHandle.standardError.write(Data("skip: \(text)\n".utf8))
             try Test.cancel(Comment(rawValue: "skipped: \(text)"), sourceLocation: sourceLocation)
         }
+    }
+}
+
+extension Privileged {
+    /// For a facility that the code under test must handle either way, using it where the host
+    /// has it and refusing clearly where not: true when it is there. Where it is missing the
+    /// test checks the refusal instead, so this is no skip and is allowed under
+    /// IMAGECTL_REQUIRE_PRIVILEGED=1; which branch ran is printed with the reason.
+    public static func has(_ facility: Facility) -> Bool {
+        guard let reason = facility.missingReason else { return true }
+        FileHandle.standardError.write(Data("note: without \(facility) (\(reason)): checking the refusal instead\n".utf8))
+        return false
     }
 }
 

@@ -171,9 +171,7 @@ struct ImportCLITests {
         try process.run()
         let data = try Data(contentsOf: URL(fileURLWithPath: input))
         try pipe.fileHandleForWriting.write(contentsOf: data.prefix(Int(Double(data.count) * fraction)))
-        for _ in 0..<500 where !box.leftovers().contains(where: { $0.hasPrefix(".#big") }) {
-            Thread.sleep(forTimeInterval: 0.01)
-        }
+        Poll.until(timeout: 5) { box.leftovers().contains { $0.hasPrefix(".#big") } }
         // Let it take in what it was given.
         Thread.sleep(forTimeInterval: 0.2)
         return (process, pipe)

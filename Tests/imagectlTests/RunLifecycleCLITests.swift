@@ -82,7 +82,8 @@ struct RunLifecycleCLITests {
                                  environment: ["NOTIFY_SOCKET": listener.path])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout == "/run/host/notify\n")
-        Thread.sleep(forTimeInterval: 0.3)
+        // The listener may still be taking in the last datagrams.
+        Poll.until(timeout: 5) { listener.messages.contains { Self.fields($0.text).contains("STATUS=Container running: payload up") } }
         let messages = listener.messages
         // First: the container runs, not yet ready.
         #expect(messages.first.map { Self.fields($0.text) } == ["STATUS=Container running."], "\(messages)")
@@ -108,7 +109,7 @@ struct RunLifecycleCLITests {
                                   "sh", "-c", "sleep 1; systemd-notify --ready --status='payload up'; sleep 0.5"],
                                  environment: ["NOTIFY_SOCKET": listener.path])
         #expect(r.status == 0, "\(r.stderr)")
-        Thread.sleep(forTimeInterval: 0.3)
+        Poll.until(timeout: 5) { listener.messages.contains { Self.fields($0.text).contains("STATUS=Container running: payload up") } }
         let messages = listener.messages
         #expect(messages.first.map { Self.fields($0.text) } == ["READY=1", "STATUS=Container running."], "\(messages)")
         let status = messages.first { Self.fields($0.text) == ["STATUS=Container running: payload up"] }
@@ -134,7 +135,7 @@ struct RunLifecycleCLITests {
                                      environment: ["NOTIFY_SOCKET": listener.path])
             #expect(r.status == 0, "\(options): \(r.stderr)")
             #expect(r.stdout == (options == ["-a"] ? "2\n" : "1\n"), "\(options)")
-            Thread.sleep(forTimeInterval: 0.3)
+            Poll.until(timeout: 5) { listener.messages.count >= 2 }
             let messages = listener.messages
             #expect(messages.map { Self.fields($0.text) } == [["STATUS=Container running."], ["READY=1", "STATUS=Container running: up"]],
                     "\(options): \(messages)")

@@ -174,10 +174,9 @@ struct UserInputCLITests {
             var signalled: Date?
             let r = try Self.run(["import-raw", "-", "silent"], environment: inputs.environment,
                                  stdin: pipe.fileHandleForReading, deadline: 10) { process in
-                for _ in 0..<500 {
+                Poll.until(timeout: 5) {
                     let entries = (try? FileManager.default.contentsOfDirectory(atPath: inputs.pool)) ?? []
-                    if entries.contains(where: { $0.hasPrefix(".#silent") && !$0.hasSuffix(".lck") }) { break }
-                    Thread.sleep(forTimeInterval: 0.01)
+                    return entries.contains { $0.hasPrefix(".#silent") && !$0.hasSuffix(".lck") }
                 }
                 Thread.sleep(forTimeInterval: 0.2)
                 signalled = Date()

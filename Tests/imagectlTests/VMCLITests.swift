@@ -83,9 +83,7 @@ import TestSupport
         process.standardInput = FileHandle.nullDevice
         try process.run()
         // Wait until the overlay exists (qemu is about to start or running), then a bit more.
-        let deadline = Date().addingTimeInterval(30)
-        while Self.leftovers(vmTemp).isEmpty && Date() < deadline { Thread.sleep(forTimeInterval: 0.1) }
-        #expect(!Self.leftovers(vmTemp).isEmpty)
+        #expect(Poll.until(timeout: 30) { !Self.leftovers(vmTemp).isEmpty })
         Thread.sleep(forTimeInterval: 3)
         let stopAt = Date()
         process.terminate()

@@ -123,9 +123,10 @@ public enum DMVerity {
     /// crypt_activate_by_signed_key when a signature is given (the kernel checks it against its
     /// keyring) or crypt_activate_by_volume_key. Returns the device path.
     public static func activate(name: String, target: VerityTarget, rootHash: [UInt8], signature: [UInt8]?) throws -> String {
-        guard isAvailable else { throw Error.unavailable }
+        // A request that could never work is refused as such first, on any host.
         guard !name.isEmpty, !name.contains("/"), name.utf8.count < 128 else { throw Error.badName(name) }
         guard target.dataOffset == 0 else { throw Error.dataOffset(target.dataOffset) }
+        guard isAvailable else { throw Error.unavailable }
         _ = CryptsetupLog.installDefault
         let log = CryptsetupLog()
         var device: OpaquePointer?
