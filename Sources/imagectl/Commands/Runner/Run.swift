@@ -299,6 +299,9 @@ struct RunCommand: AsyncParsableCommand {
             _ = try makeConfiguration()
         } catch let error as RunnerError {
             throw ValidationError(error.description)
+        } catch let error as MachineError {
+            // --kill-signal= and -M values are checked by Machines' rules.
+            throw ValidationError(error.description)
         } catch let error as NspawnSettings.Error {
             throw ValidationError(error.description)
         }
