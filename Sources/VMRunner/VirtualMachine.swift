@@ -66,12 +66,21 @@ public final class PreparedVM: @unchecked Sendable {
     public var temporaryDirectory: String { workspace.path }
 
     public func cleanUp() {
-        if let swtpm, swtpm.isRunning {
-            swtpm.terminate()
-            swtpm.waitUntilExit()
-        }
+        if let swtpm { PreparedVM.stop(swtpm) }
         swtpm = nil
         workspace.remove()
+    }
+
+    /// Ends swtpm: SIGTERM, and SIGKILL when it is still there after two seconds. swtpm blocks
+    /// SIGTERM while it polls its sockets and was seen (on a loaded machine) never to take it,
+    /// which left `imagectl vm` waiting forever after qemu had ended.
+    static func stop(_ swtpm: Process) {
+        guard swtpm.isRunning else { return }
+        swtpm.terminate()
+        let deadline = Date(timeIntervalSinceNow: 2)
+        while swtpm.isRunning && Date() < deadline { usleep(20_000) }
+        if swtpm.isRunning { kill(swtpm.processIdentifier, SIGKILL) }
+        swtpm.waitUntilExit()
     }
 
     deinit { cleanUp() }
@@ -304,7 +313,7 @@ public enum VirtualMachine {
             prepared.verityTrust = request.verityTrust
             return prepared
         } catch {
-            if let swtpm, swtpm.isRunning { swtpm.terminate(); swtpm.waitUntilExit() }
+            if let swtpm { PreparedVM.stop(swtpm) }
             workspace.remove()
             throw error
         }
