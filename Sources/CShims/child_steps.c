@@ -192,7 +192,8 @@ static int chdir_beneath_root(const char *path) {
     how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
     how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
     long fd;
-    do { fd = syscall(SYS_openat2, root, *path ? path : ".", &how, sizeof how); } while (fd < 0 && errno == EINTR);
+    int tries = 0;  // EAGAIN: a ".." raced with a mount or rename somewhere; retry (openat2(2))
+    do { fd = syscall(SYS_openat2, root, *path ? path : ".", &how, sizeof how); } while (fd < 0 && (errno == EINTR || (errno == EAGAIN && ++tries < 1000)));
     int saved = errno;
     close(root);
     if (fd < 0) { errno = saved; return -1; }

@@ -30,7 +30,8 @@ static int openat2_in(int dirfd, const char *path, uint64_t flags, uint64_t reso
     how.flags = flags | O_CLOEXEC;
     how.resolve = resolve;
     long r;
-    do { r = syscall(SYS_openat2, dirfd, path, &how, sizeof how); } while (r < 0 && errno == EINTR);
+    int tries = 0;  // EAGAIN: a ".." raced with a mount or rename somewhere; retry (openat2(2))
+    do { r = syscall(SYS_openat2, dirfd, path, &how, sizeof how); } while (r < 0 && (errno == EINTR || (errno == EAGAIN && ++tries < 1000)));
     return (int)r;
 }
 

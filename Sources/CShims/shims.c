@@ -7,7 +7,13 @@
 
 int img_openat2(int dirfd, const char *path, uint64_t flags, uint64_t mode, uint64_t resolve) {
     struct open_how how = { .flags = flags, .mode = mode, .resolve = resolve };
-    return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
+    long fd;
+    // EAGAIN: with RESOLVE_IN_ROOT/BENEATH a ".." raced with a mount or rename anywhere on the
+    // system, and the kernel asks for a retry (openat2(2)); a busy machine mounting in parallel
+    // made a plain "../bin/busybox" link look missing.
+    int tries = 0;
+    do { fd = syscall(SYS_openat2, dirfd, path, &how, sizeof(how)); } while (fd < 0 && (errno == EINTR || (errno == EAGAIN && ++tries < 1000)));
+    return (int)fd;
 }
 
 #ifndef SYS_mount_setattr
