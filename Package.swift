@@ -115,6 +115,13 @@ let package = Package(
             exclude: ["README.md"],
             swiftSettings: strict
         ),
+        // rtnetlink from Swift: links, addresses, routes, moves between network namespaces.
+        .target(
+            name: "Netlink",
+            dependencies: ["CShims", "LinuxSystem", .product(name: "SystemPackage", package: "swift-system")],
+            exclude: ["README.md"],
+            swiftSettings: strict
+        ),
         // Running an image: the container runner (`imagectl run`).
         .target(
             name: "Runner",
@@ -160,6 +167,7 @@ let package = Package(
         .testTarget(name: "PullTests", dependencies: ["Pull", "Import", "ImageStore", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "DissectTests", dependencies: ["Dissect", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "MachinesTests", dependencies: ["Machines", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "NetlinkTests", dependencies: ["Netlink", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "RunnerTests", dependencies: ["Runner", "Machines", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "VMRunnerTests", dependencies: ["VMRunner", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "imagectlTests", dependencies: ["TestSupport", "imagectl"], swiftSettings: strict),

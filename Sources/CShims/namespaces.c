@@ -1,8 +1,10 @@
-// Host-side helpers of the user namespace (--private-users=, --bind=...:idmap), called from
-// imagectl itself, not from a container child: making the namespace and ID-mapped trees.
+// Host-side namespace helpers, called from imagectl itself, not from a container child: the user
+// namespace (--private-users=, --bind=...:idmap; making it and ID-mapped trees) and network
+// namespaces (CShimsNamespaces.h).
 #define _GNU_SOURCE
 #include "CShimsContainer.h"
 #include "CShims.h"
+#include "CShimsNamespaces.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -77,3 +79,9 @@ int img_idmap_probe(const char *path, int userns_fd) {
     close(tree);
     return 0;
 }
+
+const int img_clone_newnet = CLONE_NEWNET;
+
+int img_setns_net(int fd) { return setns(fd, CLONE_NEWNET); }
+
+int img_unshare_net(void) { return unshare(CLONE_NEWNET); }

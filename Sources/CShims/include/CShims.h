@@ -83,3 +83,6 @@ static const unsigned long img_BTRFS_IOC_FS_INFO = BTRFS_IOC_FS_INFO;
 
 // sd_notify datagrams of `imagectl run`: the container's /run/host/notify and $NOTIFY_SOCKET.
 #include "CShimsNotify.h"
+
+// Network namespaces for the Netlink module (setns/unshare with CLONE_NEWNET, per thread).
+#include "CShimsNamespaces.h"
