@@ -122,6 +122,14 @@ let package = Package(
             exclude: ["README.md"],
             swiftSettings: strict
         ),
+        // The host side of a machine's networking: names, MACs, address pool, veth/bridge/zone
+        // set-up, dnsmasq, nftables; the settings model of nspawn's networking options.
+        .target(
+            name: "Network",
+            dependencies: ["LinuxSystem", "Netlink"],
+            exclude: ["README.md"],
+            swiftSettings: strict
+        ),
         // Running an image: the container runner (`imagectl run`).
         .target(
             name: "Runner",
@@ -169,6 +177,7 @@ let package = Package(
         .testTarget(name: "MachinesTests", dependencies: ["Machines", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "NetlinkTests", dependencies: ["Netlink", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "RunnerTests", dependencies: ["Runner", "Machines", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "NetworkTests", dependencies: ["Network", "Netlink", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "VMRunnerTests", dependencies: ["VMRunner", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "imagectlTests", dependencies: ["TestSupport", "imagectl"], swiftSettings: strict),
     ]
