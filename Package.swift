@@ -126,7 +126,7 @@ let package = Package(
         // set-up, dnsmasq, nftables; the settings model of nspawn's networking options.
         .target(
             name: "Network",
-            dependencies: ["LinuxSystem", "Netlink"],
+            dependencies: ["CShims", "LinuxSystem", "Netlink"],
             exclude: ["README.md"],
             swiftSettings: strict
         ),
@@ -177,7 +177,7 @@ let package = Package(
         .testTarget(name: "MachinesTests", dependencies: ["Machines", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "NetlinkTests", dependencies: ["Netlink", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "RunnerTests", dependencies: ["Runner", "Machines", "TestSupport"], swiftSettings: strict),
-        .testTarget(name: "NetworkTests", dependencies: ["Network", "Netlink", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "NetworkTests", dependencies: ["Network", "Netlink", "CShims", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "VMRunnerTests", dependencies: ["VMRunner", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "imagectlTests", dependencies: ["TestSupport", "imagectl"], swiftSettings: strict),
     ]

@@ -13,6 +13,9 @@ packages=(
   systemd-container cryptsetup-bin qemu-utils debootstrap xz-utils zstd bzip2 gzip
   btrfs-progs busybox-static fdisk e2fsprogs squashfs-tools erofs-utils dosfstools
   attr acl kmod util-linux python3 xfsprogs mtools openssl systemd
+  # container networking: dnsmasq (DHCP and DNS per veth or zone), nft (NAT and port forwards),
+  # and iproute2/busybox for the tests that look at links from inside
+  dnsmasq-base nftables iproute2
   # imagectl run/shell console tests: a terminal (tmux) to drive the pty relay
   tmux
   # imagectl vm: qemu, a Debian kernel+initrd for direct boot, UEFI firmware (descriptors in

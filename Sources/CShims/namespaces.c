@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sched.h>
+#include <spawn.h>
 #include <signal.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -85,3 +86,7 @@ const int img_clone_newnet = CLONE_NEWNET;
 int img_setns_net(int fd) { return setns(fd, CLONE_NEWNET); }
 
 int img_unshare_net(void) { return unshare(CLONE_NEWNET); }
+
+int img_spawn_file_actions_closefrom(posix_spawn_file_actions_t *actions, int from) {
+    return posix_spawn_file_actions_addclosefrom_np(actions, from);
+}

@@ -14,3 +14,9 @@ int img_setns_net(int fd);
 /// unshare(CLONE_NEWNET): the calling thread gets a new, empty network namespace. -1 and errno
 /// on failure.
 int img_unshare_net(void);
+
+#include <spawn.h>
+
+/// posix_spawn_file_actions_addclosefrom_np (glibc 2.34, declared only with _GNU_SOURCE): the
+/// helpers the Network module spawns (dnsmasq, nft) get no descriptor of imagectl from 3 up.
+int img_spawn_file_actions_closefrom(posix_spawn_file_actions_t *actions, int from);
