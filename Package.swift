@@ -135,6 +135,7 @@ let package = Package(
             name: "Runner",
             dependencies: [
                 "LinuxSystem", "Dissect", "ImageStore", "Machines", "CShims", "CSeccomp",
+                "LinuxSystem", "Dissect", "ImageStore", "CShims", "CSeccomp", "Network",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             exclude: ["README.md"],
@@ -156,6 +157,7 @@ let package = Package(
             name: "imagectl",
             dependencies: [
                 "LinuxSystem", "ImageStore", "Import", "Pull", "Dissect", "Machines", "Runner", "VMRunner",
+                "LinuxSystem", "ImageStore", "Import", "Pull", "Dissect", "Runner", "VMRunner", "Network",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -176,7 +178,7 @@ let package = Package(
         .testTarget(name: "DissectTests", dependencies: ["Dissect", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "MachinesTests", dependencies: ["Machines", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "NetlinkTests", dependencies: ["Netlink", "TestSupport"], swiftSettings: strict),
-        .testTarget(name: "RunnerTests", dependencies: ["Runner", "Machines", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "RunnerTests", dependencies: ["Runner", "Machines", "Network", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "NetworkTests", dependencies: ["Network", "Netlink", "CShims", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "VMRunnerTests", dependencies: ["VMRunner", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "imagectlTests", dependencies: ["TestSupport", "imagectl"], swiftSettings: strict),

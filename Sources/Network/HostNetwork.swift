@@ -73,6 +73,10 @@ public final class HostNetwork {
         let host = try RouteSocket.open()
         hostNamespace = try NetworkNamespace.current()
         let namespace = try NetworkNamespace.of(pid: containerPID)
+        // A container without a namespace of its own would get "host0" and its routes in ours.
+        guard !namespace.isSame(as: hostNamespace!) else {
+            throw NetworkSetupError.step("set up the network of \(machine)", "the container has no network namespace of its own")
+        }
         containerNamespace = namespace
         let inside = try RouteSocket.open(in: namespace)
         let machineID = try MachineID.read()

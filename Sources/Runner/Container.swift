@@ -141,7 +141,11 @@ public enum Container {
         spec.limits = configuration.process
         spec.notifySocket = notifications.socket
         spec.userNamespaceFD = userNamespace?.fd
-        let process = try ContainerProcess.start(spec)
+        // The host side of the network (links into the container's namespace, host0 addressed
+        // for a payload without a DHCP client) between the clone and the payload's start.
+        let network = ContainerNetwork(configuration, machine: plan.machine)
+        defer { network.tearDown() }
+        let process = try ContainerProcess.start(spec, beforePayload: network.setUpHook)
         process.forwardTerminationSignals(as: plan.killSignal)
         // Registered once PID 1 runs; removed on every return path (a kill -9 of imagectl leaves
         // an unlocked entry that the next reader removes, see MachineRegistry).

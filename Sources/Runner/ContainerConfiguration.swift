@@ -1,5 +1,6 @@
 import Dissect
 import Foundation
+import Network
 import Machines
 
 /// Everything `imagectl run` was asked for, as values (validated by `validate()`).
@@ -32,6 +33,9 @@ public struct ContainerConfiguration: Sendable {
     public var dropCapabilities: Set<Capability> = []
     public var noNewPrivileges = false
     public var privateNetwork = false
+    /// -n, --network-*, -p and the .nspawn [Network] links and ports; any of them needs
+    /// `privateNetwork` (the CLI sets it, as nspawn's options imply --private-network).
+    public var network = NetworkSettings()
     /// The default seccomp filter (off only for tests that compare).
     public var seccomp = true
     /// --system-call-filter= values: calls and groups added to (or, with "~", taken from) nspawn's
