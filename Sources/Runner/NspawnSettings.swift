@@ -1,5 +1,6 @@
 import Foundation
 import Machines
+import Network
 
 /// A parsed `.nspawn` settings file (systemd.nspawn(5)): the [Exec], [Files] and [Network]
 /// settings imagectl's runner has, as values. `parse` only reads text; `SettingsLookup` finds the
@@ -60,9 +61,14 @@ public struct NspawnSettings: Sendable, Equatable {
     public var privateUsersOwnership: Located?
     // [Network]
     public var privateNetwork: Bool?
-    /// Other [Network] keys (VirtualEthernet=, Zone=, Port=, ...): imagectl has no such
-    /// networking; they are ignored with a warning, but their presence counts as "network
-    /// settings" for the trust warning, as in nspawn.
+    /// VirtualEthernet=, VirtualEthernetExtra=, Interface=, MACVLAN=, IPVLAN=, Bridge=, Zone=
+    /// and Port= as one value (the same parsers as the command line's options).
+    public var network = NetworkSettings()
+    /// Which [Network] link keys appeared (nspawn's settings_network_configured): any of them
+    /// counts as "network settings" for the trust rule and implies a private network.
+    public var networkKeys: [String] = []
+    /// Kept for callers of the earlier parser: [Network] keys imagectl does not implement (none
+    /// now).
     public var unsupportedNetwork: [String] = []
 
     /// Lines the parser ignored, with why (unknown section or key, unsupported setting, invalid
@@ -92,7 +98,6 @@ public struct NspawnSettings: Sendable, Equatable {
     static let unsupportedKeys: [String: Set<String>] = [
         "Exec": ["PivotRoot", "LinkJournal", "SuppressSync", "AmbientCapability"],
         "Files": ["Inaccessible", "BindUser", "BindUserShell"],
-        "Network": ["VirtualEthernet", "VirtualEthernetExtra", "Interface", "MACVLAN", "IPVLAN", "Bridge", "Zone", "Port"],
     ]
 
     /// Every key `parse` takes (for `run --help` and tests).
@@ -103,7 +108,7 @@ public struct NspawnSettings: Sendable, Equatable {
                  "SystemCallFilter", "Ephemeral"] + ProcessSettings.resourceNames.map { "Limit" + $0 },
         "Files": ["ReadOnly", "Volatile", "Bind", "BindReadOnly", "TemporaryFileSystem", "Overlay", "OverlayReadOnly",
                   "PrivateUsersOwnership", "PrivateUsersChown"],
-        "Network": ["Private"],
+        "Network": ["Private", "VirtualEthernet", "VirtualEthernetExtra", "Interface", "MACVLAN", "IPVLAN", "Bridge", "Zone", "Port"],
     ]
 
     // MARK: Parsing
@@ -335,6 +340,34 @@ public struct NspawnSettings: Sendable, Equatable {
             guard let flag = try boolean() else { privateUsersOwnership = nil; return }
             privateUsersOwnership = Located(text: flag ? "chown" : "off", line: line)
         case ("Network", "Private"): privateNetwork = try boolean()
+        case ("Network", "VirtualEthernet"):
+            guard let flag = try boolean() else { return }
+            network.veth = flag
+            networkKeys.append(key)
+        case ("Network", "VirtualEthernetExtra"):
+            network.vethExtra.append(try wrap { try NetworkOptionParser.vethExtra(value) })
+            networkKeys.append(key)
+        case ("Network", "Interface"), ("Network", "MACVLAN"), ("Network", "IPVLAN"):
+            // A whitespace-separated list, each IF[:NAME], as systemd.nspawn(5) has it.
+            let option = ["Interface": "Interface=", "MACVLAN": "MACVLAN=", "IPVLAN": "IPVLAN="][key]!
+            let prefix = ["Interface": "", "MACVLAN": "mv-", "IPVLAN": "iv-"][key]!
+            let pairs = try wrap { try value.split(whereSeparator: \.isWhitespace).map {
+                try NetworkOptionParser.hostInterface(String($0), option: option, prefix: prefix)
+            } }
+            switch key {
+            case "Interface": network.interfaces += pairs
+            case "MACVLAN": network.macvlan += pairs
+            default: network.ipvlan += pairs
+            }
+            networkKeys.append(key)
+        case ("Network", "Bridge"):
+            network.bridge = value.isEmpty ? nil : try wrap { try NetworkOptionParser.bridge(value) }
+            networkKeys.append(key)
+        case ("Network", "Zone"):
+            network.zone = value.isEmpty ? nil : try wrap { try NetworkOptionParser.zone(value) }
+            networkKeys.append(key)
+        case ("Network", "Port"):
+            network.ports.append(try wrap { try NetworkOptionParser.port(value) })
         default:
             warnings.append("\(path):\(line): unknown key \(key)= in section [\(section)], ignoring")
         }

@@ -37,6 +37,8 @@ extension NspawnSettings {
         public static let resolvConf = Mask(rawValue: 1 << 19)
         public static let timezone = Mask(rawValue: 1 << 20)
         public static let ephemeral = Mask(rawValue: 1 << 21)
+        /// -p/--port= (Port=).
+        public static let ports = Mask(rawValue: 1 << 22)
 
         /// --rlimit= for one resource (bits 32 and up, one per RLIMIT_* number).
         public static func resourceLimit(_ resource: Int32) -> Mask {
@@ -91,10 +93,21 @@ extension NspawnSettings {
         if !mask.contains(.customMounts), !mounts.isEmpty {
             if trusted { c.mounts.extra = mounts } else { untrusted("Bind=, BindReadOnly=, TemporaryFileSystem=, Overlay= and OverlayReadOnly=") }
         }
-        if !mask.contains(.network), privateNetwork != nil || !unsupportedNetwork.isEmpty {
-            // VirtualEthernet=, Zone=, ... imply a private network in nspawn; imagectl gives the
-            // private network without their links (they were warned about when parsed).
-            if trusted { c.privateNetwork = privateNetwork == true || !unsupportedNetwork.isEmpty } else { untrusted("[Network] settings") }
+        if !mask.contains(.network), privateNetwork != nil || !networkKeys.isEmpty {
+            // VirtualEthernet=, Zone=, ... imply a private network, as in nspawn; the file's
+            // links replace the command line's (which set none: the mask).
+            if trusted {
+                c.privateNetwork = privateNetwork == true || !networkKeys.isEmpty
+                var links = network
+                links.ports = c.network.ports
+                c.network = links
+            } else {
+                untrusted("[Network] settings")
+            }
+        }
+        if !mask.contains(.ports), !network.ports.isEmpty {
+            // nspawn's SETTING_EXPOSE_PORTS: its own trust check and mask bit.
+            if trusted { c.network.ports = network.ports } else { untrusted("Port=") }
         }
         if !mask.contains(.userNamespace), privateUsers != nil || privateUsersOwnership != nil {
             if trusted { try applyUserNamespace(to: &c) } else { untrusted("PrivateUsers= and PrivateUsersOwnership=") }

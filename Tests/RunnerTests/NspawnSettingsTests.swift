@@ -1,4 +1,5 @@
 import Foundation
+import Network
 import Testing
 import TestSupport
 @testable import Runner
@@ -92,13 +93,62 @@ struct NspawnSettingsTests {
             VirtualEthernet=yes
             Port=80
             """)
-        #expect(s.warnings.count == 7)
+        #expect(s.warnings.count == 5)
         #expect(s.warnings[0] == "/x/m.nspawn:1: assignment outside of a section, ignoring")
         #expect(s.warnings[1] == "/x/m.nspawn:3: unknown key NoSuchKey= in section [Exec], ignoring")
         #expect(s.warnings[2] == "/x/m.nspawn:4: ignoring PivotRoot= (not supported by imagectl)")
         #expect(s.warnings[3] == "/x/m.nspawn:6: unknown section [Unit], ignoring")
         #expect(s.warnings.contains("/x/m.nspawn:11: ignoring Inaccessible= (not supported by imagectl)"))
-        #expect(s.unsupportedNetwork == ["VirtualEthernet", "Port"])
+        // [Network] links and ports are read now, not warned about.
+        #expect(s.networkKeys == ["VirtualEthernet"])
+        #expect(s.network.veth && s.network.ports.map(\.hostPort) == [80])
+    }
+
+    /// Every [Network] key, read with the command line's parsers.
+    @Test func networkKeys() throws {
+        let s = try parse("""
+            [Network]
+            VirtualEthernet=no
+            VirtualEthernetExtra=h1:c1
+            Interface=eth1 eth2:lan
+            MACVLAN=eth3
+            IPVLAN=eth4:iv
+            Zone=lab
+            Port=udp:53:5353
+            Port=8080
+            """)
+        #expect(s.networkKeys == ["VirtualEthernet", "VirtualEthernetExtra", "Interface", "MACVLAN", "IPVLAN", "Zone"])
+        #expect(!s.network.veth)
+        #expect(s.network.vethExtra == [InterfacePair(host: "h1", container: "c1")])
+        #expect(s.network.interfaces == [InterfacePair(host: "eth1", container: "eth1"), InterfacePair(host: "eth2", container: "lan")])
+        #expect(s.network.macvlan == [InterfacePair(host: "eth3", container: "mv-eth3")])
+        #expect(s.network.ipvlan == [InterfacePair(host: "eth4", container: "iv")])
+        #expect(s.network.zone == "lab")
+        #expect(s.network.ports == [PortForward(proto: .udp, hostPort: 53, containerPort: 5353),
+                                    PortForward(proto: .tcp, hostPort: 8080, containerPort: 8080)])
+        #expect(malformedLine("[Network]\nZone=a/b\n") == 2)
+        #expect(malformedLine("[Network]\nPort=70000\n") == 2)
+        #expect(malformedLine("[Network]\nInterface=averyveryverylongname\n") == 2)
+        #expect(malformedLine("[Network]\nVirtualEthernet=maybe\n") == 2)
+    }
+
+    /// systemd.nspawn(5): links only from a trusted file (they imply a private network), Port=
+    /// too, each under its own command-line mask.
+    @Test func networkKeysTrustAndMask() throws {
+        let s = try parse("[Network]\nVirtualEthernet=yes\nBridge=br0\nPort=8080:80\n")
+        var untrusted = configuration()
+        let warnings = try s.apply(to: &untrusted, mask: [], trusted: false, path: "p")
+        #expect(untrusted.network == NetworkSettings() && !untrusted.privateNetwork)
+        #expect(warnings == ["ignoring [Network] settings: settings file p is not trusted",
+                             "ignoring Port=: settings file p is not trusted"])
+        var trusted = configuration()
+        #expect(try s.apply(to: &trusted, mask: [], trusted: true, path: "p").isEmpty)
+        #expect(trusted.privateNetwork && trusted.network.veth && trusted.network.bridge == "br0")
+        #expect(trusted.network.ports == [PortForward(proto: .tcp, hostPort: 8080, containerPort: 80)])
+        var masked = configuration()
+        masked.network.ports = [PortForward(proto: .tcp, hostPort: 1, containerPort: 1)]
+        _ = try s.apply(to: &masked, mask: [.network, .ports], trusted: true, path: "p")
+        #expect(!masked.network.veth && masked.network.ports.map(\.hostPort) == [1])
     }
 
     @Test func malformedInputNamesTheFileAndLine() throws {

@@ -66,6 +66,8 @@ struct RunCommand: AsyncParsableCommand {
 
     @OptionGroup var userNamespaceOptions: RunUserNamespaceOptions
 
+    @OptionGroup(title: "Networking") var networkOptions: RunNetworkOptions
+
     @Flag(name: [.customShort("x"), .customLong("ephemeral")], help: "Run on a throw-away overlay over the directory; the directory is left unchanged.")
     var ephemeral = false
 
@@ -141,12 +143,12 @@ struct RunCommand: AsyncParsableCommand {
         (trusted), else beside the image file or root directory (for -M: beside the image in \
         the pool, where pull puts it), where it is untrusted: Capability=, MachineID=, \
         Ephemeral=, Bind=, BindReadOnly=, TemporaryFileSystem=, Overlay*=, all [Network] \
-        settings, PrivateUsers*=, a SystemCallFilter= that allows calls, Limit*=, \
+        settings (Port= too), PrivateUsers*=, a SystemCallFilter= that allows calls, Limit*=, \
         OOMScoreAdjust= and CPUAffinity= are then ignored with a warning. Options given on the \
         command line win over the file; override: the file wins; trusted: the file is trusted \
         wherever it is. Keys imagectl lacks (PivotRoot=, LinkJournal=, SuppressSync=, \
-        AmbientCapability=, Inaccessible=, BindUser=, VirtualEthernet=, Interface=, MACVLAN=, \
-        IPVLAN=, Bridge=, Zone=, Port=) are ignored with a warning; a malformed file is an error.
+        AmbientCapability=, Inaccessible=, BindUser=) are ignored with a warning; a malformed \
+        file is an error.
         """, valueName: "mode"))
     var settings: String?
 
@@ -193,6 +195,7 @@ struct RunCommand: AsyncParsableCommand {
         for item in dropCapability { c.dropCapabilities.formUnion(try Capability.parseList(item)) }
         if let noNewPrivileges { c.noNewPrivileges = try ContainerConfiguration.parseBoolean(noNewPrivileges, option: "--no-new-privileges") }
         c.privateNetwork = privateNetwork
+        try networkOptions.apply(to: &c)
         do {
             if let resolvConf { c.resolvConf = try ResolvConfMode.parse(resolvConf) }
             if let timezone { c.timezone = try TimezoneMode.parse(timezone) }
@@ -206,6 +209,7 @@ struct RunCommand: AsyncParsableCommand {
         if template != nil && ephemeral { throw RunnerError.conflictingOptions("--template and --ephemeral cannot be combined") }
         try imageOptions.apply(to: &c, directory: directory, template: template)
         try applySettingsFile(to: &c, report: &report)
+        try RunNetworkOptions.finish(&c)
         // A booted system writes to /dev/console. Without a terminal it still gets a pty there,
         // relayed one way to imagectl's output (nspawn's --console=read-only), so its boot
         // messages are not lost; a plain command keeps imagectl's standard streams.
@@ -266,7 +270,8 @@ struct RunCommand: AsyncParsableCommand {
         if imageOptions.volatile != nil { mask.insert(.volatile) }
         if !imageOptions.bind.isEmpty || !imageOptions.bindReadOnly.isEmpty || !imageOptions.tmpfs.isEmpty
             || !imageOptions.overlay.isEmpty || !imageOptions.overlayReadOnly.isEmpty { mask.insert(.customMounts) }
-        if privateNetwork { mask.insert(.network) }
+        if privateNetwork || networkOptions.isSet { mask.insert(.network) }
+        if !networkOptions.port.isEmpty { mask.insert(.ports) }
         if processOptions.notifyReady != nil { mask.insert(.notifyReady) }
         if userNamespaceOptions.privateUsers != nil || userNamespaceOptions.privateUsersOwnership != nil
             || userNamespaceOptions.pickUsers { mask.insert(.userNamespace) }

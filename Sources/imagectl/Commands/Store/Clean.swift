@@ -1,5 +1,6 @@
 import ArgumentParser
 import ImageStore
+import Network
 
 /// `imagectl clean [--all] [--dry-run]`.
 struct StoreClean: AsyncParsableCommand {
@@ -18,6 +19,8 @@ struct StoreClean: AsyncParsableCommand {
 
     func run() async throws {
         let cleaned = try await store.openStore().clean(all: all, dryRun: dryRun)
+        // Links, dnsmasq instances and nftables rules of machines whose imagectl was killed.
+        let machines = dryRun ? [] : HostNetwork.cleanLeftovers()
         if output.json {
             try Output.printJSON(cleaned)
             return
@@ -32,6 +35,7 @@ struct StoreClean: AsyncParsableCommand {
             }
             text += "\(verb) \(what) \(entry.path)\n"
         }
+        for machine in machines { text += "Removed the network leftovers of machine \(machine)\n" }
         Terminal.standardOutput(text + "\(cleaned.count) \(cleaned.count == 1 ? "entry" : "entries") \(dryRun ? "to remove" : "removed").\n")
     }
 }
