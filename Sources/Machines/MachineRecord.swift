@@ -19,6 +19,10 @@ public struct MachineRecord: Codable, Sendable, Equatable {
     /// What `imagectl stop` sends to `leader`: for a container SIGRTMIN+4 when booted (systemd's
     /// poweroff request), else the kill signal; for a vm SIGTERM to qemu.
     public var stopSignal: Int32
+    /// The machine's addresses on its network links (-n, --network-zone=, a VM's tap), as
+    /// machinectl list shows them; nil without networking or when the machine's own DHCP client
+    /// gets them from elsewhere (a bridge).
+    public var addresses: [String]? = nil
 
     public init(name: String, kind: Kind, leader: Int32, supervisor: Int32, root: String?, uuid: UUID?,
                 started: Date, stopSignal: Int32) {

@@ -157,6 +157,7 @@ public enum Container {
                 stopSignal: configuration.boot ? Signals.realtimeMinimum + 4 : plan.killSignal)
             record.systemCallFilter = configuration.systemCallFilter
             record.userNamespace = userNamespace?.resolved
+            record.addresses = network.addresses
             if !configuration.verityTrust.isEmpty { record.verity = configuration.verityTrust }
             registration = try ContainerRegistry().register(record)
         } catch {

@@ -27,6 +27,11 @@ final class ContainerNetwork {
         }
     }
 
+    /// The container's addresses for its machine record (nil: none known).
+    var addresses: [String]? {
+        host?.containerAddress.map { [$0.address.description] }
+    }
+
     func tearDown() {
         host?.tearDown()
         host = nil

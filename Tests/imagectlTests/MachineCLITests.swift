@@ -78,7 +78,7 @@ struct MachineCLITests {
         let setup = try Self.setUp(name: "mtest")
         let empty = try Imagectl.run(["machines"], environment: setup.environment)
         #expect(empty.status == 0)
-        #expect(empty.stdout == "MACHINE  CLASS  SERVICE  LEADER  ROOT\n\n0 machines listed.\n")
+        #expect(empty.stdout == "MACHINE  CLASS  SERVICE  LEADER  ROOT  ADDRESSES\n\n0 machines listed.\n")
 
         let background = try Background(["run", "-q", "-D", setup.tree, "sleep", "60"], environment: setup.environment, scratch: setup.scratch)
         let record = try #require(try Self.waitForMachine("mtest", setup, background: background), "not registered: \(background.text)")
@@ -92,7 +92,7 @@ struct MachineCLITests {
 
         let table = try Imagectl.run(["machines"], environment: setup.environment)
         let row = table.stdout.split(separator: "\n").dropFirst().first.map(String.init) ?? ""
-        #expect(row.split(separator: " ", omittingEmptySubsequences: true) == ["mtest", "container", "imagectl", "\(leader)", setup.tree].map { Substring($0) })
+        #expect(row.split(separator: " ", omittingEmptySubsequences: true) == ["mtest", "container", "imagectl", "\(leader)", setup.tree, "-"].map { Substring($0) })
         #expect(table.stdout.hasSuffix("\n1 machine listed.\n"))
 
         // A second container of the same name is refused as busy.

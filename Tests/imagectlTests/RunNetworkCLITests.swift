@@ -57,6 +57,21 @@ struct RunNetworkCLITests {
         #expect(r.stdout.contains("records: \n"))
     }
 
+    /// `machines` and `machines --json` show the container's address, as machinectl list does.
+    @Test func machinesShowTheAddress() throws {
+        let scene = try Scene()
+        let r = try scene.host("""
+            "$IMAGECTL" run -q -D "$TREE" -M addr -n sleep 3 &
+            for i in $(seq 50); do sleep 0.1; "$IMAGECTL" machines | grep -q '^addr ' && break; done
+            "$IMAGECTL" machines | grep '^addr '
+            "$IMAGECTL" machines --json
+            wait
+            """)
+        let row = r.stdout.split(separator: "\n").first { $0.hasPrefix("addr ") } ?? ""
+        #expect(row.split(separator: " ").last == "10.232.0.2", "\(r.stdout)\(r.stderr)")
+        #expect(r.stdout.contains("\"addresses\":[\"10.232.0.2\"]") || r.stdout.contains("\"addresses\" : [\n"), "\(r.stdout)")
+    }
+
     /// -p: a server inside answers on the host's address, from the host itself (output chain)
     /// and from another namespace through the host (prerouting); a second machine asking for the
     /// same host port exits 16 and makes nothing.

@@ -12,7 +12,8 @@ struct MachinesCommand: ParsableCommand {
             imagectl vm) in $IMAGECTL_RUNTIME_DIR/machines (default /run/imagectl/machines); an \
             entry whose imagectl died is dropped. Columns: machine name, class (container or vm), \
             the service that runs it, the leader's host PID (the container's PID 1 or qemu), and \
-            the directory or image it runs from.
+            the directory or image it runs from, and the container's addresses on its network links \
+            (-n, --network-zone=).
             """)
 
     @OptionGroup var output: OutputOptions
@@ -25,8 +26,10 @@ struct MachinesCommand: ParsableCommand {
             try Output.printJSON(machines)
             return
         }
-        let rows = machines.map { [$0.name, $0.kind.rawValue, "imagectl", String($0.leader), $0.root ?? "-"] }
-        Output.printTable(header: ["machine", "class", "service", "leader", "root"], rows: rows,
+        let rows = machines.map {
+            [$0.name, $0.kind.rawValue, "imagectl", String($0.leader), $0.root ?? "-", $0.addresses?.joined(separator: ",") ?? "-"]
+        }
+        Output.printTable(header: ["machine", "class", "service", "leader", "root", "addresses"], rows: rows,
                           footer: "\(machines.count) machine\(machines.count == 1 ? "" : "s") listed.")
     }
 }
