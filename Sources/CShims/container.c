@@ -245,6 +245,8 @@ static int child_main(void *arg) {
     if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) img_child_die("PR_SET_DUMPABLE", NULL);
     img_child_reset_signals();
     die_with_imagectl();
+    // First, so that /sys (and with a user namespace its sysfs) is the joined namespace's.
+    if (c->netns_fd > 2 && setns(c->netns_fd, CLONE_NEWNET) < 0) img_child_die("setns", "the --network-namespace-path= namespace");
     join_cgroups(c);
     // Mounts of the host propagate in, none out; the plan makes the container's root private, so
     // imagectl's later detach of an image's mounts (RootSession.containerStarted) stays outside.

@@ -1,3 +1,5 @@
+import LinuxSystem
+
 /// A network namespace held open by a descriptor (which keeps it alive), or the one of a process
 /// named by PID (which lives as long as the process).
 public final class NetworkNamespace: @unchecked Sendable {
@@ -12,9 +14,16 @@ public final class NetworkNamespace: @unchecked Sendable {
         NetworkNamespace(fd: try NamespaceFile.open("/proc/\(pid)/ns/net"))
     }
 
-    /// A namespace file, e.g. one bind-mounted by `ip netns add` under /run/netns.
+    /// A namespace file, e.g. one bind-mounted by `ip netns add` under /run/netns. Checked by
+    /// joining it from a throwaway thread: setns(2) refuses anything but a network namespace.
     public static func at(path: String) throws -> NetworkNamespace {
-        NetworkNamespace(fd: try NamespaceFile.open(path))
+        let namespace: NetworkNamespace
+        do { namespace = NetworkNamespace(fd: try NamespaceFile.open(path)) }
+        catch { throw NetlinkError(operation: "open network namespace \(path)", errno: (error as? SystemCallError)?.errno.rawValue ?? 0) }
+        guard NamespaceThread.canJoin(namespace.fd) else {
+            throw NetlinkError(operation: "use \(path)", errno: EINVAL_, kernelMessage: "not a network namespace")
+        }
+        return namespace
     }
 
     /// The calling thread's namespace.

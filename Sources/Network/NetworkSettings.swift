@@ -26,7 +26,13 @@ public struct NetworkSettings: Equatable, Sendable {
     /// addresses, DHCP and DNS unless it is bridged (the bridge's owner addresses it).
     public var hasVeth: Bool { veth || bridge != nil || zone != nil }
 
-    /// Anything asked for at all: the container gets a network namespace of its own.
+    /// Links or ports the host side makes (everything but --network-namespace-path=).
+    public var hasHostSide: Bool {
+        hasVeth || !vethExtra.isEmpty || !interfaces.isEmpty || !macvlan.isEmpty || !ipvlan.isEmpty || !ports.isEmpty
+    }
+
+    /// Anything asked for at all: the container gets a network namespace of its own, or joins
+    /// the one at `namespacePath`.
     public var isEnabled: Bool {
         hasVeth || !vethExtra.isEmpty || !interfaces.isEmpty || !macvlan.isEmpty || !ipvlan.isEmpty
             || namespacePath != nil || !ports.isEmpty

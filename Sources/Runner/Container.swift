@@ -143,8 +143,9 @@ public enum Container {
         spec.userNamespaceFD = userNamespace?.fd
         // The host side of the network (links into the container's namespace, host0 addressed
         // for a payload without a DHCP client) between the clone and the payload's start.
-        let network = ContainerNetwork(configuration, machine: plan.machine)
+        let network = try ContainerNetwork(configuration, machine: plan.machine)
         defer { network.tearDown() }
+        spec.networkNamespaceFD = network.joinedNamespaceFD
         let process = try ContainerProcess.start(spec, beforePayload: network.setUpHook)
         process.forwardTerminationSignals(as: plan.killSignal)
         // Registered once PID 1 runs; removed on every return path (a kill -9 of imagectl leaves

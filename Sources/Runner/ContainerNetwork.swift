@@ -10,14 +10,23 @@ final class ContainerNetwork {
     private let configureContainer: Bool
     private(set) var host: HostNetwork?
 
-    init(_ configuration: ContainerConfiguration, machine: String) {
+    /// --network-namespace-path=: the namespace the child joins, held open until the end.
+    private let joined: JoinedNamespace?
+
+    /// Opens (and checks) the --network-namespace-path= namespace, when there is one.
+    init(_ configuration: ContainerConfiguration, machine: String) throws {
         settings = configuration.network
         self.machine = machine
         configureContainer = !configuration.boot
-        enabled = configuration.network.isEnabled && configuration.privateNetwork
+        // Host-side work only for a namespace of the container's own (never for a joined one).
+        enabled = configuration.network.hasHostSide && configuration.privateNetwork && configuration.network.namespacePath == nil
+        joined = try configuration.network.namespacePath.map { try JoinedNamespace(path: $0) }
     }
 
     private let enabled: Bool
+
+    /// The descriptor for ChildSpec.networkNamespaceFD (-1: none).
+    var joinedNamespaceFD: Int32 { joined?.fd ?? -1 }
 
     /// The hook for ContainerProcess.start, or nil without networking.
     var setUpHook: ((Int32) throws -> Void)? {

@@ -218,6 +218,28 @@ struct RunNetworkCLITests {
         #expect(r.stdout.contains("gone: ."))
     }
 
+    /// --network-namespace-path=: the container runs in that namespace as it is (with or without
+    /// a user namespace); anything but a network namespace is refused with one line.
+    @Test func networkNamespacePath() throws {
+        let scene = try Scene()
+        let r = try scene.host("""
+            ip netns add side
+            ip -n side link add sidelink type veth peer name sidepeer
+            ip -n side addr add 10.77.7.1/24 dev sidelink
+            "$IMAGECTL" run -q -D "$TREE" --network-namespace-path=/run/netns/side sh -c 'ip -o -4 addr show sidelink | grep -o "inet [0-9./]*"'
+            echo "plain=$?"
+            "$IMAGECTL" run -q -D "$TREE" -U --network-namespace-path=/run/netns/side sh -c 'ip -o link show sidelink >/dev/null && echo userns-sees-sidelink'
+            echo "userns=$?"
+            "$IMAGECTL" run -q -D "$TREE" --network-namespace-path=/proc/self/ns/mnt true
+            echo "mnt=$?"
+            ip netns del side
+            """)
+        #expect(r.stdout.contains("inet 10.77.7.1/24\nplain=0"), "\(r.stdout)\(r.stderr)")
+        #expect(r.stdout.contains("userns-sees-sidelink\nuserns=0"))
+        #expect(r.stdout.contains("mnt=1"))
+        #expect(r.stderr == "error: cannot use /proc/self/ns/mnt: Invalid argument (not a network namespace)\n", "\(r.stderr)")
+    }
+
     /// The .nspawn [Network] keys: honoured from a trusted file, ignored with a warning from an
     /// untrusted one (a file beside the tree).
     @Test func nspawnFileNetworkKeys() throws {

@@ -54,6 +54,9 @@ struct img_container_config {
     size_t op_count;
     /// Non-zero: a new network namespace with only the loopback interface up.
     int private_network;
+    /// --network-namespace-path=: a network namespace the child joins (setns) before anything
+    /// else, instead of the host's or a new one (private_network is 0 then). Values below 3: none.
+    int netns_fd;
     /// Non-zero: a small init is PID 1 and the payload is PID 2.
     int as_pid2;
     /// The container's host name (UTS namespace).

@@ -69,6 +69,11 @@ enum NamespaceThread {
         return try box.result!.get()
     }
 
+    /// True when setns(2) into `fd` as a network namespace works (tried on a thread that then ends).
+    static func canJoin(_ fd: Int32) -> Bool {
+        (try? run { img_setns_net(fd) == 0 }) ?? false
+    }
+
     /// A new, empty network namespace (only a down `lo`), made by unshare(2) in a thread of
     /// its own and kept alive by the returned descriptor of /proc/thread-self/ns/net.
     static func newNamespace() throws -> Int32 {

@@ -21,6 +21,8 @@ struct ChildSpec {
     var userNamespaceFD: Int32? = nil
     /// The notification socket the child binds at /run/host/notify; -1: none.
     var notifySocket: Int32 = -1
+    /// --network-namespace-path=: the namespace the child joins; -1: none.
+    var networkNamespaceFD: Int32 = -1
 }
 
 /// How the container's PID 1 ended.
@@ -66,6 +68,7 @@ final class ContainerProcess {
         config.ops = arena.operations(spec.plan)
         config.op_count = spec.plan.steps.count
         config.private_network = spec.privateNetwork ? 1 : 0
+        config.netns_fd = spec.networkNamespaceFD
         config.as_pid2 = spec.asPID2 ? 1 : 0
         config.hostname = arena.string(spec.hostname)
         config.payload = arena.payload(spec.payload)

@@ -31,6 +31,9 @@ struct RunNetworkOptions: ParsableArguments {
     @Option(name: .customLong("network-ipvlan"), help: ArgumentHelp("An ipvlan link (L2) on the host interface IF in the container, \"iv-IF\" unless NAME is given (repeatable; needs a kernel with ipvlan).", valueName: "if[:name]"))
     var networkIpvlan: [String] = []
 
+    @Option(name: .customLong("network-namespace-path"), help: ArgumentHelp("Run the container in this existing network namespace (a file such as /run/netns/NAME made by ip netns add, or /proc/PID/ns/net), as it is.", valueName: "path"))
+    var networkNamespacePath: String?
+
     @Option(name: [.customShort("p"), .customLong("port")], help: ArgumentHelp("Forward connections to the host's addresses on HOSTPORT to the container's CONTAINERPORT (default the same), tcp unless udp: is given (repeatable; needs -n or --network-zone).", valueName: "[tcp|udp:]hostport[:containerport]"))
     var port: [String] = []
 
@@ -38,7 +41,7 @@ struct RunNetworkOptions: ParsableArguments {
     /// as the command line set them).
     var isSet: Bool {
         networkVeth || !networkVethExtra.isEmpty || networkBridge != nil || networkZone != nil || !networkInterface.isEmpty
-            || !networkMacvlan.isEmpty || !networkIpvlan.isEmpty
+            || !networkMacvlan.isEmpty || !networkIpvlan.isEmpty || networkNamespacePath != nil
     }
 
     func apply(to c: inout ContainerConfiguration) throws {
@@ -52,6 +55,7 @@ struct RunNetworkOptions: ParsableArguments {
             s.macvlan += try networkMacvlan.map { try NetworkOptionParser.hostInterface($0, option: "--network-macvlan", prefix: "mv-") }
             s.ipvlan += try networkIpvlan.map { try NetworkOptionParser.hostInterface($0, option: "--network-ipvlan", prefix: "iv-") }
             s.ports += try port.map(NetworkOptionParser.port)
+            if let networkNamespacePath { s.namespacePath = try NetworkOptionParser.namespacePath(networkNamespacePath) }
             c.network = s
         } catch let error as NetworkSettingsError {
             throw ValidationError(error.description)
@@ -62,7 +66,12 @@ struct RunNetworkOptions: ParsableArguments {
     /// network namespace every networking option implies.
     static func finish(_ c: inout ContainerConfiguration) throws {
         do { try c.network.validate() } catch let error as NetworkSettingsError { throw ValidationError(error.description) }
-        if c.network.isEnabled { c.privateNetwork = true }
+        if c.network.namespacePath != nil {
+            // The container joins that namespace instead of getting one of its own.
+            if c.privateNetwork { throw ValidationError("--network-namespace-path= cannot be combined with --private-network") }
+        } else if c.network.isEnabled {
+            c.privateNetwork = true
+        }
     }
 }
 
