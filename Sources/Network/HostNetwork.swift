@@ -43,14 +43,25 @@ public final class HostNetwork {
         record = MachineNetworkRecord(machine: machine, supervisor: HostProcess.processID)
     }
 
-    /// Sets up everything `settings` asks for around the container whose PID 1 is `containerPID`.
-    /// On failure whatever was made is removed again before the error is thrown.
+    /// Sets up everything `settings` asks for around the container whose PID 1 is `containerPID`:
+    /// `prepare` and `attach` in one. On failure whatever was made is removed again.
     public static func setUp(_ settings: NetworkSettings, machine: String, containerPID: Int32,
                              configureContainer: Bool, pool: AddressPool? = nil,
                              runtimeDirectory: String? = nil) throws -> HostNetwork {
+        let network = try prepare(settings, machine: machine, pool: pool, runtimeDirectory: runtimeDirectory)
+        try network.attach(containerPID: containerPID, configureContainer: configureContainer)
+        return network
+    }
+
+    /// The part before the container exists: refuses a host port another machine forwards,
+    /// takes the machine's record lock, and decides addresses (the veth's /28, or the zone, made
+    /// on first use, and this machine's address in it), so that the container's
+    /// /etc/resolv.conf can name the DNS server (`dnsServer`) before the clone.
+    public static func prepare(_ settings: NetworkSettings, machine: String, pool: AddressPool? = nil,
+                               runtimeDirectory: String? = nil) throws -> HostNetwork {
         let network = HostNetwork(machine: machine, settings: settings, state: NetworkState(runtimeDirectory: runtimeDirectory))
         do {
-            try network.build(containerPID: containerPID, configureContainer: configureContainer, pool: pool ?? AddressPool.configured())
+            try network.reserve(pool: pool ?? AddressPool.configured())
         } catch {
             network.tearDown()
             throw error
@@ -58,7 +69,38 @@ public final class HostNetwork {
         return network
     }
 
-    private func build(containerPID: Int32, configureContainer: Bool, pool: AddressPool) throws {
+    /// The part after the clone: links into the container PID 1's namespace, the host side's
+    /// address, dnsmasq and rules, and (`configureContainer`) host0's address and route. On
+    /// failure the whole network of the machine is removed again.
+    public func attach(containerPID: Int32, configureContainer: Bool) throws {
+        do {
+            try build(containerPID: containerPID, configureContainer: configureContainer)
+        } catch {
+            tearDown()
+            throw error
+        }
+    }
+
+    /// The DNS server for the container (the host side of its veth or zone), once prepared.
+    public var dnsServer: IPAddress? { gateway }
+
+    /// A resolv.conf naming `dnsServer`, written beside the record (a read-only tree gets it
+    /// bind-mounted); nil without one.
+    public func resolvConf() throws -> (path: String, contents: [UInt8])? {
+        guard let dnsServer else { return nil }
+        let text = "# Written by imagectl: the DNS server on the host side of this machine's link.\nnameserver \(dnsServer)\n"
+        let path = state.recordPath(machine) + ".resolv.conf"
+        do { try text.write(toFile: path, atomically: true, encoding: .utf8) }
+        catch { throw NetworkSetupError.step("write \(path)", error.localizedDescription) }
+        return (path, Array(text.utf8))
+    }
+
+    private var subnet: Subnet?
+    private var hostMAC: MACAddress?
+    private var containerMAC: MACAddress?
+    private var machineID: [UInt8] = []
+
+    private func reserve(pool: AddressPool) throws {
         let all = try state.lockAll()
         defer { all.close() }
         Self.cleanLeftoversLocked(state)
@@ -69,7 +111,34 @@ public final class HostNetwork {
             throw NetworkSetupError.step("lock the network record of \(machine)", error.description)
         }
         guard lock != nil else { throw NetworkSetupError.step("set up the network of \(machine)", "another imagectl runs a machine of this name") }
+        machineID = try MachineID.read()
+        record.ports = settings.ports.map { .init(proto: $0.proto.rawValue, hostPort: $0.hostPort, containerPort: $0.containerPort) }
+        try save()
+        guard settings.hasVeth else { return }
+        hostMAC = StableMAC.generate(machine: machine, kind: .vethHost, machineID: machineID)
+        containerMAC = StableMAC.generate(machine: machine, kind: .vethContainer, machineID: machineID)
+        if let zone = settings.zone {
+            let (zoneSubnet, member) = try joinZone(zone, host: try RouteSocket.open(), pool: pool, mac: containerMAC!)
+            subnet = zoneSubnet
+            containerAddress = InterfaceAddress(member, prefixLength: 28)
+        } else if settings.bridge == nil {
+            // Chosen before the veth exists, so that the link's own routes do not count, and
+            // recorded at once, so that another machine starting meanwhile does not take it.
+            let veth = try allocate(pool, host: try RouteSocket.open())
+            subnet = veth
+            record.subnet = veth
+            containerAddress = InterfaceAddress(veth.address(2), prefixLength: 28)
+        }
+        if let subnet, let containerAddress {
+            gateway = subnet.gateway
+            record.address = containerAddress.address.description
+        }
+        try save()
+    }
 
+    private func build(containerPID: Int32, configureContainer: Bool) throws {
+        let all = try state.lockAll()
+        defer { all.close() }
         let host = try RouteSocket.open()
         hostNamespace = try NetworkNamespace.current()
         let namespace = try NetworkNamespace.of(pid: containerPID)
@@ -79,56 +148,33 @@ public final class HostNetwork {
         }
         containerNamespace = namespace
         let inside = try RouteSocket.open(in: namespace)
-        let machineID = try MachineID.read()
-        record.ports = settings.ports.map { .init(proto: $0.proto.rawValue, hostPort: $0.hostPort, containerPort: $0.containerPort) }
-        try save()
 
         var masquerade: Subnet?
         if settings.hasVeth {
             let hostName = InterfaceNames.hostVeth(machine: machine, bridged: settings.bridge != nil || settings.zone != nil)
-            let hostMAC = StableMAC.generate(machine: machine, kind: .vethHost, machineID: machineID)
-            let containerMAC = StableMAC.generate(machine: machine, kind: .vethContainer, machineID: machineID)
-            // The subnet is chosen before the veth exists, so that the link's own routes do not count.
-            var subnet: Subnet?
-            var address: IPAddress?
-            if settings.bridge == nil && settings.zone == nil {
-                subnet = try allocate(pool, host: host)
-                address = subnet!.address(2)
-            }
             record.createdLinks.append(hostName)
             try save()
             try host.createVeth(hostName, mac: hostMAC, peer: "host0", peerMAC: containerMAC, peerNamespace: .namespace(namespace))
-            if let bridge = settings.bridge {
+            if let bridge = settings.bridge ?? settings.zone.map(InterfaceNames.zoneBridge) {
                 try host.setMaster(hostName, bridge: bridge)
                 try host.setUp(hostName)
-            } else if let zone = settings.zone {
-                let (zoneSubnet, member) = try joinZone(zone, host: host, pool: pool, mac: containerMAC)
-                try host.setMaster(hostName, bridge: InterfaceNames.zoneBridge(zone))
-                try host.setUp(hostName)
-                subnet = zoneSubnet
-                address = member
-            } else if let subnet, let address {
+            } else if let subnet, let containerAddress, let containerMAC {
                 try host.addAddress(subnet.hostAddress, to: hostName)
                 try host.setUp(hostName)
-                record.subnet = subnet
                 record.dnsmasqInterface = hostName
                 try save()
                 let dns = DnsmasqConfiguration(interface: hostName, subnet: subnet, stateDirectory: state.directory)
-                _ = try Dnsmasq.start(dns, members: [.init(name: machine, mac: containerMAC.description, address: address.description)])
+                _ = try Dnsmasq.start(dns, members: [.init(name: machine, mac: containerMAC.description, address: containerAddress.address.description)])
                 masquerade = subnet
             }
-            if let subnet, let address {
-                containerAddress = InterfaceAddress(address, prefixLength: 28)
-                gateway = subnet.gateway
-                record.address = address.description
-                try save()
-                if configureContainer {
-                    try inside.addAddress(containerAddress!, to: "host0")
+            if configureContainer {
+                if let subnet, let containerAddress {
+                    try inside.addAddress(containerAddress, to: "host0")
                     try inside.setUp("host0")
                     try inside.addRoute(via: subnet.gateway, link: "host0")
+                } else {
+                    try inside.setUp("host0")
                 }
-            } else if configureContainer {
-                try inside.setUp("host0")
             }
         }
 
@@ -264,6 +310,7 @@ public final class HostNetwork {
         }
         for link in record.createdLinks.reversed() { _ = try? host?.deleteLink(link) }
         if let zone = record.zone { leaveZone(zone, machine: record.machine, host: host, state) }
+        try? FileManager.default.removeItem(atPath: state.recordPath(record.machine) + ".resolv.conf")
         try? FileManager.default.removeItem(atPath: state.recordPath(record.machine))
     }
 

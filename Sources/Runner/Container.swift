@@ -126,8 +126,13 @@ public enum Container {
         // Range, reservation, chown or ID-mapped root (UserNamespace.swift).
         let userNamespace = try PreparedUserNamespace.prepare(configuration, machine: plan.machine, warn: securityWarning)
         defer { userNamespace?.close() }
+        // The host side of the network (addresses decided now, so /etc/resolv.conf can name the
+        // DNS server; links into the container's namespace and host0 addressed for a payload
+        // without a DHCP client between the clone and the payload's start).
+        let network = try ContainerNetwork(configuration, machine: plan.machine)
+        defer { network.tearDown() }
         var setup = try setupInput(configuration, staging: staging, cgroups: cgroups, userNamespace: userNamespace)
-        setup.resolvConf = resolvConf
+        setup.resolvConf = try network.resolvConfPlan(configuration.resolvConf, writable: writable) ?? resolvConf
         setup.localtime = localtime
         var spec = ChildSpec(
             directory: configuration.directory, plan: try SetupPlan(setup), privateNetwork: configuration.privateNetwork,
@@ -141,10 +146,6 @@ public enum Container {
         spec.limits = configuration.process
         spec.notifySocket = notifications.socket
         spec.userNamespaceFD = userNamespace?.fd
-        // The host side of the network (links into the container's namespace, host0 addressed
-        // for a payload without a DHCP client) between the clone and the payload's start.
-        let network = try ContainerNetwork(configuration, machine: plan.machine)
-        defer { network.tearDown() }
         spec.networkNamespaceFD = network.joinedNamespaceFD
         let process = try ContainerProcess.start(spec, beforePayload: network.setUpHook)
         process.forwardTerminationSignals(as: plan.killSignal)

@@ -44,13 +44,17 @@ struct RunNetworkCLITests {
     @Test func vethPlainPayloadSeesHost0AndPingsTheHost() throws {
         let scene = try Scene()
         let r = try scene.host("""
-            "$IMAGECTL" run -q -D "$TREE" -M web -n sh -c 'ip -4 -o addr show host0; ip route; ping -c 1 -W 3 10.232.0.1'
+            "$IMAGECTL" run -q -D "$TREE" -M web -n sh -c 'ip -4 -o addr show host0; ip route; ping -c 1 -W 3 10.232.0.1
+                grep nameserver /etc/resolv.conf; nslookup web | grep "^Address: 10"'
             echo "exit=$?"
             \(Self.leftovers)
             """)
         #expect(r.stdout.contains("inet 10.232.0.2/28"), "\(r.stdout)\(r.stderr)")
         #expect(r.stdout.contains("default via 10.232.0.1 dev host0"))
         #expect(r.stdout.contains("1 packets received"))
+        // --resolv-conf=auto: the resolver is the host side's dnsmasq, which knows the machine.
+        #expect(r.stdout.contains("nameserver 10.232.0.1\n"))
+        #expect(r.stdout.contains("Address: 10.232.0.2\n"))
         #expect(r.stdout.contains("exit=0"))
         #expect(r.stdout.contains("links: \n"), "\(r.stdout)")
         #expect(r.stdout.contains("tables: \n"))

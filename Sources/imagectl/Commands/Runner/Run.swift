@@ -121,7 +121,8 @@ struct RunCommand: AsyncParsableCommand {
         copy-stub (copy the host's /etc/resolv.conf, systemd-resolved's /usr/lib/systemd/resolv.conf, \
         /run/systemd/resolve/resolv.conf or stub-resolv.conf; a symlink in the image is left alone), \
         replace-* (copy, replacing a symlink too), bind-* (bind-mount read-only; a copy when that \
-        fails), delete, or auto (default): off with --private-network, else the static file when \
+        fails), delete, or auto (default): with -n or --network-zone= a file naming the DNS server \
+        on the host side of the link, off with --private-network, else the static file when \
         systemd-resolved runs, otherwise the host's file; copied into a writable tree, bound into a \
         read-only one. A source missing on the host (the -uplink/-stub files without \
         systemd-resolved) is skipped with a warning and the file left as it is.
