@@ -81,6 +81,46 @@ public final class HostNetwork {
         }
     }
 
+    /// The MAC address the machine's own end of its link gets (host0, or a VM's NIC on a tap):
+    /// the one its static DHCP lease is for.
+    public var machineMAC: MACAddress? { containerMAC }
+
+    /// For a VM (`imagectl vm --network-tap`): the host side of the tap `interface` qemu made, as
+    /// for a veth's host side: the /28's first address, a dnsmasq with the static lease for
+    /// `machineMAC` (give it to the VM's NIC), masquerade and port forwards. Waits up to
+    /// `timeout` seconds for qemu to create the tap. Prepared with `veth` set; on failure the
+    /// machine's network is removed again.
+    public func attachTap(_ interface: String, timeout: Double = 10) throws {
+        do {
+            let host = try RouteSocket.open()
+            var waited = 0.0
+            while try host.link(named: interface) == nil {
+                guard waited < timeout else { throw NetworkSetupError.step("set up the tap \(interface)", "qemu did not create it") }
+                usleep(20_000)
+                waited += 0.02
+            }
+            let all = try state.lockAll()
+            defer { all.close() }
+            guard let subnet, let containerAddress, let containerMAC else {
+                throw NetworkSetupError.step("set up the tap \(interface)", "no address was prepared for it")
+            }
+            try host.addAddress(subnet.hostAddress, to: interface)
+            try host.setUp(interface)
+            record.dnsmasqInterface = interface
+            try save()
+            let dns = DnsmasqConfiguration(interface: interface, subnet: subnet, stateDirectory: state.directory)
+            _ = try Dnsmasq.start(dns, members: [.init(name: machine, mac: containerMAC.description, address: containerAddress.address.description)])
+            let rules = FirewallRules(machine: machine, masquerade: subnet, ports: settings.ports, target: containerAddress.address)
+            record.firewallTable = rules.tableName
+            try save()
+            try HostProcess.enableSysctl("/proc/sys/net/ipv4/ip_forward")
+            try Nftables.apply(rules)
+        } catch {
+            tearDown()
+            throw error
+        }
+    }
+
     /// The DNS server for the container (the host side of its veth or zone), once prepared.
     public var dnsServer: IPAddress? { gateway }
 

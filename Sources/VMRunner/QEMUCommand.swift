@@ -45,7 +45,8 @@ public enum QEMUCommand {
         case .none: break
         case .user: args += ["-nic", "user,model=virtio-net-pci"]
         case .tap(let interface):
-            args += ["-nic", "tap,ifname=\(escapeOptionValue(interface)),script=no,downscript=no,model=virtio-net-pci"]
+            let mac = spec.networkMAC.map { ",mac=\(escapeOptionValue($0))" } ?? ""
+            args += ["-nic", "tap,ifname=\(escapeOptionValue(interface)),script=no,downscript=no,model=virtio-net-pci\(mac)"]
         }
         if let cid = spec.vsockCID {
             args += ["-device", "vhost-vsock-pci,guest-cid=\(cid)"]

@@ -100,6 +100,9 @@ public struct VMSpec: Sendable, Equatable {
     public var kernelArguments: [String] = []
     public var credentials: [Credential] = []
     public var network: Network = .none
+    /// The MAC address of the VM's NIC on a tap (the one its static DHCP lease is for); nil:
+    /// qemu's default.
+    public var networkMAC: String?
     public var vsockCID: UInt32?
     public var tpm: TPM?
     public var console: Console = .interactive

@@ -23,6 +23,8 @@ public struct VMRequest: Sendable {
     public var firmwareDescriptor: String?
     public var secureBoot: Bool?
     public var network: VMSpec.Network = .none
+    /// See VMSpec.networkMAC.
+    public var networkMAC: String?
     public var vsock: VMOptions.Tristate = .auto
     public var vsockCID: UInt32?
     public var tpm: VMOptions.Tristate = .auto
@@ -270,6 +272,7 @@ public enum VirtualMachine {
             spec.kernelArguments = request.kernelArguments
             spec.credentials = request.credentials
             spec.network = request.network
+            spec.networkMAC = request.networkMAC
             spec.vsockCID = vsockCID
             spec.console = request.console
 
@@ -400,17 +403,21 @@ extension VirtualMachine {
     /// from its PID 1's start, so that `imagectl machines` lists it and `imagectl stop` sends
     /// SIGTERM to qemu (a clean qemu exit, status 0). A live machine of the same name is an
     /// error (busy); a registry this process cannot write (not root) only costs `machines` and
-    /// `stop`, and is said through `warn`.
+    /// `stop`, and is said through `warn`. `started` runs first once qemu has a PID (the host side
+    /// of a tap, which qemu has made by then); `addresses` go into the record.
     public static func run(_ vm: PreparedVM, background: String? = nil, registry: MachineRegistry = MachineRegistry(),
+                           addresses: [String]? = nil, started hostSide: (Int32) throws -> Void = { _ in },
                            warn: (String) -> Void = { _ in }) throws -> Outcome {
         defer { vm.cleanUp() }
         var registration: MachineRegistration?
         defer { registration?.unregister() }
         let started = { (pid: Int32) throws in
+            try hostSide(pid)
             var record = VMRecord(machine: MachineRecord(
                 name: vm.spec.name, kind: .vm, leader: pid, supervisor: ProcessInfo.processInfo.processIdentifier,
                 root: vm.image, uuid: vm.spec.uuid, started: Date(), stopSignal: SIGTERM))
             if !vm.verityTrust.isEmpty { record.verity = vm.verityTrust }
+            record.machine.addresses = addresses
             do throws(MachineError) {
                 registration = try registry.register(record)
             } catch {

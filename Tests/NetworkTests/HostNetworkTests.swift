@@ -237,3 +237,28 @@ enum TestNamespace {
         guard img_unshare_net() == 0 else { throw HostNetworkTests.TestFailure(text: "unshare(CLONE_NEWNET): errno \(errno)") }
     }
 }
+
+extension HostNetworkTests {
+    /// A VM's tap (made here with `ip tuntap`, as qemu would make it) gets the veth's host-side
+    /// treatment: address, dnsmasq with the lease for the NIC's MAC, rules; all gone afterwards.
+    @Test func tapForAVM() throws {
+        try Self.inHostNamespace { scratch in
+            let network = try HostNetwork.prepare(Self.vethSettings(ports: ["2222:22"]), machine: "vm1", pool: Self.pool,
+                                                  runtimeDirectory: scratch.runtime)
+            #expect(network.dnsServer?.description == "10.231.0.1")
+            let made = try Tool.run("ip", ["tuntap", "add", "dev", "vt-vm1", "mode", "tap"])
+            #expect(made.status == 0, "\(made.stderr)")
+            try network.attachTap("vt-vm1")
+            let host = try RouteSocket.open()
+            let tap = try #require(try host.link(named: "vt-vm1"))
+            #expect(try host.addresses().contains { $0.interfaceIndex == tap.index && $0.address.description == "10.231.0.1/28" })
+            let hosts = try String(contentsOfFile: "\(scratch.runtime)/network/vt-vm1.dhcp-hosts", encoding: .utf8)
+            #expect(hosts == "\(network.machineMAC!),10.231.0.2,vm1\n")
+            #expect(try Self.nftTables() == ["imagectl-vm1"])
+            network.tearDown()
+            #expect(try Self.nftTables().isEmpty)
+            #expect(!FileManager.default.fileExists(atPath: "\(scratch.runtime)/network/vt-vm1.dhcp-hosts"))
+            _ = try Tool.run("ip", ["tuntap", "del", "dev", "vt-vm1", "mode", "tap"])
+        }
+    }
+}

@@ -248,6 +248,32 @@ struct RunNetworkCLITests {
         #expect(r.stdout.contains("links: \n") && r.stdout.contains("tables: \n") && r.stdout.contains("records: \n"))
     }
 
+    /// `imagectl vm -n`: the tap qemu makes gets a veth's host side (address, dnsmasq with the
+    /// static lease for the MAC given to the VM's NIC, rules), removed when the VM ends.
+    @Test func vmTapGetsTheHostSide() throws {
+        let scene = try Scene()
+        try Privileged.require(.tool("qemu-system-x86_64"), .fixture("vm-debian.raw"))
+        let kernel = try #require(try FileManager.default.contentsOfDirectory(atPath: "/boot").sorted().last { $0.hasPrefix("vmlinuz-") })
+        let version = kernel.dropFirst("vmlinuz-".count)
+        let image = try #require(Fixtures.path("vm-debian.raw"))
+        let r = try scene.host("""
+            "$IMAGECTL" vm -x -q -i \(image) --linux=/boot/\(kernel) --initrd=/boot/initrd.img-\(version) --console=headless -M vmn -n &
+            pid=$!
+            for i in $(seq 150); do sleep 0.1; nft list tables | grep -q imagectl-vmn && break; done
+            ip -4 -o addr show vt-vmn | grep -o "inet [0-9./]*"
+            echo "lease: $(cat "$IMAGECTL_RUNTIME_DIR/network/vt-vmn.dhcp-hosts")"
+            echo "nic: $(ps -o args= -C qemu-system-x86_64 | grep -o 'ifname=vt-vmn[^ ]*mac=[0-9a-f:]*' | sed 's/.*mac=//')"
+            kill -TERM $pid
+            wait $pid
+            \(Self.leftovers)
+            """)
+        #expect(r.stdout.contains("inet 10.232.0.1/28"), "\(r.stdout)\(r.stderr)")
+        let lease = r.stdout.split(separator: "\n").first { $0.hasPrefix("lease: ") }?.dropFirst(7) ?? ""
+        let nic = r.stdout.split(separator: "\n").first { $0.hasPrefix("nic: ") }?.dropFirst(5) ?? ""
+        #expect(!nic.isEmpty && lease == "\(nic),10.232.0.2,vmn", "\(r.stdout)")
+        #expect(r.stdout.contains("links: \n") && r.stdout.contains("tables: \n") && r.stdout.contains("records: \n"), "\(r.stdout)")
+    }
+
     /// --network-namespace-path=: the container runs in that namespace as it is (with or without
     /// a user namespace); anything but a network namespace is refused with one line.
     @Test func networkNamespacePath() throws {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Dissect
 import Foundation
+import Network
 import ImageStore
 import VMRunner
 
@@ -77,7 +78,7 @@ struct VMCommand: AsyncParsableCommand {
     @Flag(name: .customLong("network-user-mode"), help: "Give the VM a virtio NIC on qemu's user-mode network (NAT through the host, no root needed).")
     var networkUserMode = false
 
-    @Flag(name: [.customShort("n"), .customLong("network-tap")], help: "Give the VM a virtio NIC on a host tap interface vt-NAME (created by qemu; needs root; configure the host side yourself).")
+    @Flag(name: [.customShort("n"), .customLong("network-tap")], help: "Give the VM a virtio NIC on a host tap interface vt-NAME (created by qemu; needs root) with the host side imagectl run -n gives a veth: a /28 from the address pool, DHCP (a static lease for the NIC's MAC) and DNS, outbound NAT.")
     var networkTap = false
 
     @Option(name: .customLong("vsock"), help: ArgumentHelp("yes: an AF_VSOCK device (needs /dev/vhost-vsock); no: none; auto: when /dev/vhost-vsock exists (default).", valueName: "auto|yes|no"))
@@ -271,6 +272,16 @@ struct VMCommand: AsyncParsableCommand {
         guard let image else { throw ValidationError("no image given (-i IMAGE)") }
         let path = try resolveImage(image)
         var request = try makeRequest(imagePath: path)
+        // The tap's host side is prepared now (its /28, the NIC's MAC) and attached once qemu
+        // made the tap; undone when the VM ends.
+        var network: HostNetwork?
+        defer { network?.tearDown() }
+        if case .tap = request.network, !printCommand {
+            var settings = NetworkSettings()
+            settings.veth = true
+            network = try HostNetwork.prepare(settings, machine: machine ?? VirtualMachine.defaultName(for: path))
+            request.networkMAC = network?.machineMAC?.description
+        }
         let admission = try await admit(path, directBoot: request.linux != nil)
         request.kernelArguments = admission.kernelWords + request.kernelArguments
         request.verityTrust = admission.verityTrust
@@ -289,7 +300,9 @@ struct VMCommand: AsyncParsableCommand {
             if let key = vm.sshPrivateKey { Terminal.standardError("SSH private key for root: \(key) (removed when the VM ends).\n") }
             if VirtualMachine.relaysConsole(vm.spec) { Terminal.standardError(VirtualMachine.consoleHint + "\n") }
         }
-        let outcome = try VirtualMachine.run(vm, background: background) { Terminal.standardError("warning: \($0)\n") }
+        let outcome = try VirtualMachine.run(vm, background: background, addresses: network?.containerAddress.map { ["\($0.address)"] }) { pid in
+            if let network, case .tap(let interface) = vm.spec.network { try network.attachTap(interface) }
+        } warn: { Terminal.standardError("warning: \($0)\n") }
         if let failure = outcome.failure { throw CommandFailure(message: failure, status: outcome.exitStatus) }
         if outcome.escaped {
             // Said even with -q, as imagectl run does: the user ended the VM by force.
