@@ -46,3 +46,12 @@ measure ephemeral 3 -- "$IMAGECTL" run -q -x -D "$SCRATCH/deb" /bin/true -- "${N
 measure start-U "$ROUNDS" -- "$IMAGECTL" run -q -D "$SCRATCH/bb" /bin/true -- "${NSPAWN[@]}" -U -D "$SCRATCH/bb-nspawn-U" /bin/true
 LABEL_B="imagectl --private-users=no" \
     measure userns "$ROUNDS" -- "$IMAGECTL" run -q -D "$SCRATCH/bb" /bin/true -- "$IMAGECTL" run -q --private-users=no -D "$SCRATCH/bb" /bin/true
+# Networking (-n against nspawn --network-veth), each start in a network namespace of its own made
+# by unshare, which stands in for the host: the veth, dnsmasq and nftables rules go there, never
+# into this machine's namespace. imagectl does more (a /28, DHCP and DNS, NAT); "network" is what
+# -n adds to imagectl's own start.
+in_netns() { unshare --net --mount sh -c 'ip link set lo up; exec "$@"' sh "$@"; }
+measure start-n "$ROUNDS" -- in_netns "$IMAGECTL" run -q -n -D "$SCRATCH/bb" /bin/true \
+    -- in_netns "${NSPAWN[@]}" --network-veth -D "$SCRATCH/bb" /bin/true
+LABEL_A="imagectl -n" LABEL_B="imagectl" \
+    measure network "$ROUNDS" -- in_netns "$IMAGECTL" run -q -n -D "$SCRATCH/bb" /bin/true -- in_netns "$IMAGECTL" run -q -D "$SCRATCH/bb" /bin/true

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import Network
 import Netlink
@@ -43,5 +44,13 @@ struct PoolAndRulesTests {
         let ruleCount = commands.filter { ($0["add"] as? [String: Any])?["rule"] != nil }.count
         #expect(ruleCount == 3)
         #expect(FirewallRules(machine: "x", masquerade: nil, ports: [], target: nil).isEmpty)
+        // A udp forward matches udp's destination port and keeps the container port.
+        let udp = FirewallRules(machine: "dns", masquerade: nil, ports: [PortForward(proto: .udp, hostPort: 5353, containerPort: 53)],
+                                target: .v4(0xc0a8_0012))
+        let data = try JSONSerialization.data(withJSONObject: udp.json(), options: [.sortedKeys])
+        let text = String(decoding: data, as: UTF8.self)
+        #expect(text.contains("{\"payload\":{\"field\":\"dport\",\"protocol\":\"udp\"}}"))
+        #expect(text.contains("{\"dnat\":{\"addr\":\"192.168.0.18\",\"port\":53}}"))
+        #expect(!text.contains("postrouting"))
     }
 }

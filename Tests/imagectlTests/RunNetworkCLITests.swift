@@ -178,6 +178,25 @@ struct RunNetworkCLITests {
         #expect(r.stdout.contains("links: \n") && r.stdout.contains("tables: \n") && r.stdout.contains("records: \n"), "\(r.stdout)")
     }
 
+    /// The next networked run removes what a killed one left, before it sets up its own.
+    @Test func killedRunIsCleanedByTheNextRun() throws {
+        let scene = try Scene()
+        let r = try scene.host("""
+            "$IMAGECTL" run -q -D "$TREE" -M killed -n -p 8087 sleep 30 &
+            pid=$!
+            for i in $(seq 50); do sleep 0.1; nft list tables | grep -q imagectl-killed && break; done
+            kill -9 $pid
+            sleep 0.5
+            cp -a "$TREE" "$TREE-2"
+            "$IMAGECTL" run -q -D "$TREE-2" -M next -n -p 8087 sh -c 'echo "next got $(ip -4 -o addr show host0 | grep -o "inet [0-9./]*")"'
+            echo "next=$?"
+            \(Self.leftovers)
+            """)
+        // Port 8087 and the first /28 are free again: the leftover record was undone first.
+        #expect(r.stdout.contains("next got inet 10.232.0.2/28\nnext=0"), "\(r.stdout)\(r.stderr)")
+        #expect(r.stdout.contains("links: \n") && r.stdout.contains("tables: \n") && r.stdout.contains("records: \n"), "\(r.stdout)")
+    }
+
     /// Zone: two machines reach each other by name through the zone's DNS; the bridge goes with
     /// the last member.
     @Test func zoneMachinesReachEachOtherByName() throws {
