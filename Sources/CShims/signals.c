@@ -1,5 +1,7 @@
 // Signals and capabilities of imagectl's own process around a container: forwarding SIGTERM and
-// SIGINT to the container's PID 1 through its pidfd, and what glibc hides behind macros.
+// SIGINT to the container's PID 1 through its pidfd (the first as the kill signal, with a byte
+// to imagectl's watchdog that SIGKILLs PID 1 when the stop timeout passes; any further one as
+// SIGKILL at once), and what glibc hides behind macros.
 #define _GNU_SOURCE
 #include "CShimsContainer.h"
 
@@ -9,26 +11,41 @@
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 static volatile sig_atomic_t forward_pidfd = -1;
 static volatile sig_atomic_t forward_signal = SIGKILL;
+static volatile sig_atomic_t forward_wake = -1;
 static volatile sig_atomic_t forwarded = 0;
 
-/// Runs on whichever thread the kernel picks; only async-signal-safe calls.
+/// Runs on whichever thread the kernel picks; only async-signal-safe calls (send(2) with
+/// MSG_NOSIGNAL: a watchdog that already ended must not turn the write into a SIGPIPE).
 static void forward_handler(int sig) {
     (void)sig;
-    if (forwarded || forward_pidfd < 0) return;
-    forwarded = 1;
+    if (forward_pidfd < 0) return;
     int saved = errno;
-    (void)syscall(SYS_pidfd_send_signal, (int)forward_pidfd, (int)forward_signal, NULL, 0);
+    if (forwarded) {
+        // A second SIGTERM/SIGINT: the user (or service manager) does not want to wait.
+        (void)syscall(SYS_pidfd_send_signal, (int)forward_pidfd, SIGKILL, NULL, 0);
+    } else {
+        forwarded = 1;
+        (void)syscall(SYS_pidfd_send_signal, (int)forward_pidfd, (int)forward_signal, NULL, 0);
+        if (forward_wake >= 0) {
+            char byte = 1;
+            (void)send((int)forward_wake, &byte, 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+        }
+    }
     errno = saved;
 }
 
-int img_container_forward_signals(int pidfd, int kill_signal) {
+void img_container_forward_stop(void) { forward_pidfd = -1; }
+
+int img_container_forward_signals(int pidfd, int kill_signal, int wake_fd) {
     forward_pidfd = pidfd;
     forward_signal = kill_signal;
+    forward_wake = wake_fd;
     forwarded = 0;
     struct sigaction action;
     memset(&action, 0, sizeof action);

@@ -16,13 +16,24 @@ public struct MachineRecord: Codable, Sendable, Equatable {
     public var root: String?
     public var uuid: UUID?
     public var started: Date
-    /// What `imagectl stop` sends to `leader`: for a container SIGRTMIN+4 when booted (systemd's
-    /// poweroff request), else the kill signal; for a vm SIGTERM to qemu.
+    /// What `imagectl stop` and `poweroff` send to a container's `leader`: its init's power-off
+    /// signal (SIGRTMIN+4 for systemd, SIGUSR2 for busybox, ...), or the kill signal of a
+    /// plain payload; for a vm SIGTERM (qemu's own clean exit, used only without `qmpSocket`).
     public var stopSignal: Int32
     /// The machine's addresses on its network links (-n, --network-zone=, a VM's tap), as
     /// machinectl list shows them; nil without networking or when the machine's own DHCP client
     /// gets them from elsewhere (a bridge).
     public var addresses: [String]? = nil
+    /// What `imagectl reboot` sends to a container's leader (SIGINT for systemd, SIGTERM for
+    /// busybox, the kill signal of a plain payload). nil in records of an imagectl that did not
+    /// keep it, and for a vm (rebooted through QMP).
+    public var rebootSignal: Int32? = nil
+    /// The init the container runs (decides the signals above); nil for a vm and in older
+    /// records.
+    public var initSystem: InitSystem? = nil
+    /// A vm's QMP socket (qemu's control socket): poweroff, reboot, stop and terminate go
+    /// through it. nil for a container and in older records.
+    public var qmpSocket: String? = nil
 
     public init(name: String, kind: Kind, leader: Int32, supervisor: Int32, root: String?, uuid: UUID?,
                 started: Date, stopSignal: Int32) {

@@ -20,6 +20,12 @@ public enum Container {
     /// $NOTIFY_SOCKET of the payload: where the child binds the notification socket (nspawn's path).
     public static let notifySocketPath = "/run/host/notify"
 
+    /// Seconds a SIGTERM/SIGINT to `imagectl run` waits for the container to power off before
+    /// it is SIGKILLed: systemd's default stop timeout, the same as `imagectl stop`'s. nspawn
+    /// has no such option (its service manager's TimeoutStopSec= does this), so neither does
+    /// imagectl; a second SIGTERM/SIGINT kills at once.
+    public static let stopTimeout: Double = 90
+
     /// What was decided before the start, for messages and tests.
     public struct Plan: Sendable {
         public var machine: String
@@ -29,9 +35,15 @@ public enum Container {
         public var uid: UInt32
         public var gid: UInt32
         public var groups: [UInt32]
+        /// Sent to PID 1 on the first SIGTERM/SIGINT to imagectl: --kill-signal=, else the
+        /// init's power-off signal, else (a plain payload) SIGKILL.
         public var killSignal: Int32
         /// The machine UUID given to the payload as $container_uuid.
         public var uuid: UUID? = nil
+        /// The init that runs (`.none` for a plain payload), found from argv[0] in the tree.
+        public var initSystem: InitSystem = .none
+        /// What `imagectl poweroff`/`reboot` send (kept in the machine record).
+        public var lifecycleSignals = LifecycleSignals(poweroff: SIGKILL, reboot: SIGKILL, halt: SIGKILL)
     }
 
     public struct Outcome: Sendable {
@@ -39,6 +51,8 @@ public enum Container {
         public var termination: ContainerTermination
         /// True when a SIGTERM/SIGINT to imagectl was forwarded as the kill signal.
         public var killed: Bool
+        /// True when the container did not end within `stopTimeout` of that and was SIGKILLed.
+        public var stopTimedOut = false
         /// True when ^] pressed three times on the console killed the container.
         public var escaped = false
     }
@@ -46,7 +60,8 @@ public enum Container {
     /// Resolves payload, user, environment and working directory against the image's tree.
     public static func plan(_ configuration: ContainerConfiguration, hostEnvironment: [String: String]) throws -> Plan {
         try configuration.validate()
-        let machine = try configuration.resolvedMachineName
+        var machine = try configuration.resolvedMachineName
+        if configuration.uniqueEphemeralName { machine = ephemeralMachineName(machine) }
         guard HostFiles.isDirectory(configuration.directory) else { throw RunnerError.notADirectory(configuration.directory) }
         let root = try FileDescriptor.open(configuration.directory, .readOnly, options: [.directory, .closeOnExec])
         defer { try? root.close() }
@@ -93,9 +108,33 @@ public enum Container {
         } else {
             workingDirectory = "/"
         }
-        let killSignal = configuration.killSignal ?? (configuration.boot ? Signals.realtimeMinimum + 3 : SIGKILL)
+        // Which signals the init understands, decided from the file that will run.
+        let initSystem = configuration.boot ? InitSystem.classify(resolvedPath: resolve(argv[0], in: root) ?? argv[0]) : .none
+        let signals = initSystem.signals(killSignal: configuration.killSignal ?? SIGKILL)
+        let killSignal = configuration.killSignal ?? signals.poweroff
         return Plan(machine: machine, argv: argv, environment: environment, workingDirectory: workingDirectory,
-                    uid: entry.uid, gid: entry.gid, groups: groups, killSignal: killSignal, uuid: uuid)
+                    uid: entry.uid, gid: entry.gid, groups: groups, killSignal: killSignal, uuid: uuid,
+                    initSystem: initSystem, lifecycleSignals: signals)
+    }
+
+    /// nspawn's name for an ephemeral machine without an explicit name: NAME-<16 hex digits>, so
+    /// any number of them from one tree or pool image run side by side (the base is shortened
+    /// so that the whole stays a valid machine name).
+    public static func ephemeralMachineName(_ base: String) -> String {
+        String(base.prefix(64 - 17)) + "-" + FileSystem.randomHex(8)
+    }
+
+    /// `path` inside the tree at `root` with every symlink resolved within it (as the child's
+    /// exec will see it: /sbin/init -> ../bin/busybox gives /bin/busybox); nil when it does not
+    /// resolve. The kernel's resolution (openat2 RESOLVE_IN_ROOT), read back from /proc/self/fd.
+    static func resolve(_ path: String, in root: FileDescriptor) -> String? {
+        guard let fd = try? OpenBeneath.open(path, in: root, flags: OpenBeneath.pathOnly) else { return nil }
+        defer { try? fd.close() }
+        guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(fd.rawValue)"),
+              let base = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(root.rawValue)") else { return nil }
+        if base == "/" { return target }
+        guard target.hasPrefix(base + "/") else { return nil }
+        return String(target.dropFirst(base.count))
     }
 
     /// Starts the container, calls `started` once the payload runs, and waits for it to end.
@@ -148,7 +187,7 @@ public enum Container {
         spec.userNamespaceFD = userNamespace?.fd
         spec.networkNamespaceFD = network.joinedNamespaceFD
         let process = try ContainerProcess.start(spec, beforePayload: network.setUpHook)
-        process.forwardTerminationSignals(as: plan.killSignal)
+        process.forwardTerminationSignals(as: plan.killSignal, timeout: stopTimeout)
         // Registered once PID 1 runs; removed on every return path (a kill -9 of imagectl leaves
         // an unlocked entry that the next reader removes, see MachineRegistry).
         let registration: MachineRegistration
@@ -156,7 +195,9 @@ public enum Container {
             var record = ContainerRecord(
                 name: plan.machine, kind: .container, leader: process.pid, supervisor: HostFiles.processID,
                 root: configuration.directory, uuid: plan.uuid, started: Date(),
-                stopSignal: configuration.boot ? Signals.realtimeMinimum + 4 : plan.killSignal)
+                stopSignal: plan.lifecycleSignals.poweroff)
+            record.rebootSignal = plan.lifecycleSignals.reboot
+            record.initSystem = plan.initSystem
             record.systemCallFilter = configuration.systemCallFilter
             record.userNamespace = userNamespace?.resolved
             record.addresses = network.addresses
@@ -187,7 +228,8 @@ public enum Container {
             }
         }
         let termination = try process.wait()
-        return Outcome(machine: plan.machine, termination: termination, killed: ContainerProcess.signalForwarded, escaped: escaped)
+        return Outcome(machine: plan.machine, termination: termination, killed: ContainerProcess.signalForwarded,
+                       stopTimedOut: process.stopTimedOut, escaped: escaped)
     }
 
     /// What the set-up plan is built from: the options, and what it needs from the host (device

@@ -15,6 +15,9 @@ public struct ContainerConfiguration: Sendable {
     public var asPID2 = false
     /// Throw-away overlay over `directory` (-x).
     public var ephemeral = false
+    /// With -x and no name chosen by -M: the machine is NAME-<16 random hex digits> (nspawn's
+    /// rule), so ephemeral machines of one tree or pool image run side by side.
+    public var uniqueEphemeralName = false
     public var readOnly = false
     /// Machine name (-M); default: from the directory's name.
     public var machineName: String?

@@ -113,7 +113,7 @@ public final class RootSession {
             // rather than that its tree is locked.
             let name = configuration.machineName
                 ?? (imagePath != nil ? try? MountSettings.machineName(forImage: path) : try? configuration.resolvedMachineName)
-            if let name, MachineRegistry().lookup(name) != nil { throw RunnerError.alreadyRunning(name) }
+            if let name, !configuration.uniqueEphemeralName, MachineRegistry().lookup(name) != nil { throw RunnerError.alreadyRunning(name) }
             // A tree or image given by path is locked as nspawn locks it (and as the store locks
             // its own): shared when it is not written (read-only, -x, volatile), else exclusive.
             let readOnly = configuration.readOnly || configuration.ephemeral || configuration.mounts.volatile != .no

@@ -293,7 +293,7 @@ struct RunCLITests {
         // its boot and shutdown messages reach imagectl's output, as with nspawn.
         #expect(r.stdout.contains("Welcome to"), "\(r.stdout.suffix(2000))")
         #expect(r.stdout.contains("System Power Off"), "\(r.stdout.suffix(2000))")
-        // SIGTERM to imagectl sends SIGRTMIN+3 to a booted system: it halts, and that is exit 0.
+        // SIGTERM to imagectl sends a booted systemd SIGRTMIN+4: it powers off, and that is exit 0.
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Imagectl.binary)
         process.arguments = ["run", "-q", "-x", "-D", tree, "-b"]

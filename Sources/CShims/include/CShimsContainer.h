@@ -130,9 +130,14 @@ int img_idmapped_tree(const char *path, int userns_fd, int recursive);
 /// or carries one `struct img_container_error` first. Returns -1 and sets errno on failure.
 pid_t img_container_start(const struct img_container_config *config, int *error_fd);
 
-/// Installs SIGTERM and SIGINT handlers (process-wide, whatever thread receives them) that send
-/// `kill_signal` once to the process behind `pidfd`. Returns -1 and sets errno on failure.
-int img_container_forward_signals(int pidfd, int kill_signal);
+/// Installs SIGTERM and SIGINT handlers (process-wide, whatever thread receives them): the first
+/// signal sends `kill_signal` to the process behind `pidfd` and one byte to the socket `wake_fd`
+/// (-1: none), where imagectl's watchdog waits to SIGKILL it when the stop timeout passes; any
+/// later one sends SIGKILL at once. Returns -1 and sets errno on failure.
+int img_container_forward_signals(int pidfd, int kill_signal, int wake_fd);
+
+/// Stops forwarding (before `pidfd` is closed, so that a late signal cannot reach a reused fd).
+void img_container_forward_stop(void);
 
 /// Non-zero once a SIGTERM/SIGINT was forwarded.
 int img_container_signal_forwarded(void);

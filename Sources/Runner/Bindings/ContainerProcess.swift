@@ -1,6 +1,8 @@
 import CShims
+import Foundation
 import Glibc
 import LinuxSystem
+import Synchronization
 import SystemPackage
 
 /// The parts of a start the C child needs, as Swift values (converted to C in `start`).
@@ -137,10 +139,32 @@ final class ContainerProcess {
         }
     }
 
-    /// From now on SIGTERM/SIGINT to imagectl send `signal` to PID 1 of the container, once.
-    func forwardTerminationSignals(as signal: Int32) {
-        if pidfd >= 0 { _ = img_container_forward_signals(pidfd, signal) }
+    /// From now on a SIGTERM/SIGINT to imagectl sends `signal` to PID 1 of the container (what
+    /// `imagectl stop` does) and, when PID 1 has not ended `timeout` seconds later, SIGKILL, so
+    /// that no container outlives its `imagectl run`; a second SIGTERM/SIGINT sends SIGKILL at
+    /// once. The timeout is kept by a watchdog thread that the C handler wakes through a socket
+    /// (a signal handler can neither sleep nor start a thread); the thread holds its own dup of
+    /// the pidfd and ends when PID 1 does.
+    func forwardTerminationSignals(as signal: Int32, timeout: Double) {
+        guard pidfd >= 0 else { return }
+        var wake: [Int32] = [-1, -1]
+        let watched = fcntl(pidfd, F_DUPFD_CLOEXEC, 3)
+        guard watched >= 0,
+              socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &wake) == 0 else {
+            // Without the watchdog the signal is still forwarded, only never escalated.
+            if watched >= 0 { close(watched) }
+            _ = img_container_forward_signals(pidfd, signal, -1)
+            return
+        }
+        let watchdog = StopWatchdog(pidfd: watched, wake: wake[0], timeout: timeout)
+        let thread = Thread { watchdog.run() }
+        thread.start()
+        // The write end stays open for the handler for the rest of imagectl's short life.
+        _ = img_container_forward_signals(pidfd, signal, wake[1])
     }
+
+    /// True when the stop timeout passed after a SIGTERM/SIGINT and PID 1 was SIGKILLed.
+    var stopTimedOut: Bool { StopWatchdog.fired.load(ordering: .sequentiallyConsistent) }
 
     /// Sends `signal` (default SIGKILL) to PID 1 through its pidfd (never a recycled PID).
     func kill(_ signal: Int32 = SIGKILL) {
@@ -150,6 +174,7 @@ final class ContainerProcess {
     /// Waits for PID 1 to end.
     func wait() throws -> ContainerTermination {
         let termination = try ChildStart.waitForExit(pid)
+        img_container_forward_stop()
         if pidfd >= 0 { close(pidfd) }
         return termination
     }
@@ -231,5 +256,47 @@ extension HostFiles {
             defer { try? root.close() }
             return OpenBeneath.exists(path, in: root)
         }
+    }
+}
+
+/// Waits for the forwarding handler's byte, then for PID 1's end for the stop timeout, and
+/// SIGKILLs it when the timeout passes. Sendable: its descriptors are owned by the one thread
+/// that runs it (and closed there); `fired` is atomic.
+final class StopWatchdog: Sendable {
+    static let fired = Atomic<Bool>(false)
+    let pidfd: Int32
+    let wake: Int32
+    let timeout: Double
+
+    init(pidfd: Int32, wake: Int32, timeout: Double) {
+        self.pidfd = pidfd
+        self.wake = wake
+        self.timeout = timeout
+    }
+
+    func run() {
+        defer {
+            close(pidfd)
+            close(wake)
+        }
+        // Until a SIGTERM/SIGINT arrives or PID 1 ends by itself.
+        while true {
+            var fds = [pollfd(fd: wake, events: Int16(POLLIN), revents: 0), pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)]
+            let ready = poll(&fds, 2, -1)
+            if ready < 0 && errno == EINTR { continue }
+            if ready < 0 || fds[1].revents != 0 { return }
+            if fds[0].revents != 0 { break }
+        }
+        let deadline = Date().addingTimeInterval(timeout)
+        while true {
+            let left = deadline.timeIntervalSinceNow
+            if left <= 0 { break }
+            var pfd = pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)
+            let ready = poll(&pfd, 1, Int32(min(left, 3600) * 1000) + 1)
+            if ready > 0 { return }
+            if ready < 0 && errno != EINTR { break }
+        }
+        Self.fired.store(true, ordering: .sequentiallyConsistent)
+        _ = img_pidfd_send_signal(pidfd, SIGKILL)
     }
 }

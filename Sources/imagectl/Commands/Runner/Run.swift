@@ -25,7 +25,19 @@ struct RunCommand: AsyncParsableCommand {
             /dev/console is still a pty, whose output is relayed (input is not). It gets a new \
             session. Needs root.
             Exit status: the payload's exit code; 128+N when a signal N ended it; 0 when a booted \
-            system powered off; 1 when the container could not start; 2 for bad options.
+            system powered off or halted, 133 when it rebooted (as nspawn: a service manager can \
+            restart it, RestartForceExitStatus=133); 1 when the container could not start; 2 for \
+            bad options.
+            Stopping: SIGTERM or SIGINT to imagectl asks the container to power off, as imagectl \
+            stop does: the kill signal (--kill-signal=; default the init's power-off signal with \
+            --boot, SIGRTMIN+4 for systemd, SIGUSR2 for busybox init, SIGPWR for sysvinit; SIGKILL \
+            for a plain payload), then SIGKILL when it has not ended after 90 s (systemd's default \
+            stop timeout; nspawn has no option for it, and neither has imagectl); a second \
+            SIGTERM/SIGINT kills it at once. The machine records its init's power-off and reboot \
+            signals for imagectl poweroff and reboot.
+            With -x and no -M naming the machine, the machine is named after the tree or image \
+            with a random suffix (NAME-0123456789abcdef, as nspawn does), so several ephemeral \
+            machines of one tree run at once.
             Devices: nspawn's allow list (null, zero, full, random, urandom, tty, net/tun, the \
             container's ptys) plus each --bind/--bind-ro of a host device node (rw or r); anything \
             else cannot be made or opened, even by root inside (a cgroup v1 devices list and, where \
@@ -101,7 +113,7 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: [.customShort("E"), .customLong("setenv")], help: "Set NAME=VALUE in the payload's environment (repeatable).")
     var setenv: [String] = []
 
-    @Option(name: .customLong("kill-signal"), help: "Signal sent to PID 1 when imagectl gets SIGTERM or SIGINT (default SIGKILL; SIGRTMIN+3 with --boot).")
+    @Option(name: .customLong("kill-signal"), help: "Signal sent to PID 1 when imagectl gets SIGTERM or SIGINT, before SIGKILL after 90 s (default SIGKILL; with --boot the init's power-off signal: SIGRTMIN+4 for systemd, SIGUSR2 for busybox, SIGPWR for sysvinit).")
     var killSignal: String?
 
     @Option(name: .customLong("capability"), help: "Capabilities to add to the bounding set, comma-separated, or \"all\" (repeatable).")
@@ -211,6 +223,9 @@ struct RunCommand: AsyncParsableCommand {
         try imageOptions.apply(to: &c, directory: directory, template: template)
         try applySettingsFile(to: &c, report: &report)
         try RunNetworkOptions.finish(&c)
+        // nspawn's rule: -x without a chosen name gets a random suffix. -M alone names the
+        // pool image to run, not the machine, so it gets one too.
+        c.uniqueEphemeralName = c.ephemeral && (machine == nil || (directory == nil && imageOptions.image == nil))
         // A booted system writes to /dev/console. Without a terminal it still gets a pty there,
         // relayed one way to imagectl's output (nspawn's --console=read-only), so its boot
         // messages are not lost; a plain command keeps imagectl's standard streams.
@@ -338,6 +353,9 @@ struct RunCommand: AsyncParsableCommand {
             // Even with -q: the user did not ask for a container whose root is the host's.
             Terminal.standardError("warning: \(warning)\n")
         })
+        if outcome.stopTimedOut {
+            Terminal.standardError("Container \(outcome.machine) did not stop within \(Int(Container.stopTimeout)) s; killed.\n")
+        }
         if outcome.escaped { Terminal.standardError("\nContainer \(outcome.machine) killed: ^] was pressed three times.\n") }
         let status: Int32
         switch outcome.termination {
@@ -353,9 +371,10 @@ struct RunCommand: AsyncParsableCommand {
             if !quiet { Terminal.standardError("Container \(outcome.machine) has been shut down.\n") }
             status = 0
         case .signaled(let signal) where configuration.boot && signal == SIGHUP:
-            // reboot(RESTART) ends the namespace's init with SIGHUP; imagectl does not restart.
-            if !quiet { Terminal.standardError("Container \(outcome.machine) asked for a reboot; it is not restarted.\n") }
-            status = 0
+            // reboot(RESTART) ends the namespace's init with SIGHUP: exit 133 as nspawn, for a
+            // supervisor to start it again (imagectl-run@.service: RestartForceExitStatus=133).
+            if !quiet { Terminal.standardError("Container \(outcome.machine) is being rebooted.\n") }
+            status = 133
         case .signaled(let signal):
             Terminal.standardError("Container \(outcome.machine) terminated by signal \(Signals.name(signal)).\n")
             status = 128 + signal
