@@ -15,6 +15,11 @@ public enum MachineError: Swift.Error, CustomStringConvertible, Equatable {
     case unknownSignal(String)
     /// A system call of the console relay failed.
     case console(call: String, errno: Int32)
+    /// Talking to a VM's qemu over QMP failed.
+    case qmp(String)
+    /// The machine cannot do what was asked (a reboot of a machine whose record lacks the
+    /// signal, a login into a VM).
+    case unsupported(String)
 
     public var description: String {
         switch self {
@@ -24,6 +29,8 @@ public enum MachineError: Swift.Error, CustomStringConvertible, Equatable {
         case .registry(let text): "machine registry: \(text)"
         case .unknownSignal(let name): "unknown signal \"\(name)\""
         case .console(let call, let errno): "console relay: \(call): \(Self.errnoText(errno))"
+        case .qmp(let text): "QMP: \(text)"
+        case .unsupported(let text): text
         }
     }
 

@@ -139,36 +139,3 @@ public struct MachineRegistry: Sendable {
         return entry
     }
 }
-
-extension MachineRegistry {
-    /// Sends the machine's stop signal to its leader. The entry is looked up again once the
-    /// leader's pidfd is open, so a leader PID recycled after the machine ended is never
-    /// signalled. Returns the record signalled.
-    @discardableResult
-    public func stop(_ name: String) throws(MachineError) -> MachineRecord {
-        guard MachineRecord.isValidName(name) else { throw .invalidMachineName(name) }
-        guard let record = lookup(name) else { throw .noSuchMachine(name) }
-        // A leader that is gone is a machine that is not running any more.
-        func failure(_ failure: LeaderHandle.Failure, _ what: String) -> MachineError {
-            switch failure {
-            case .gone: .noSuchMachine(name)
-            case .failed(let code): .registry("\(what): \(MachineError.errnoText(code))")
-            }
-        }
-        let leader: LeaderHandle
-        do throws(LeaderHandle.Failure) {
-            leader = try LeaderHandle(record.leader)
-        } catch {
-            throw failure(error, "cannot open the leader \(record.leader) of \(name)")
-        }
-        guard let again = lookup(name), again.leader == record.leader, again.supervisor == record.supervisor else {
-            throw .noSuchMachine(name)
-        }
-        do throws(LeaderHandle.Failure) {
-            try leader.send(record.stopSignal)
-        } catch {
-            throw failure(error, "cannot send \(Signals.name(record.stopSignal)) to \(name) (pid \(record.leader))")
-        }
-        return record
-    }
-}

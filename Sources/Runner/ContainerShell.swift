@@ -19,6 +19,9 @@ public enum ContainerShell {
         public var environment: [String] = []
         /// Give the process a pty from the container's devpts; the caller relays its master.
         public var console = false
+        /// Run the container's login(1) (`imagectl login`): it asks for a user and password on
+        /// the pty, as a getty's login prompt does. `command` and `user` are ignored.
+        public var login = false
 
         public init(machine: String) { self.machine = machine }
     }
@@ -57,7 +60,12 @@ public enum ContainerShell {
 
         let (entry, groups) = try UserDatabase.identity(of: request.user, in: root)
         let argv: [String]
-        if request.command.isEmpty {
+        if request.login {
+            guard let login = loginPrograms.first(where: { OpenBeneath.fileType($0, in: root) == S_IFREG }) else {
+                throw MachineError.unsupported("machine \(request.machine) has no \(loginPrograms.joined(separator: " or ")) to log in with")
+            }
+            argv = [login]
+        } else if request.command.isEmpty {
             let shell = [entry.shell, "/bin/sh"].first { !$0.isEmpty && OpenBeneath.fileType($0, in: root) == S_IFREG }
             guard let shell else { throw RunnerError.noShell(record.root ?? record.name) }
             argv = [shell, "-l"]
@@ -95,6 +103,10 @@ public enum ContainerShell {
         return Plan(record: record, argv: argv, environment: environment, workingDirectory: workingDirectory,
                     uid: entry.uid, gid: entry.gid, groups: groups, boundingSet: boundingSet, cgroupProcs: cgroupProcs)
     }
+
+    /// Where login(1) is in the trees imagectl runs (util-linux and shadow put it in /bin, a
+    /// merged-/usr tree has both, busybox links it from /bin).
+    static let loginPrograms = ["/bin/login", "/usr/bin/login"]
 
     /// The cgroup.procs files of the hierarchies a container lives in (the named "systemd" v1
     /// hierarchy, each v1 controller hierarchy and the v2 tree), from /proc/PID/cgroup of its

@@ -80,7 +80,7 @@ struct MachineRegistryTests {
         let registry = MachineRegistry(directory: scratch.appending("machines"))
         #expect(throws: MachineError.invalidMachineName("../etc")) { try registry.register(Self.record("../etc")) }
         #expect(registry.lookup("../etc") == nil)
-        #expect(throws: MachineError.noSuchMachine("nothing")) { try registry.stop("nothing") }
+        #expect(throws: MachineError.noSuchMachine("nothing")) { try MachineControl(registry: registry).poweroff("nothing") }
     }
 
     @Test func defaultDirectoryFollowsTheRuntimeDirectory() {

@@ -126,9 +126,10 @@ struct MachineCLITests {
         #expect(missing.stderr.hasPrefix("error: ") && missing.stderr.contains("no-such-program"))
         #expect(try Imagectl.run(["shell", "nosuch", "true"], environment: setup.environment).stderr == "error: no machine \"nosuch\" is running\n")
 
+        // A plain payload's power-off is its kill signal (SIGKILL by default); stop waits for it.
         let stop = try Imagectl.run(["stop", "mtest"], environment: setup.environment)
         #expect(stop.status == 0)
-        #expect(stop.stderr == "Sent SIGKILL to container mtest (PID \(leader)).\n")
+        #expect(stop.stderr == "Machine mtest stopped (SIGKILL).\n")
         let status = background.wait(seconds: 20)
         #expect(status == Int32(137), "\(String(describing: status)) \(background.text)")
         #expect(background.text.contains("terminated by signal SIGKILL"))

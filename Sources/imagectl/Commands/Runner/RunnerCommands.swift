@@ -6,7 +6,13 @@ enum RunnerCommands {
         RunCommand.self,
         VMCommand.self,
         MachinesCommand.self,
+        StatusCommand.self,
+        PowerOffCommand.self,
+        RebootCommand.self,
         StopCommand.self,
+        TerminateCommand.self,
+        KillCommand.self,
         ShellCommand.self,
+        LoginCommand.self,
     ]
 }
