@@ -17,7 +17,7 @@ public enum InitSystem: String, Codable, Sendable, CaseIterable {
     /// booted container.
     case other
     /// A plain payload (no --boot): it gets the kill signal for either.
-    case none
+    case plain
 
     /// Classifies the init from its path inside the tree with every symlink resolved (the
     /// file that will be executed, e.g. /bin/busybox for /sbin/init -> ../bin/busybox).
@@ -39,7 +39,7 @@ public enum InitSystem: String, Codable, Sendable, CaseIterable {
         case .systemd, .other: return LifecycleSignals(poweroff: rtmin + 4, reboot: SIGINT, halt: rtmin + 3)
         case .busybox: return LifecycleSignals(poweroff: SIGUSR2, reboot: SIGTERM, halt: SIGUSR1)
         case .sysvinit: return LifecycleSignals(poweroff: SIGPWR, reboot: SIGINT, halt: SIGPWR)
-        case .none: return LifecycleSignals(poweroff: killSignal, reboot: killSignal, halt: killSignal)
+        case .plain: return LifecycleSignals(poweroff: killSignal, reboot: killSignal, halt: killSignal)
         }
     }
 }

@@ -40,8 +40,8 @@ public enum Container {
         public var killSignal: Int32
         /// The machine UUID given to the payload as $container_uuid.
         public var uuid: UUID? = nil
-        /// The init that runs (`.none` for a plain payload), found from argv[0] in the tree.
-        public var initSystem: InitSystem = .none
+        /// The init that runs (`.plain` for a plain payload), found from argv[0] in the tree.
+        public var initSystem: InitSystem = .plain
         /// What `imagectl poweroff`/`reboot` send (kept in the machine record).
         public var lifecycleSignals = LifecycleSignals(poweroff: SIGKILL, reboot: SIGKILL, halt: SIGKILL)
     }
@@ -109,7 +109,7 @@ public enum Container {
             workingDirectory = "/"
         }
         // Which signals the init understands, decided from the file that will run.
-        let initSystem = configuration.boot ? InitSystem.classify(resolvedPath: resolve(argv[0], in: root) ?? argv[0]) : .none
+        let initSystem = configuration.boot ? InitSystem.classify(resolvedPath: resolve(argv[0], in: root) ?? argv[0]) : .plain
         let signals = initSystem.signals(killSignal: configuration.killSignal ?? SIGKILL)
         let killSignal = configuration.killSignal ?? signals.poweroff
         return Plan(machine: machine, argv: argv, environment: environment, workingDirectory: workingDirectory,

@@ -19,7 +19,7 @@ struct LifecycleTests {
         #expect(InitSystem.sysvinit.signals(killSignal: SIGKILL).reboot == SIGINT)
         // nspawn and machinectl send systemd's signals to any booted container.
         #expect(InitSystem.other.signals(killSignal: SIGKILL) == InitSystem.systemd.signals(killSignal: SIGKILL))
-        #expect(InitSystem.none.signals(killSignal: SIGTERM) == LifecycleSignals(poweroff: SIGTERM, reboot: SIGTERM, halt: SIGTERM))
+        #expect(InitSystem.plain.signals(killSignal: SIGTERM) == LifecycleSignals(poweroff: SIGTERM, reboot: SIGTERM, halt: SIGTERM))
     }
 
     /// A record written before the reboot signal, init and QMP socket were kept still reads.

@@ -53,7 +53,7 @@ struct LifecyclePlanTests {
         var plain = ContainerConfiguration(directory: Fixtures.path("busybox-tree") ?? "")
         plain.command = ["/sbin/init"]
         let plainPlan = try Container.plan(plain, hostEnvironment: [:])
-        #expect(plainPlan.initSystem == InitSystem.none)
+        #expect(plainPlan.initSystem == InitSystem.plain)
         #expect(plainPlan.lifecycleSignals == LifecycleSignals(poweroff: SIGKILL, reboot: SIGKILL, halt: SIGKILL))
     }
 

@@ -147,6 +147,33 @@ struct MachineLifecycleCLITests {
         try Self.expectNothingLeft(many)
     }
 
+    /// The one Debian boot of this suite (a boot costs seconds): `login` reaches the
+    /// container's login prompt on a terminal (tmux), then `poweroff` makes systemd power off
+    /// and `imagectl run` exits 0.
+    @Test func debianLoginPromptThenPoweroff() throws {
+        try Privileged.require(.root, .fixture("debian-tree"), .tool("tmux"), .tool("python3"))
+        let machine = try Self.start(["-b"], fixture: "debian-tree")
+        let status = try Imagectl.run(["status", machine.name], environment: machine.environment)
+        #expect(status.stdout.contains("OS: Debian GNU/Linux 12 (bookworm)"), "\(status.stdout)")
+        #expect(status.stdout.contains("Init: systemd; poweroff SIGRTMIN+4, reboot SIGINT"), "\(status.stdout)")
+
+        let command = "IMAGECTL_RUNTIME_DIR=\(machine.environment["IMAGECTL_RUNTIME_DIR"] ?? "") \(Imagectl.binary) login \(machine.name); sleep 60"
+        let tmux = try ConsoleTests.Tmux(command: command, columns: 100, rows: 30)
+        #expect(tmux.waitFor("Connected to machine \(machine.name)."), "\(tmux.screen)")
+        #expect(tmux.waitFor("login:", seconds: 60), "\(tmux.screen)")
+        // ^]^]^] leaves the login session; the container runs on.
+        try tmux.send("C-]", "C-]", "C-]")
+        #expect(tmux.waitFor("Session killed"), "\(tmux.screen)")
+        #expect(machine.run.process.isRunning)
+
+        let poweroff = try Imagectl.run(["poweroff", machine.name], environment: machine.environment)
+        #expect(poweroff.status == 0, "\(poweroff.stderr)")
+        #expect(poweroff.stderr.hasPrefix("Sent SIGRTMIN+4 to container \(machine.name) "))
+        #expect(machine.run.wait(seconds: 60) == 0, "\(machine.run.text.suffix(2000))")
+        #expect(machine.run.text.contains("Powering off."), "\(machine.run.text.suffix(2000))")
+        try Self.expectNothingLeft(machine)
+    }
+
     @Test func unknownMachinesAndBadOptions() throws {
         let scratch = try TemporaryDirectory(prefix: "lifecycle-cli")
         let environment = ["IMAGECTL_RUNTIME_DIR": scratch.path]

@@ -47,7 +47,7 @@ struct StopCommand: ParsableCommand {
         let (record, outcome) = try MachineControl().stop(name, timeout: seconds)
         guard !quiet else { return }
         switch outcome {
-        case .poweredOff where record.kind == .container && (record.initSystem ?? .none) == .none:
+        case .poweredOff where record.kind == .container && (record.initSystem ?? .plain) == .plain:
             // A plain payload has no power-off: it ended of the kill signal it was sent.
             Terminal.standardError("Machine \(name) stopped (\(Signals.name(record.stopSignal))).\n")
         case .poweredOff:
