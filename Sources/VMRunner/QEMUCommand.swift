@@ -21,6 +21,8 @@ public enum QEMUCommand {
         // Entropy for the guest's early boot (otherwise getrandom() may stall under TCG).
         args += ["-device", "virtio-rng-pci"]
         args += consoleArguments(spec.console)
+        // wait=off: qemu starts the guest at once and accepts the connection whenever it comes.
+        if let qmp = spec.qmpSocket { args += ["-qmp", "unix:" + escapeOptionValue(qmp) + ",server=on,wait=off"] }
 
         switch spec.boot {
         case .firmware(let firmware):

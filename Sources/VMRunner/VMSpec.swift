@@ -106,6 +106,9 @@ public struct VMSpec: Sendable, Equatable {
     public var vsockCID: UInt32?
     public var tpm: TPM?
     public var console: Console = .interactive
+    /// qemu's QMP control socket (a Unix socket qemu listens on): what `imagectl poweroff`,
+    /// `reboot`, `stop` and `terminate` talk to. nil: none (--print-command).
+    public var qmpSocket: String?
 
     public init(qemuBinary: String = "qemu-system-x86_64", name: String, uuid: UUID, cpus: Int = 1,
                 memoryBytes: UInt64 = 2 << 30, accelerator: Accelerator, root: Drive, boot: Boot) {

@@ -400,22 +400,35 @@ extension VirtualMachine {
     /// every path. `background` is an SGR colour for the terminal while the VM runs.
     ///
     /// The VM is in `registry` from the moment qemu has a PID until it ends, as a container is
-    /// from its PID 1's start, so that `imagectl machines` lists it and `imagectl stop` sends
-    /// SIGTERM to qemu (a clean qemu exit, status 0). A live machine of the same name is an
-    /// error (busy); a registry this process cannot write (not root) only costs `machines` and
-    /// `stop`, and is said through `warn`. `started` runs first once qemu has a PID (the host side
-    /// of a tap, which qemu has made by then); `addresses` go into the record.
+    /// from its PID 1's start, so that `imagectl machines` lists it; its record names qemu's QMP
+    /// socket ($IMAGECTL_RUNTIME_DIR/qmp/PID.sock), through which `imagectl poweroff` presses
+    /// the ACPI power button, `reboot` sends ctrl-alt-delete, and `stop` and `terminate` end it.
+    /// A live machine of the same name is an error (busy); a registry this process cannot write
+    /// (not root) only costs those verbs, and is said through `warn`. `started` runs first once
+    /// qemu has a PID (the host side of a tap, which qemu has made by then); `addresses` go into
+    /// the record.
     public static func run(_ vm: PreparedVM, background: String? = nil, registry: MachineRegistry = MachineRegistry(),
                            addresses: [String]? = nil, started hostSide: (Int32) throws -> Void = { _ in },
                            warn: (String) -> Void = { _ in }) throws -> Outcome {
         defer { vm.cleanUp() }
         var registration: MachineRegistration?
         defer { registration?.unregister() }
-        let started = { (pid: Int32) throws in
+        // The control socket, named after this imagectl (short: a socket path has 108 bytes).
+        var spec = vm.spec
+        let qmpDirectory = RuntimeDirectory.path + "/qmp"
+        if (try? FileSystem.makeDirectories(qmpDirectory, mode: 0o700)) != nil {
+            spec.qmpSocket = qmpDirectory + "/\(ProcessInfo.processInfo.processIdentifier).sock"
+        } else {
+            warn("no QMP socket in \(qmpDirectory): imagectl poweroff, reboot and stop cannot ask the guest")
+        }
+        defer { if let socket = spec.qmpSocket { unlink(socket) } }
+        let started = { [spec] (pid: Int32) throws in
             try hostSide(pid)
-            var record = VMRecord(machine: MachineRecord(
-                name: vm.spec.name, kind: .vm, leader: pid, supervisor: ProcessInfo.processInfo.processIdentifier,
-                root: vm.image, uuid: vm.spec.uuid, started: Date(), stopSignal: SIGTERM))
+            var machine = MachineRecord(
+                name: spec.name, kind: .vm, leader: pid, supervisor: ProcessInfo.processInfo.processIdentifier,
+                root: vm.image, uuid: spec.uuid, started: Date(), stopSignal: SIGTERM)
+            machine.qmpSocket = spec.qmpSocket
+            var record = VMRecord(machine: machine)
             if !vm.verityTrust.isEmpty { record.verity = vm.verityTrust }
             record.machine.addresses = addresses
             do throws(MachineError) {
@@ -425,14 +438,14 @@ extension VirtualMachine {
                 warn("not registered as a machine: \(error)")
             }
         }
-        let colour = background.flatMap { QEMUProcess.standardOutputIsTerminal && (vm.spec.console == .interactive || vm.spec.console == .readOnly) ? $0 : nil }
+        let colour = background.flatMap { QEMUProcess.standardOutputIsTerminal && (spec.console == .interactive || spec.console == .readOnly) ? $0 : nil }
         if let colour { FileHandle.standardOutput.write(Data("\u{1B}[\(colour)m\u{1B}[K".utf8)) }
         defer { if colour != nil { FileHandle.standardOutput.write(Data("\u{1B}[0m\u{1B}[K".utf8)) } }
-        let connectInput = vm.spec.console == .interactive || vm.spec.console == .native
-        let arguments = QEMUCommand.arguments(for: vm.spec)
+        let connectInput = spec.console == .interactive || spec.console == .native
+        let arguments = QEMUCommand.arguments(for: spec)
         let outcome: QEMUProcess.Outcome
         var escaped = false
-        if relaysConsole(vm.spec) {
+        if relaysConsole(spec) {
             (outcome, escaped) = try runWithConsoleRelay(arguments, started: started)
         } else {
             outcome = try QEMUProcess.run(arguments, connectStandardInput: connectInput, started: started)
