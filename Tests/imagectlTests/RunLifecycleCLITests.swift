@@ -322,7 +322,8 @@ struct RunLifecycleCLITests {
         let name = Self.unique()
         let tree = try Self.copy("busybox-tree", to: scratch, as: "pool/\(name)")
         let runtime = scratch.appending("runtime")
-        let running = try Background(["run", "-q", "-x", "-D", tree, "sleep", "30"], scratch: scratch,
+        // -M: an ephemeral machine's name would otherwise get a random suffix.
+        let running = try Background(["run", "-q", "-x", "-D", tree, "-M", name, "sleep", "30"], scratch: scratch,
                                      environment: ["IMAGECTL_RUNTIME_DIR": runtime])
         _ = try Self.waitForLeader(name, runtime: runtime, while: running)
         let remove = try Imagectl.run(["remove", name], root: pool)
