@@ -52,28 +52,77 @@ extension ImageStore {
         }
     }
 
-    /// Runs `body` on the output: standard output for "-", else a `.#` temporary beside `file`
-    /// (mode 0644) that is fsynced and renamed into place without replacing anything, and removed
-    /// when `body` fails.
-    private static func writeOutput(_ file: String, _ body: (FileDescriptor) throws -> Void) throws {
+    /// Runs `body` on the output: standard output for "-", else a file that appears under its
+    /// name only when complete, without replacing anything:
+    /// - an unnamed O_TMPFILE in the output's directory, fsynced and then given its name with
+    ///   linkat(2): a process killed meanwhile leaves nothing at all;
+    /// - where the file system has no O_TMPFILE (vfat, some network file systems), a
+    ///   `.#NAME.<16 hex>` temporary beside it, OFD-locked while it is written and renamed into
+    ///   place. A killed export leaves that name behind; the next export to the same path removes
+    ///   every such leftover nobody holds a lock on.
+    static func writeOutput(_ file: String, useAnonymousFile: Bool = true, _ body: (FileDescriptor) throws -> Void) throws {
         if file == "-" {
             try body(FileDescriptor.standardOutput)
             return
         }
         if FileSystem.exists(file) { throw Error.unsupported("'\(file)' already exists") }
         let directory = FileSystem.parentDirectory(file)
+        removeStaleExportTemporaries(of: file)
+        if useAnonymousFile, let fd = try AnonymousFile.open(in: directory, mode: 0o644) {
+            do {
+                try body(fd)
+                try FileSystem.synchronize(fd, path: file)
+                try linkIntoPlace(fd, file)
+                try fd.close()
+            } catch {
+                try? fd.close()
+                throw error
+            }
+            try FileSystem.synchronize(directory)
+            return
+        }
         let temporary = "\(directory)/.#\(FileSystem.baseName(file)).\(FileSystem.randomHex(8))"
         let fd = try FileDescriptor.open(temporary, .writeOnly, options: [.create, .exclusiveCreate, .closeOnExec], permissions: [.ownerReadWrite, .groupRead, .otherRead])
         do {
+            // Held until the descriptor closes, so that a concurrent export of the same path does
+            // not take this file for a leftover.
+            _ = try FileLock.setLock(fd, kind: .exclusive, path: temporary)
             try body(fd)
-            try FileSystem.synchronize(temporary)
-            try fd.close()
+            try FileSystem.synchronize(fd, path: temporary)
             try Mutations.renameNoReplace(temporary, to: file, name: file)
+            try fd.close()
         } catch {
             try? fd.close()
             try? FileSystem.removeFileIfPresent(temporary)
             if case Error.exists = error { throw Error.unsupported("'\(file)' already exists") }
             throw error
+        }
+    }
+
+    /// linkat(2) of the finished anonymous file to `file`; an existing `file` stays as it is.
+    private static func linkIntoPlace(_ fd: FileDescriptor, _ file: String) throws {
+        do {
+            try AnonymousFile.link(fd, to: file)
+        } catch {
+            guard error.errno == .fileExists else { throw error }
+            throw Error.unsupported("'\(file)' already exists")
+        }
+    }
+
+    /// Removes `.#NAME.<16 hex>` beside `file` left by a killed export of the same path, skipping
+    /// any that a running export holds locked. Best effort: a leftover that cannot be removed
+    /// does not stop a new export.
+    static func removeStaleExportTemporaries(of file: String) {
+        let directory = FileSystem.parentDirectory(file)
+        let prefix = ".#" + FileSystem.baseName(file) + "."
+        guard let entries = try? FileSystem.entries(directory) else { return }
+        for entry in entries where entry.hasPrefix(prefix) {
+            let rest = entry.dropFirst(prefix.count)
+            guard rest.count == 16, rest.allSatisfy({ $0.isHexDigit && !$0.isUppercase }) else { continue }
+            let path = directory + "/" + entry
+            guard let status = try? FileStatus.lstat(path), status.kind == .regular,
+                  let lock = try? FileLock.tryLock(path: path, kind: .exclusive, create: false) else { continue }
+            lock.releaseRemovingFile()
         }
     }
 }

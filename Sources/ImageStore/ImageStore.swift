@@ -21,6 +21,7 @@ public actor ImageStore {
         case alreadyFinished(String)
         case sameName(String)
         case unsupported(String)
+        case partlyRemoved(String, detail: String)
 
         public var description: String {
             switch self {
@@ -36,6 +37,7 @@ public actor ImageStore {
             case .alreadyFinished(let name): "pending image '\(name)' was already committed or discarded"
             case .sameName(let name): "source and destination are both '\(name)'"
             case .unsupported(let text): text
+            case .partlyRemoved(let name, let detail): "image '\(name)' is removed, but deleting its files failed (\(detail)); 'imagectl clean' retries"
             }
         }
 

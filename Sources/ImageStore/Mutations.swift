@@ -49,6 +49,50 @@ enum Mutations {
         }
     }
 
+    /// `.#NAME.<16 hex>.rm`: where `removeAtomically` moves an image before deleting it. The
+    /// `.rm` marker tells `clean` that the removal was decided (the image is gone by name) and
+    /// only its deletion may be unfinished.
+    static func removalPath(directory: String, name: String) -> String {
+        "\(directory)/.#\(name).\(FileSystem.randomHex(8)).rm"
+    }
+
+    /// Removes `image` so that a crash at any point leaves it either whole under its name or gone:
+    /// renameat2(2) of the image to a `.rm` name beside it first (one atomic step), then its side
+    /// files after it, then the deletion. A process killed, or a deletion that fails (an immutable
+    /// file deep in the tree), leaves only `.#` names, which `clean` finishes.
+    static func removeAtomically(_ image: Image) throws {
+        let doomed = removalPath(directory: image.directory, name: image.name)
+        // The store sets the immutable flag on the top of a read-only directory; rename(2) refuses
+        // an immutable inode. Only the pool's own tree: a symlinked image keeps its target's flags.
+        let immutable = image.type == .directory && image.path == image.targetPath
+            && (try? InodeFlags.isImmutable(image.path)) == true
+        if immutable { try InodeFlags.setImmutable(image.path, false) }
+        do {
+            try Rename.rename(image.path, to: doomed, flags: .noReplace)
+        } catch {
+            if immutable { try? InodeFlags.setImmutable(image.path, true) }
+            throw error
+        }
+        do {
+            // The image is gone by name from here on; what follows only frees space.
+            for side in SideFiles.present(for: image) {
+                try Rename.rename(side.path, to: doomed + side.suffix, flags: .noReplace)
+            }
+            try finishRemoval(doomed)
+        } catch {
+            throw ImageStore.Error.partlyRemoved(image.name, detail: "\(error)")
+        }
+    }
+
+    /// Deletes a `.rm` entry made by `removeAtomically` and the side files moved after it. The
+    /// entry is removed itself, never followed: a block image is a symlink to the device.
+    static func finishRemoval(_ doomed: String) throws {
+        try removeTree(doomed)
+        for suffix in SideFiles.suffixes {
+            try FileSystem.removeFileIfPresent(doomed + suffix)
+        }
+    }
+
     /// renameat2(2) RENAME_NOREPLACE, reporting an existing target as `ImageStore.Error.exists`.
     static func renameNoReplace(_ from: String, to: String, name: String) throws {
         do {

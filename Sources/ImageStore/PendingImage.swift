@@ -40,15 +40,22 @@ public final class PendingImage: Sendable {
     }
 
     /// The image name a `.#` entry of the pool belongs to: `.#NAME.<hex>.tmp[SUFFIX]` (temporaries
-    /// and their staged side files) or `.#NAME.lck` (locks); nil for anything else.
-    static func owner(ofTemporary entry: String) -> (name: String, isLock: Bool)? {
+    /// and their staged side files), `.#NAME.<hex>.rm[SUFFIX]` (an image being removed, see
+    /// `Mutations.removeAtomically`) or `.#NAME.lck` (locks); nil for anything else.
+    static func owner(ofTemporary entry: String) -> (name: String, isLock: Bool, isRemoval: Bool)? {
         guard entry.hasPrefix(".#") else { return nil }
         let body = entry.dropFirst(2)
-        if let match = body.firstMatch(of: /^(.+)\.[0-9a-f]{16}\.tmp(\..*)?$/) {
-            return (String(match.1), false)
+        if let match = body.firstMatch(of: /^(.+)\.[0-9a-f]{16}\.(tmp|rm)(\..*)?$/) {
+            return (String(match.1), false, match.2 == "rm")
         }
-        if body.hasSuffix(".lck") && body.count > 4 { return (String(body.dropLast(4)), true) }
+        if body.hasSuffix(".lck") && body.count > 4 { return (String(body.dropLast(4)), true, false) }
         return nil
+    }
+
+    /// Whether `entry` is the image entry of a removal (`.#NAME.<hex>.rm`), not one of its side
+    /// files.
+    static func isRemovalEntry(_ entry: String) -> Bool {
+        entry.wholeMatch(of: /\.#.+\.[0-9a-f]{16}\.rm/) != nil
     }
 
     /// The final path of the image once committed.

@@ -153,8 +153,7 @@ extension ImageStore {
             do {
                 let lock = try ImageLock.acquire(name: image.name, directory: image.directory, imagePath: image.path, kind: .exclusive)
                 defer { lock.release() }
-                try Mutations.removeImage(image)
-                for side in SideFiles.present(for: image) { try FileSystem.removeFileIfPresent(side.path) }
+                try Mutations.removeAtomically(image)
                 removed.append(image)
             } catch {
                 if firstError == nil { firstError = error }
@@ -238,6 +237,8 @@ extension ImageStore {
             if owner?.isLock == true {
                 // A lock file is stale when nobody holds it; removing it takes the lock first.
                 if heldLocks.contains(owner?.name ?? "") { continue }
+                // Gone since the listing: finishing a removal above took and released it.
+                if !FileSystem.exists(path) { continue }
                 if dryRun {
                     cleaned.append(CleanedEntry(path: path, kind: .lock, name: owner?.name))
                 } else if let lock = try FileLock.tryLock(path: path, kind: .exclusive, create: false) {
@@ -247,6 +248,15 @@ extension ImageStore {
                 continue
             }
             if protected(entry) { continue }
+            if let owner, owner.isRemoval {
+                if PendingImage.isRemovalEntry(entry) {
+                    cleaned += try finishRemoval(path, name: owner.name, dryRun: dryRun)
+                    continue
+                }
+                // A side file of a removal: finished with its image entry when that is listed too.
+                if let base = SideFiles.suffixes.first(where: { entry.hasSuffix(".rm" + $0) }).map({ String(entry.dropLast($0.count)) }),
+                   entries.contains(base) { continue }
+            }
             if !dryRun { try Mutations.removeTree(path) }
             cleaned.append(CleanedEntry(path: path, kind: .temporary, name: owner?.name))
         }
@@ -257,12 +267,35 @@ extension ImageStore {
                     // Take the lock so that nobody starts using it while it goes.
                     guard let lock = try? ImageLock.acquire(name: image.name, directory: poolPath, imagePath: image.path, kind: .exclusive) else { continue }
                     defer { lock.release() }
-                    try Mutations.removeImage(image)
-                    for side in SideFiles.present(for: image) { try FileSystem.removeFileIfPresent(side.path) }
+                    try Mutations.removeAtomically(image)
                 }
                 cleaned.append(CleanedEntry(path: image.path, kind: .hiddenImage, name: image.name))
             }
         }
+        return cleaned
+    }
+
+    /// Finishes a removal that was killed or failed after its image became `.#NAME.<hex>.rm`:
+    /// the side files still under NAME (when the process died before moving them) belong to it
+    /// as long as no new image NAME exists, and go with it. NAME's lock is held meanwhile, so that
+    /// an import of NAME cannot start between the check and the move.
+    private func finishRemoval(_ path: String, name: String, dryRun: Bool) throws -> [CleanedEntry] {
+        var cleaned: [CleanedEntry] = []
+        guard let lock = try? ImageLock.acquire(name: name, directory: poolPath, imagePath: nil, kind: .exclusive) else { return [] }
+        defer { lock.release() }
+        var sideFiles: [(suffix: String, path: String)] = []
+        if Inspector.find(name, in: poolPath, vendor: false, computeUsage: false) == nil {
+            sideFiles = SideFiles.present(base: poolPath + "/" + name)
+        }
+        let moved = SideFiles.suffixes.map { path + $0 }.filter { FileSystem.exists($0) }
+        if !dryRun {
+            for side in sideFiles where !FileSystem.exists(path + side.suffix) {
+                try Rename.rename(side.path, to: path + side.suffix, flags: .noReplace)
+            }
+            try Mutations.finishRemoval(path)
+        }
+        cleaned.append(CleanedEntry(path: path, kind: .temporary, name: name))
+        for file in moved + sideFiles.map(\.path) { cleaned.append(CleanedEntry(path: file, kind: .temporary, name: name)) }
         return cleaned
     }
 

@@ -152,6 +152,11 @@ public enum FileSystem {
         try systemCall("fsync", path: path) { fsync(fd) }
     }
 
+    /// fsync(2) on an open descriptor (`path` only names it in an error).
+    public static func synchronize(_ descriptor: FileDescriptor, path: String) throws(SystemCallError) {
+        try systemCall("fsync", path: path) { fsync(descriptor.rawValue) }
+    }
+
     /// Whether the filesystem holding `path` is mounted read-only: statvfs(3) `ST_RDONLY`.
     public static func isOnReadOnlyMount(_ path: String) -> Bool {
         var info = statvfs()

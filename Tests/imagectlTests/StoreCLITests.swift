@@ -254,6 +254,82 @@ import TestSupport
         #expect(try FileManager.default.contentsOfDirectory(atPath: pool).sorted() == ["big"])
     }
 
+    /// A tree of `20 * 150` small files under `path`.
+    static func makeBigTree(_ path: String) throws {
+        for d in 0..<20 {
+            try FileManager.default.createDirectory(atPath: "\(path)/d\(d)", withIntermediateDirectories: true)
+            for f in 0..<150 {
+                _ = FileManager.default.createFile(atPath: "\(path)/d\(d)/f\(f)", contents: Data(repeating: UInt8(f & 0xff), count: 4096))
+            }
+        }
+    }
+
+    static func listedNames(_ pool: String) throws -> [String] {
+        let list = try Imagectl.run(["list", "--all", "--json"], root: pool)
+        return (try JSONSerialization.jsonObject(with: list.stdoutData) as? [[String: Any]])?.compactMap { $0["name"] as? String } ?? []
+    }
+
+    /// Runs imagectl with `arguments` and kills it with SIGKILL after a random delay.
+    static func runKilled(_ arguments: [String], pool: String, upTo microseconds: UInt32, generator: inout SystemRandomNumberGenerator) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Imagectl.binary)
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(["IMAGECTL_ROOT": pool]) { $1 }
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        usleep(UInt32.random(in: 5_000...microseconds, using: &generator))
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    @Test("remove killed at random points: the image is listed whole (with its side file) or not at all; clean leaves nothing")
+    func removeKilledAtRandomPoints() throws {
+        let tmp = try TemporaryDirectory(prefix: "imagectl-cli-kill-remove")
+        let pool = tmp.appending("pool")
+        var generator = SystemRandomNumberGenerator()
+        var gone = 0
+        for round in 0..<6 {
+            if !FileManager.default.fileExists(atPath: pool + "/big") {
+                try Self.makeBigTree(pool + "/big")
+                try "[Exec]\n".write(toFile: pool + "/big.nspawn", atomically: false, encoding: .utf8)
+            }
+            try Self.runKilled(["remove", "big"], pool: pool, upTo: 300_000, generator: &generator)
+            if try Self.listedNames(pool).contains("big") {
+                let files = FileManager.default.enumerator(atPath: pool + "/big")?.allObjects.count ?? 0
+                #expect(files == 20 * 150 + 20, "round \(round): a partial image is listed")
+                #expect(FileManager.default.fileExists(atPath: pool + "/big.nspawn"), "round \(round): listed without its side file")
+            } else {
+                gone += 1
+                #expect(try Imagectl.run(["clean"], root: pool).status == 0)
+                let left = try FileManager.default.contentsOfDirectory(atPath: pool).filter { !$0.hasSuffix(".lck") }
+                #expect(left.isEmpty, "round \(round): \(left)")
+            }
+        }
+        #expect(gone > 0, "no kill landed after the remove began")
+    }
+
+    @Test("export-tar killed at random points leaves nothing beside the output but a complete file")
+    func exportKilledLeavesNothing() throws {
+        try Privileged.require(.tool("tar"))
+        let tmp = try TemporaryDirectory(prefix: "imagectl-cli-kill-export")
+        let pool = tmp.appending("pool")
+        try Self.makeBigTree(pool + "/big")
+        let out = tmp.appending("out")
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        var generator = SystemRandomNumberGenerator()
+        for round in 0..<4 {
+            try Self.runKilled(["export-tar", "big", out + "/big.tar.xz"], pool: pool, upTo: 600_000, generator: &generator)
+            let entries = try FileManager.default.contentsOfDirectory(atPath: out)
+            #expect(entries.isEmpty || entries == ["big.tar.xz"], "round \(round): \(entries)")
+            if entries == ["big.tar.xz"] {
+                let listing = try Tool.run("tar", ["-tJf", out + "/big.tar.xz"])
+                #expect(listing.status == 0 && listing.stdout.split(separator: "\n").count >= 20 * 150, "round \(round): incomplete output")
+                try FileManager.default.removeItem(atPath: out + "/big.tar.xz")
+            }
+        }
+    }
+
     @Test func cloneOnAFullFilesystemFailsCleanly() throws {
         try Privileged.require(.root)
         let tmp = try TemporaryDirectory(prefix: "imagectl-cli-enospc")
