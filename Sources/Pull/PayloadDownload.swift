@@ -213,6 +213,11 @@ final class PayloadDownload: ByteSource, @unchecked Sendable {
             }
             let startOffset = offset
             var writeOffset = offset
+            // A 200 to a Range request once the reader has started: the body starts from zero
+            // again, so its first `replayEnd` bytes are compared with those already on disk
+            // (which the reader has consumed) instead of being written.
+            var replayed: UInt64 = 0
+            var replayEnd: UInt64 = 0
             var responseError: PullError? = nil
             var notModified = false
 
@@ -222,13 +227,22 @@ final class PayloadDownload: ByteSource, @unchecked Sendable {
                     notModified = true
                     return false
                 case 200:
-                    if writeOffset > 0 {
-                        // The server sent the whole file: our validator no longer matches (or
-                        // Range is not supported). Fine before the reader started; not after.
-                        if hasStarted {
-                            responseError = .rangeNotHonoured(url)
+                    if writeOffset > 0 && hasStarted {
+                        // The server sent the whole file (it ignores Range, or the validator
+                        // changed) after the reader took bytes: restart from zero by replaying,
+                        // and the bytes must be the same as before.
+                        if let newTag = response.header("etag"), let etag, newTag != etag {
+                            responseError = .changedDuringDownload(url)
                             return false
                         }
+                        replayEnd = writeOffset
+                        if let length = response.header("content-length").flatMap(UInt64.init), length < writeOffset {
+                            responseError = .changedDuringDownload(url)
+                            return false
+                        }
+                    } else if writeOffset > 0 {
+                        // Before the reader started (a kept download of an earlier run): the kept
+                        // bytes are dropped and the download restarts from zero.
                         do { try file.truncate(to: 0) } catch {
                             responseError = .transfer(url, detail: "\(error)")
                             return false
@@ -292,7 +306,19 @@ final class PayloadDownload: ByteSource, @unchecked Sendable {
                 return true
             }
             request.onData = { [self] bytes in
-                if bytes.count == 0 { return true }
+                var bytes = bytes
+                if replayed < replayEnd {
+                    let count = Int(min(UInt64(bytes.count), replayEnd - replayed))
+                    var kept = [UInt8](repeating: 0, count: count)
+                    let n = (try? file.read(into: &kept, count: count, at: replayed)) ?? 0
+                    guard n == count, kept.elementsEqual(bytes.prefix(count)) else {
+                        responseError = .changedDuringDownload(url)
+                        return false
+                    }
+                    replayed += UInt64(count)
+                    bytes = UnsafeRawBufferPointer(rebasing: bytes[count...])
+                }
+                if bytes.count == 0 { return !isAborted }
                 if writeOffset + UInt64(bytes.count) > maximumSize {
                     responseError = .tooLarge("the download", limit: maximumSize)
                     return false

@@ -392,6 +392,81 @@ struct PullCLITests {
         #expect(box.leftovers().allSatisfy { !$0.hasPrefix(".#") }, "\(box.leftovers())")
     }
 
+    /// Starts `pull-raw URL` and kills it with SIGKILL once its download file holds more than
+    /// `bytes` bytes (polled); returns the download file's path.
+    static func pullKilledAfterDownloading(_ url: String, bytes: UInt64, box: Box) throws -> String? {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Imagectl.binary)
+        process.arguments = ["pull-raw", "--verify=checksum", url]
+        process.environment = ProcessInfo.processInfo.environment.merging(["IMAGECTL_ROOT": box.pool]) { $1 }
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        defer {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline && process.isRunning {
+            if let file = box.leftovers().first(where: { $0.hasSuffix(".download") }),
+               let size = try? FileManager.default.attributesOfItem(atPath: "\(box.pool)/\(file)")[.size] as? UInt64, size > bytes {
+                return "\(box.pool)/\(file)"
+            }
+            usleep(20_000)
+        }
+        return nil
+    }
+
+    @Test("a server that ignores Range (200 with the whole file): kept partial, kept complete and mid-transfer retries restart from zero")
+    func rangeIgnored() throws {
+        try Privileged.require(.tool("python3"), .fixture("multiblock.raw.xz"))
+        let box = try Box()
+        try box.serve(["multiblock.raw.xz"])
+        let source = "\(box.srv)/multiblock.raw.xz"
+        let slow = try Server(directory: box.srv, log: box.path("log-slow"), arguments: ["--slow", "multiblock.raw.xz=8000000"])
+        let port = slow.port
+        let url = slow.url("multiblock.raw.xz")
+
+        // 1. A kill -9 kept part of the download; the next server ignores Range.
+        let kept = try #require(try Self.pullKilledAfterDownloading(url, bytes: 2 << 20, box: box), "the download never started")
+        slow.stop()
+        var server = try Server(directory: box.srv, log: box.path("log-1"), arguments: ["--ignore-range"], port: port)
+        let partial = try Imagectl.run(["pull-raw", "--verify=checksum", url], root: box.pool)
+        #expect(partial.status == 0, "\(partial.stderr)")
+        let first = server.requests().first { ($0["path"] as? String) == "/multiblock.raw.xz" }
+        #expect((first?["range"] as? String)?.hasPrefix("bytes=") == true && (first?["status"] as? Int) == 200, "\(server.requests())")
+        try Self.sh("xz -dc \(source) | cmp - \(box.pool)/multiblock.raw")
+        #expect(!FileManager.default.fileExists(atPath: kept))
+
+        // 2. The kept download is complete (the kill came during the import): the server's 200
+        // announces exactly the kept size. Once ended as "already downloaded" with no bytes.
+        #expect(try Imagectl.run(["remove", "multiblock"], root: box.pool).status == 0)
+        server.stop()
+        let slow2 = try Server(directory: box.srv, log: box.path("log-slow2"), arguments: ["--slow", "multiblock.raw.xz=8000000"], port: port)
+        let kept2 = try #require(try Self.pullKilledAfterDownloading(url, bytes: 1 << 20, box: box), "the download never started")
+        slow2.stop()
+        // Same inode, so the recorded URL and ETag stay.
+        try Self.sh("cat \(source) > \(kept2)")
+        server = try Server(directory: box.srv, log: box.path("log-2"), arguments: ["--ignore-range"], port: port)
+        let complete = try Imagectl.run(["pull-raw", "--verify=checksum", url], root: box.pool)
+        #expect(complete.status == 0, "\(complete.stderr)")
+        try Self.sh("xz -dc \(source) | cmp - \(box.pool)/multiblock.raw")
+
+        // 3. The connection drops half-way and the retry's Range is ignored: the bytes the import
+        // already read are compared with the new 200's and the rest appended.
+        #expect(try Imagectl.run(["remove", "multiblock"], root: box.pool).status == 0)
+        server.stop()
+        server = try Server(directory: box.srv, log: box.path("log-3"), arguments: ["--ignore-range", "--drop-once", "multiblock.raw.xz"], port: port)
+        let retried = try Imagectl.run(["pull-raw", "--verify=checksum", url], root: box.pool)
+        #expect(retried.status == 0, "\(retried.stderr)")
+        let payload = server.requests().filter { ($0["path"] as? String) == "/multiblock.raw.xz" }
+        #expect(payload.count == 2 && (payload.last?["range"] as? String) != nil && (payload.last?["status"] as? Int) == 200, "\(payload)")
+        try Self.sh("xz -dc \(source) | cmp - \(box.pool)/multiblock.raw")
+        // What the two killed pulls left (their pending images) is clean's to remove.
+        #expect(try Imagectl.run(["clean"], root: box.pool).status == 0)
+        #expect(box.leftovers().allSatisfy { !$0.hasPrefix(".#") }, "\(box.leftovers())")
+    }
+
     @Test("SIGTERM during a pull: exit 143, no image; --mirror is tried after a failing URL; --json progress lines")
     func signalsMirrorsJSON() throws {
         try Privileged.require(.tool("python3"), .fixture("multiblock.raw.xz"), .fixture("busybox.tar.xz"))

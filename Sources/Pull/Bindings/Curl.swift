@@ -119,7 +119,12 @@ final class CurlTransfer {
                 img_curl_setopt_pointer(handle, CURLOPT_ERRORBUFFER, errorBuffer),
                 img_curl_setopt_pointer(handle, CURLOPT_HTTPHEADER, headerList.map { UnsafeMutableRawPointer($0) }),
                 img_curl_setopt_offset(handle, CURLOPT_MAXFILESIZE_LARGE, curl_off_t(min(maximumSize, UInt64(Int64.max)))),
-                img_curl_setopt_offset(handle, CURLOPT_RESUME_FROM_LARGE, curl_off_t(rangeStart)),
+                // file:// takes a resume offset. http(s) gets a plain Range header instead: with
+                // CURLOPT_RESUME_FROM, libcurl itself handles a server that ignores the range and
+                // answers 200 with the whole file, failing the transfer or, when the announced
+                // length equals the offset, ending it as "already downloaded" with no body, after
+                // the caller has seen a 200 and restarted from zero (issue 16). The caller decides.
+                img_curl_setopt_offset(handle, CURLOPT_RESUME_FROM_LARGE, curl_off_t(isFile ? rangeStart : 0)),
                 img_curl_setopt_pointer(handle, CURLOPT_HEADERDATA, context),
                 img_curl_setopt_data_callback(handle, CURLOPT_HEADERFUNCTION, curlHeaderCallback),
                 img_curl_setopt_pointer(handle, CURLOPT_WRITEDATA, context),
@@ -128,6 +133,12 @@ final class CurlTransfer {
                 img_curl_setopt_pointer(handle, CURLOPT_XFERINFODATA, context),
                 img_curl_setopt_xferinfo_callback(handle, curlProgressCallback),
         ]
+        if rangeStart > 0 && !isFile {
+            let setRange = img_curl_setopt_string(handle, CURLOPT_RANGE, "\(rangeStart)-")
+            if setRange != CURLE_OK {
+                throw Failure(code: Int32(setRange.rawValue), message: String(cString: img_curl_easy_strerror(setRange)))
+            }
+        }
         if let bad = checks.first(where: { $0 != CURLE_OK }) {
             throw Failure(code: Int32(bad.rawValue), message: String(cString: img_curl_easy_strerror(bad)))
         }
