@@ -324,7 +324,7 @@ final class PayloadDownload: ByteSource, @unchecked Sendable {
                     return false
                 }
                 do { try file.write(bytes, at: writeOffset) } catch {
-                    responseError = .transfer(url, detail: "\(error)")
+                    responseError = .storing(url, detail: "\(error)")
                     return false
                 }
                 writeOffset += UInt64(bytes.count)

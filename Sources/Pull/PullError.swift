@@ -9,6 +9,9 @@ public enum PullError: Swift.Error, CustomStringConvertible, Sendable {
     case unauthorized(String, status: Int)
     case httpStatus(String, status: Int)
     case transfer(String, detail: String)
+    /// Writing the download to the pool failed (ENOSPC, EDQUOT, EIO): the download file is not
+    /// kept (it is what filled the disk) and another mirror would not help.
+    case storing(String, detail: String)
     case tlsVerification(String, detail: String)
     case truncated(String, received: UInt64, expected: UInt64?)
     case contentLengthIncorrect(String, announced: UInt64, actual: UInt64)
@@ -42,6 +45,8 @@ public enum PullError: Swift.Error, CustomStringConvertible, Sendable {
             return "\(url): the server answered HTTP \(status)"
         case .transfer(let url, let detail):
             return "\(url): download failed: \(detail)"
+        case .storing(let url, let detail):
+            return "\(url): cannot store the download: \(detail)"
         case .tlsVerification(let url, let detail):
             return "\(url): TLS certificate verification failed: \(detail)"
         case .truncated(let url, let received, let expected):
@@ -86,7 +91,7 @@ public enum PullError: Swift.Error, CustomStringConvertible, Sendable {
     /// bytes of a mirror are verified the same way, so trying the next one never weakens a check.
     var triesNextMirror: Bool {
         switch self {
-        case .exists, .keptCopyUnusable, .interrupted, .unsupportedURL, .noFileName, .noKeyring, .gpgvMissing, .checksumFileNamesItself: false
+        case .exists, .keptCopyUnusable, .interrupted, .storing, .unsupportedURL, .noFileName, .noKeyring, .gpgvMissing, .checksumFileNamesItself: false
         default: true
         }
     }

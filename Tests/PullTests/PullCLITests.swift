@@ -467,6 +467,31 @@ struct PullCLITests {
         #expect(box.leftovers().allSatisfy { !$0.hasPrefix(".#") }, "\(box.leftovers())")
     }
 
+    @Test("a full file system under the pool: one error line naming 'No space left on device', nothing kept, at three fill levels")
+    func fullFileSystem() throws {
+        try Privileged.require(.root, .loopDevices, .tool("mkfs.ext4"), .tool("fallocate"), .tool("python3"))
+        let box = try Box()
+        let size = 24 << 20
+        try Self.sh("head -c \(size) /dev/urandom > \(box.srv)/disk.raw && cd \(box.srv) && sha256sum disk.raw > SHA256SUMS")
+        let server = try Server(directory: box.srv, log: box.path("log"))
+        let fs = try SmallFileSystem(size: "96M")
+        defer { fs.unmount() }
+        let pool = fs.appending("pool")
+        try FileManager.default.createDirectory(atPath: pool, withIntermediateDirectories: true)
+        // The download and the image each take `size`: out of space during the download, during
+        // the image, and near the end of the image.
+        for level in [UInt64(64 << 10), UInt64(size), UInt64(2 * size - (1 << 20))] {
+            try fs.fill(leaving: level)
+            let result = try Imagectl.run(["pull-raw", "--verify=checksum", server.url("disk.raw")], root: pool)
+            Self.expectOneErrorLine(result, containing: "No space left on device")
+            let left = try FileManager.default.contentsOfDirectory(atPath: pool).filter { !$0.hasSuffix(".lck") }
+            #expect(left.isEmpty, "\(level) bytes free: \(left)")
+        }
+        try FileManager.default.removeItem(atPath: fs.appending("filler"))
+        let pulled = try Imagectl.run(["pull-raw", "--verify=checksum", server.url("disk.raw")], root: pool)
+        #expect(pulled.status == 0, "\(pulled.stderr)")
+    }
+
     @Test("SIGTERM during a pull: exit 143, no image; --mirror is tried after a failing URL; --json progress lines")
     func signalsMirrorsJSON() throws {
         try Privileged.require(.tool("python3"), .fixture("multiblock.raw.xz"), .fixture("busybox.tar.xz"))

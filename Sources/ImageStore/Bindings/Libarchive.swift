@@ -19,9 +19,26 @@ public struct ArchiveError: Swift.Error, CustomStringConvertible {
         self.message = "\(step): \(message)"
     }
 
-    /// archive_error_string of `handle`, or `fallback` when libarchive has no message.
+    /// errno values that mean the disk could not take the data.
+    static let storageErrors: [Int32] = [ENOSPC, EDQUOT, EIO, EROFS, EFBIG]
+
+    /// Whether the last failure of `handle` was the disk's (archive_errno): libarchive reports
+    /// a failed write(2) while extracting as a mere ARCHIVE_WARN, which must not pass as one.
+    package static func isStorageFailure(_ handle: OpaquePointer) -> Bool {
+        storageErrors.contains(archive_errno(handle))
+    }
+
+    /// archive_error_string of `handle`, or `fallback` when libarchive has no message. When
+    /// archive_errno is a storage failure (ENOSPC, EDQUOT, EIO, EROFS, EFBIG) its strerror text is
+    /// added: libarchive's own message only says what it could not do ("Can't create 'etc/x'"),
+    /// not why, and a full disk must be named as such. Other errno values are left out, since
+    /// libarchive also sets them for format errors, where strerror would mislead.
     package static func text(of handle: OpaquePointer, fallback: String = "unknown libarchive error") -> String {
-        archive_error_string(handle).map { String(cString: $0) } ?? fallback
+        let message = archive_error_string(handle).map { String(cString: $0) } ?? fallback
+        let code = archive_errno(handle)
+        guard storageErrors.contains(code) else { return message }
+        let reason = String(cString: strerror(code))
+        return message.contains(reason) ? message : "\(message): \(reason)"
     }
 }
 

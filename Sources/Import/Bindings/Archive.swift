@@ -214,7 +214,7 @@ final class TarExtraction {
             archive_entry_set_gname(entry, nil)
             let shown = String(decoding: checked.path, as: UTF8.self)
             let written = archive_write_header(disk, entry)
-            if written == ArchiveStatus.warn {
+            if written == ArchiveStatus.warn && !ArchiveError.isStorageFailure(disk) {
                 warning("\(shown): \(ArchiveReader.message(disk))")
             } else if written != ArchiveStatus.ok {
                 throw ArchiveError(message: "cannot extract \(shown): \(ArchiveReader.message(disk))")
@@ -223,7 +223,7 @@ final class TarExtraction {
                 try copyData(from: reader, to: disk, path: shown, cancelled: cancelled)
             }
             let finished = archive_write_finish_entry(disk)
-            if finished == ArchiveStatus.warn {
+            if finished == ArchiveStatus.warn && !ArchiveError.isStorageFailure(disk) {
                 warning("\(shown): \(ArchiveReader.message(disk))")
             } else if finished != ArchiveStatus.ok {
                 throw ArchiveError(message: "cannot finish \(shown): \(ArchiveReader.message(disk))")
@@ -251,7 +251,9 @@ final class TarExtraction {
             }
             // write_data_block keeps holes where the archive has them (sparse entries).
             let wrote = archive_write_data_block(disk, block, size, offset)
-            if wrote < ArchiveStatus.warn {
+            // A failed write(2) (ENOSPC, EIO) comes back as ARCHIVE_WARN: a truncated file must
+            // fail the import, not pass with a warning.
+            if wrote < ArchiveStatus.warn || (wrote == ArchiveStatus.warn && ArchiveError.isStorageFailure(disk)) {
                 throw ArchiveError(message: "cannot write \(path): \(ArchiveReader.message(disk))")
             }
             try cancelled()
