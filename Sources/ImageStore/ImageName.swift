@@ -1,6 +1,9 @@
 /// The name of an image in the store, checked against the rules of FORMATS.md §3 (systemd's
 /// `image_name_is_valid`): a valid file name, valid UTF-8 without control characters, not starting
 /// with `.#` (the prefix of temporary and lock files). A leading `.` makes the image hidden.
+/// Stricter than systemd in one way: a name cannot end in `.raw` or a side-file suffix, since the
+/// store derives file names from image names by appending those (`NAME.raw`, `NAME.nspawn`), and
+/// a tree named `x.raw` would otherwise be found, removed and replaced as image `x` (issue 16).
 public struct ImageName: Hashable, Sendable, CustomStringConvertible, Codable {
     public let rawValue: String
 
@@ -15,6 +18,7 @@ public struct ImageName: Hashable, Sendable, CustomStringConvertible, Codable {
         case dotOrDotDot(String)
         case controlCharacter(String)
         case temporaryPrefix(String)
+        case reservedSuffix(String, suffix: String)
 
         public var description: String {
             switch self {
@@ -24,6 +28,8 @@ public struct ImageName: Hashable, Sendable, CustomStringConvertible, Codable {
             case .dotOrDotDot(let name): "image name '\(name)' is not a file name"
             case .controlCharacter: "image name contains a control character"
             case .temporaryPrefix(let name): "image name '\(name)' starts with '.#', which is reserved for temporary files"
+            case .reservedSuffix(let name, let suffix):
+                "image name '\(name)' ends in '\(suffix)', which the store appends to image names for \(suffix == ".raw" ? "disk image files" : "side files"); choose another name"
             }
         }
     }
@@ -40,8 +46,14 @@ public struct ImageName: Hashable, Sendable, CustomStringConvertible, Codable {
             throw Error.controlCharacter(string)
         }
         if string.hasPrefix(".#") { throw Error.temporaryPrefix(string) }
+        if let suffix = Self.reservedSuffixes.first(where: { string.hasSuffix($0) }) {
+            throw Error.reservedSuffix(string, suffix: suffix)
+        }
         rawValue = string
     }
+
+    /// Suffixes a name cannot end in: the raw image file's and every side file's.
+    public static let reservedSuffixes = [".raw"] + SideFiles.suffixes
 
     /// Whether the name is hidden (leading `.`): `list` shows it only with `--all`.
     public var isHidden: Bool { rawValue.hasPrefix(".") }

@@ -3,6 +3,11 @@ import Foundation
 /// input -> SHA-256 -> size cap -> decompression (detected by magic) -> size cap -> qcow2
 /// conversion or plain copy -> sparse file.
 enum RawImport {
+    enum Error: Swift.Error, CustomStringConvertible {
+        case empty
+        var description: String { "the input holds no data (an empty disk image is refused)" }
+    }
+
     /// `seekableFile`: the input as a regular file that positioned reads work on (a plain qcow2 is
     /// then converted straight from it); nil for pipes and downloads.
     static func run(input: ByteSource, seekableFile: InputFile?, to temporary: String, spoolDirectory: String,
@@ -41,6 +46,9 @@ enum RawImport {
         }
 
         try writer.copy(from: inner)
+        // An empty file, an empty pipe, or a compressed stream of nothing: a 0-byte "image"
+        // holds no partition table and would only fail later, in dissect or boot.
+        if writer.size == 0 { throw Error.empty }
         let digest = try hashing.finish()
         try writer.finish()
         return Importer.Outcome(sha256: digest, format: "raw" + suffix)

@@ -40,6 +40,9 @@ enum KeptDownload {
     static func name(_ payload: Importer.StreamPayload, url: String, etag: String?) throws -> ImageName {
         var name = prefix(payload, url: url)
         if let etag { name += "." + escape(etag, budget: etagBudget) }
+        // A URL ending in ".raw" (with no ETag after it) or an ETag ending in a side-file suffix
+        // would make a name the store refuses, since it would alias another image's files.
+        if ImageName.reservedSuffixes.contains(where: { name.hasSuffix($0) }) { name += "~" }
         return try ImageName(validating: name)
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import ImageStore
 import LinuxSystem
 
 /// An error the CLI reports itself, with the exit status it maps to.
@@ -6,9 +7,11 @@ struct CommandFailure: Error {
     var message: String
     var status: Int32 = 1
 
-    /// Exit status for an error thrown by the libraries: 16 for a busy image, else 1.
+    /// Exit status for an error thrown by the libraries: 16 for a busy image, 2 for an invalid
+    /// image name (a bad argument, whichever verb found it), else 1.
     static func status(for error: Error) -> Int32 {
         if let busy = error as? BusyReporting, busy.isBusy { return 16 }
+        if error is ImageName.Error { return 2 }
         return 1
     }
 }

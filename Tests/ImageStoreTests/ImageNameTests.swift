@@ -23,9 +23,24 @@ import Testing
             ("tab\there", .controlCharacter("tab\there")),
             ("del\u{7f}", .controlCharacter("del\u{7f}")),
             ("bad\u{FFFD}utf8", .controlCharacter("bad\u{FFFD}utf8")),
+            // Names that would alias another image's files (issue 16).
+            ("x.raw", .reservedSuffix("x.raw", suffix: ".raw")),
+            (".hidden.raw", .reservedSuffix(".hidden.raw", suffix: ".raw")),
+            ("x.nspawn", .reservedSuffix("x.nspawn", suffix: ".nspawn")),
+            ("x.roothash", .reservedSuffix("x.roothash", suffix: ".roothash")),
+            ("x.roothash.p7s", .reservedSuffix("x.roothash.p7s", suffix: ".roothash.p7s")),
+            ("x.verity", .reservedSuffix("x.verity", suffix: ".verity")),
+            ("x.imagectl.json", .reservedSuffix("x.imagectl.json", suffix: ".imagectl.json")),
         ]
         for (text, expected) in cases {
             #expect(throws: expected) { try ImageName(validating: text) }
+        }
+    }
+
+    @Test("a suffix only counts at the end: names containing one elsewhere are fine")
+    func suffixInTheMiddle() throws {
+        for text in ["x.raw.d", "raw", ".raw-http%3A%2F%2Fhost%2Fdisk.raw~", "x.rawhide", "nspawn"] {
+            #expect(try ImageName(validating: text).rawValue == text)
         }
     }
 

@@ -97,10 +97,10 @@ import TestSupport
 
     @Test func temporaryNamesBelongToTheirImage() async throws {
         let s = try ScratchStore()
-        let pending = try await s.store.beginImage(try ImageName(validating: "a.b.raw"), kind: .rawFile, force: false)
+        let pending = try await s.store.beginImage(try ImageName(validating: "a.raw.b"), kind: .rawFile, force: false)
         defer { pending.discard() }
         let base = FileSystem.baseName(pending.temporaryPath)
-        #expect(base.hasPrefix(".#a.b.raw."))
+        #expect(base.hasPrefix(".#a.raw.b."))
         #expect(base.hasSuffix(".tmp"))
         // clean sees the pending image's lock and leaves its temporary alone.
         let cleaned = try await s.store.clean(all: true, dryRun: false)

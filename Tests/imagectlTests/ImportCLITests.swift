@@ -137,6 +137,39 @@ struct ImportCLITests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: shared.path("outside")).isEmpty)
     }
 
+    @Test("names never alias: a name ending in .raw or a side-file suffix is a usage error (exit 2), nothing imported")
+    func aliasingNamesRefused() throws {
+        let box = try Box()
+        try Self.sh("mkdir -p \(box.path("t")) && echo hi > \(box.path("t/file")) && tar -C \(box.path("t")) -cf \(box.path("tiny.tar")) .")
+        try Self.makeDisk(box.path("disk"))
+        for (verb, file, name) in [("import-tar", "tiny.tar", "x.raw"), ("import-tar", "tiny.tar", "x.nspawn"),
+                                   ("import-raw", "disk", "y.raw"), ("import-fs", "t", "z.roothash")] {
+            let result = try Imagectl.run([verb, box.path(file), name], root: box.pool)
+            #expect(result.status == 2, "\(verb) \(name): \(result.status) \(result.stderr)")
+            #expect(result.stderr.split(separator: "\n").count == 1 && result.stderr.hasPrefix("error: "), "\(result.stderr)")
+            #expect(result.stderr.contains("ends in '"), "\(result.stderr)")
+        }
+        #expect(box.leftovers().isEmpty, "\(box.leftovers())")
+        // "x" and "x.raw" can no longer be two names for one image.
+        #expect(try Imagectl.run(["import-tar", box.path("tiny.tar"), "x"], root: box.pool).status == 0)
+        let removeAlias = try Imagectl.run(["remove", "x.raw"], root: box.pool)
+        #expect(removeAlias.status == 2, "\(removeAlias.stderr)")
+        #expect(FileManager.default.fileExists(atPath: "\(box.pool)/x/file"))
+    }
+
+    @Test("import-raw refuses an empty file, an empty pipe and a FIFO path: one error line, no image")
+    func emptyOrNonRegularSource() throws {
+        let box = try Box()
+        _ = FileManager.default.createFile(atPath: box.path("empty"), contents: nil)
+        try Self.sh("mkfifo \(box.path("fifo")) && printf '' | xz -c > \(box.path("empty.xz"))")
+        Self.expectOneErrorLine(try Imagectl.run(["import-raw", box.path("empty"), "e"], root: box.pool), containing: "no data")
+        Self.expectOneErrorLine(try Imagectl.run(["import-raw", box.path("empty.xz"), "e"], root: box.pool), containing: "no data")
+        Self.expectOneErrorLine(try Imagectl.run(["import-raw", "-", "e"], root: box.pool, stdin: box.path("empty")), containing: "no data")
+        // A FIFO path is refused at once (nobody writes to it: a read would block forever).
+        Self.expectOneErrorLine(try Imagectl.run(["import-raw", box.path("fifo"), "f"], root: box.pool), containing: "not a regular file or block device")
+        #expect(box.leftovers().isEmpty, "\(box.leftovers())")
+    }
+
     @Test("--max-size stops a decompression bomb (SECURITY 6)")
     func bomb() throws {
         let box = try Box()

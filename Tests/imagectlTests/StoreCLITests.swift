@@ -178,12 +178,17 @@ import TestSupport
 
     @Test func badNamesAndExistingTargets() throws {
         let (tmp, pool) = try makePool()
-        expectError(try Imagectl.run(["clone", "web", "a/b"], root: pool), containing: "'/'")
-        expectError(try Imagectl.run(["clone", "web", ".#x"], root: pool), containing: ".#")
+        // An invalid name is a bad argument: exit 2, whichever verb finds it.
+        expectError(try Imagectl.run(["clone", "web", "a/b"], root: pool), status: 2, containing: "'/'")
+        expectError(try Imagectl.run(["clone", "web", ".#x"], root: pool), status: 2, containing: ".#")
+        // Names that would alias another image's files (issue 16).
+        expectError(try Imagectl.run(["clone", "web", "web2.raw"], root: pool), status: 2, containing: "ends in '.raw'")
+        expectError(try Imagectl.run(["rename", "web", "disk.nspawn"], root: pool), status: 2, containing: "ends in '.nspawn'")
         expectError(try Imagectl.run(["clone", "web", "disk"], root: pool), containing: "already exists")
         expectError(try Imagectl.run(["rename", "web", "disk"], root: pool), containing: "already exists")
         expectError(try Imagectl.run(["remove"], root: pool), status: 2)
-        expectError(try Imagectl.run(["show", "../etc"], root: pool), containing: "'/'")
+        expectError(try Imagectl.run(["show", "../etc"], root: pool), status: 2, containing: "'/'")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: pool).filter { !$0.hasSuffix(".lck") }.sorted() == ["disk.raw", "web", "web.nspawn"])
         withExtendedLifetime(tmp) {}
     }
 

@@ -56,7 +56,7 @@ enum ImportRunner {
         do {
             return try ImageName(validating: derived)
         } catch {
-            throw CommandFailure(message: "cannot derive an image name from '\(file)' (\(error)); give NAME explicitly")
+            throw CommandFailure(message: "cannot derive an image name from '\(file)' (\(error)); give NAME explicitly", status: 2)
         }
     }
 

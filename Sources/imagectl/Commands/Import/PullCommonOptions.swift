@@ -81,7 +81,7 @@ enum PullRunner {
             do {
                 imageName = try ImageName(validating: derived)
             } catch {
-                throw CommandFailure(message: "cannot derive an image name from '\(url)' (\(error)); give NAME explicitly")
+                throw CommandFailure(message: "cannot derive an image name from '\(url)' (\(error)); give NAME explicitly", status: 2)
             }
         }
         // The bar goes to a terminal on standard error; otherwise one line per phase on standard
