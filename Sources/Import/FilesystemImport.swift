@@ -35,8 +35,17 @@ enum FilesystemImport {
     /// ACLs; reflinks are used where the file system can, and holes stay holes.
     static func copyTree(_ source: String, to destination: String) throws {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/cp")
-        process.arguments = ["-a", "--reflink=auto", "--sparse=auto", "--no-target-directory", "--", source + "/.", destination]
+        let copy = ["/bin/cp", "-a", "--reflink=auto", "--sparse=auto", "--no-target-directory", "--", source + "/.", destination]
+        // cp must die with imagectl: an import killed with -9 would otherwise leave cp writing
+        // into the temporary, which then outlives `clean` (issue 16). util-linux's setpriv sets
+        // PR_SET_PDEATHSIG before it executes cp (Foundation's Process cannot).
+        if FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv") {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+            process.arguments = ["--pdeathsig", "KILL", "--"] + copy
+        } else {
+            process.executableURL = URL(fileURLWithPath: copy[0])
+            process.arguments = Array(copy.dropFirst())
+        }
         let errors = Pipe()
         process.standardError = errors
         process.standardOutput = FileHandle.nullDevice
