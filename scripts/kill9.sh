@@ -72,6 +72,7 @@ TREE_SUM=$(tree_sum "$WORK/in/tree")
 
 python3 fixtures/test-http-server.py --dir "$WORK/in" --port 0 > "$WORK/server.out" 2>/dev/null &
 SERVER_PID=$!
+disown "$SERVER_PID"  # killed by the EXIT trap; no job notice on stderr
 for _ in $(seq 100); do grep -q '^PORT ' "$WORK/server.out" 2>/dev/null && break; sleep 0.05; done
 PORT=$(sed -n 's/^PORT //p' "$WORK/server.out")
 [ -n "$PORT" ] || { echo "error: test HTTP server did not start" >&2; exit 2; }
