@@ -15,7 +15,7 @@ import LinuxSystem
 /// /var/tmp temporaries have a name only imagectl uses (`imagectl-bind-` + 16 hex digits) and are
 /// claimed the same way. Staging directories under /run/imagectl/runner carry the PID of the
 /// imagectl that made them: gone when that process is.
-enum Leftovers {
+public enum Leftovers {
     /// `$IMAGECTL_LOCK_DIR` or /run/imagectl/locks, shared with the store's image locks.
     static var claimDirectory: String { ImageLock.globalDirectory }
 
@@ -95,7 +95,12 @@ enum Leftovers {
         }
         for upper in uppers { sweepClaims(parent: FileSystem.parentDirectory(upper), prefix: workPrefix) }
         cleanRunnerDirectory()
+        CgroupTree.sweepEndedScopes()
     }
+
+    /// For `imagectl clean`: the cgroups (`imagectl-NAME.scope` in every hierarchy) of containers
+    /// that ended without removing them. Returns their paths.
+    public static func cleanCgroups() -> [String] { CgroupTree.sweepEndedScopes() }
 
     /// Removes the claim files of names `prefix`… in `parent` that nobody holds and whose thing
     /// is gone (taking the lock first, so a claim being made right now is never removed).

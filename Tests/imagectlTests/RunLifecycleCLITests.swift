@@ -281,6 +281,32 @@ struct RunLifecycleCLITests {
 
     /// A second writable run of the same tree is refused as busy (exit 16, one error line) while
     /// the first runs; -x and --read-only runs share it; a different tree is not affected.
+    /// Cgroups of containers that ended without removing them (a kill -9 of imagectl) are
+    /// removed by `clean` and the next run; a fresh one (a run that has not joined it yet) and one
+    /// with a process in it stay.
+    @Test func endedContainersCgroupsAreSwept() throws {
+        try Privileged.require(.root)
+        // imagectl's parent cgroup in the named systemd (or v2) hierarchy is this process's.
+        let own = try String(contentsOfFile: "/proc/self/cgroup", encoding: .utf8).split(separator: "\n")
+        let line = try #require(own.first { $0.contains(":name=systemd:") } ?? own.first { $0.hasPrefix("0::") })
+        let path = String(line.split(separator: ":", maxSplits: 2)[2])
+        let mount = line.contains("name=systemd") ? "/sys/fs/cgroup/systemd" : (FileManager.default.fileExists(atPath: "/sys/fs/cgroup/unified/cgroup.procs") ? "/sys/fs/cgroup/unified" : "/sys/fs/cgroup")
+        let parent = mount + (path == "/" ? "" : path)
+        let old = parent + "/imagectl-\(Self.unique())-ended.scope"
+        let fresh = parent + "/imagectl-\(Self.unique())-fresh.scope"
+        try FileManager.default.createDirectory(atPath: old + "/payload", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: fresh, withIntermediateDirectories: false)
+        defer { _ = rmdir(old + "/payload"); _ = rmdir(old); _ = rmdir(fresh) }
+        // Made two minutes ago, as far as the sweep can tell.
+        #expect(try Tool.run("touch", ["-d", "-2 minutes", old]).status == 0)
+        let pool = try TemporaryDirectory()
+        let clean = try Imagectl.run(["clean"], root: pool.path)
+        #expect(clean.status == 0, "\(clean.stderr)")
+        #expect(clean.stdout.contains("Removed the cgroup of an ended container \(old)"))
+        #expect(!FileManager.default.fileExists(atPath: old))
+        #expect(FileManager.default.fileExists(atPath: fresh))
+    }
+
     @Test func treeIsLockedWhileItRuns() throws {
         try Privileged.require(.root, .fixture("busybox-tree"))
         let scratch = try TemporaryDirectory(prefix: "run-lifecycle")

@@ -202,6 +202,30 @@ struct CgroupTree {
         return false
     }
 
+    /// Removes the `imagectl-*.scope` directories that ended containers left: a kill -9 of
+    /// imagectl, or processes of a dead PID namespace that left the cgroup only after `remove`
+    /// gave up (seen on a loaded machine; with -x's unique names nothing ever reuses them, so they
+    /// pile up). Only a scope without any process in it, and older than `minimumAge` seconds: a
+    /// run that just made its scope has not joined it yet. Returns the scopes removed.
+    @discardableResult
+    static func sweepEndedScopes(minimumAge: Double = 60) -> [String] {
+        guard let text = try? String(contentsOfFile: "/proc/self/cgroup", encoding: .utf8) else { return [] }
+        let layout = parseLayout(text, unifiedMountExists: access("/sys/fs/cgroup/unified/cgroup.procs", F_OK) == 0)
+        guard let hierarchies = try? Self.hierarchies(layout, controllerPaths: controllerPaths(text)) else { return [] }
+        let now = time(nil)
+        var removed: [String] = []
+        for hierarchy in hierarchies {
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: hierarchy.parent)) ?? []
+            where name.hasPrefix("imagectl-") && name.hasSuffix(".scope") {
+                let path = hierarchy.parent + "/" + name
+                var st = stat()
+                guard stat(path, &st) == 0, Double(now - st.st_mtim.tv_sec) >= minimumAge, !hasProcesses(path) else { continue }
+                if removeTree(path) { removed.append(path) }
+            }
+        }
+        return removed
+    }
+
     /// Removes the container's cgroups depth-first (the container's own systemd makes children).
     /// Processes of a dead PID namespace take a moment to leave, so EBUSY is retried briefly.
     func remove() { Self.remove(scopes) }

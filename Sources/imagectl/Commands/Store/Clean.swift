@@ -1,6 +1,7 @@
 import ArgumentParser
 import ImageStore
 import Network
+import Runner
 
 /// `imagectl clean [--all] [--dry-run]`.
 struct StoreClean: AsyncParsableCommand {
@@ -21,6 +22,8 @@ struct StoreClean: AsyncParsableCommand {
         let cleaned = try await store.openStore().clean(all: all, dryRun: dryRun)
         // Links, dnsmasq instances and nftables rules of machines whose imagectl was killed.
         let machines = dryRun ? [] : HostNetwork.cleanLeftovers()
+        // Empty cgroups of containers that ended (killed, or slow to empty).
+        let cgroups = dryRun ? [] : Leftovers.cleanCgroups()
         if output.json {
             try Output.printJSON(cleaned)
             return
@@ -36,6 +39,7 @@ struct StoreClean: AsyncParsableCommand {
             text += "\(verb) \(what) \(entry.path)\n"
         }
         for machine in machines { text += "Removed the network leftovers of machine \(machine)\n" }
+        for cgroup in cgroups { text += "Removed the cgroup of an ended container \(cgroup)\n" }
         Terminal.standardOutput(text + "\(cleaned.count) \(cleaned.count == 1 ? "entry" : "entries") \(dryRun ? "to remove" : "removed").\n")
     }
 }
