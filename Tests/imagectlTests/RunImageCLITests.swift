@@ -430,8 +430,10 @@ struct RunImageCLITests {
         let r = try Imagectl.run(["run", "-q", "-x", "-D", source, "sh", "-c",
                                   "echo changed > /etc/hostname; touch /new; hostname; head -n 1 /proc/self/mountinfo"])
         #expect(r.status == 0, "\(r.stderr)")
-        // The machine keeps the source's name; the root is the btrfs snapshot, not an overlay.
-        #expect(r.stdout.hasPrefix("bbsub\n"))
+        // The machine (and host) name is the source's with nspawn's random suffix for an
+        // ephemeral machine; the root is the btrfs snapshot, not an overlay.
+        let hostname = String(r.stdout.prefix { $0 != "\n" })
+        #expect(hostname.hasPrefix("bbsub-") && hostname.count == 6 + 16 && hostname.dropFirst(6).allSatisfy(\.isHexDigit), "\(hostname)")
         #expect(r.stdout.contains(" - btrfs "), "\(r.stdout)")
         #expect(try String(contentsOfFile: source + "/etc/hostname", encoding: .utf8) == "imagectl-busybox\n")
         #expect(!FileManager.default.fileExists(atPath: source + "/new"))
