@@ -6,8 +6,8 @@
 # Installs the dependencies (scripts/install-deps.sh), builds the test fixtures (cached in
 # $IMAGECTL_FIXTURES, default /var/cache/imagectl-fixtures; a few minutes the first time,
 # seconds after), builds the package and its tests (debug, .build), then runs `swift test`.
-# The output ends with swift test's summaries (XCTest, then Swift Testing) and the exit status
-# is swift test's. Privileged tests skip with a reason when not root or when a facility is
+# Without arguments it then runs each fuzz target for 10 seconds (scripts/fuzz.sh). The exit
+# status is swift test's, or the fuzzer's when a target crashed. Privileged tests skip with a reason when not root or when a facility is
 # missing; IMAGECTL_REQUIRE_PRIVILEGED=1 (set by .ci/run) turns those skips into failures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,4 +27,7 @@ command -v swift >/dev/null || { echo "error: swift not found (expected /opt/swi
 phase "build ($(swift --version 2>/dev/null | head -n1))"
 swift build --build-tests
 phase "tests"
-exec swift test --skip-build "$@"
+if [ $# -gt 0 ]; then exec swift test --skip-build "$@"; fi
+swift test --skip-build
+phase "fuzz targets, 10 s each"
+scripts/fuzz.sh --seconds 10
