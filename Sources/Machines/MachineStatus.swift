@@ -23,6 +23,8 @@ public struct MachineStatus: Encodable, Sendable {
     public var initSystem: InitSystem?
     public var poweroffSignal: String?
     public var rebootSignal: String?
+    /// The machine's addresses on its network links (as `imagectl machines` shows them).
+    public var addresses: [String]?
 
     public init(_ record: MachineRecord) {
         name = record.name
@@ -33,6 +35,7 @@ public struct MachineStatus: Encodable, Sendable {
         uuid = record.uuid
         since = record.started
         initSystem = record.initSystem
+        addresses = record.addresses
         if record.kind == .container {
             poweroffSignal = Signals.name(record.stopSignal)
             rebootSignal = record.rebootSignal.map(Signals.name)

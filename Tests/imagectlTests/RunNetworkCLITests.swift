@@ -61,7 +61,8 @@ struct RunNetworkCLITests {
         #expect(r.stdout.contains("records: \n"))
     }
 
-    /// `machines` and `machines --json` show the container's address, as machinectl list does.
+    /// `machines`, `machines --json` and `status` show the container's address, as machinectl
+    /// list and status do.
     @Test func machinesShowTheAddress() throws {
         let scene = try Scene()
         let r = try scene.host("""
@@ -69,8 +70,10 @@ struct RunNetworkCLITests {
             for i in $(seq 50); do sleep 0.1; "$IMAGECTL" machines | grep -q '^addr ' && break; done
             "$IMAGECTL" machines | grep '^addr '
             "$IMAGECTL" machines --json
+            "$IMAGECTL" status addr | grep 'Address:'
             wait
             """)
+        #expect(r.stdout.contains("Address: 10.232.0.2\n"), "\(r.stdout)")
         let row = r.stdout.split(separator: "\n").first { $0.hasPrefix("addr ") } ?? ""
         #expect(row.split(separator: " ").last == "10.232.0.2", "\(r.stdout)\(r.stderr)")
         #expect(r.stdout.contains("\"addresses\":[\"10.232.0.2\"]") || r.stdout.contains("\"addresses\" : [\n"), "\(r.stdout)")

@@ -11,7 +11,8 @@ struct StatusCommand: ParsableCommand {
             Shows the machine's class (container or vm), state, leader PID and command, the \
             directory or image it runs from, when it started, its UUID, and for a container the \
             OS named by its os-release (read through /proc/LEADER/root) and its init with the \
-            signals imagectl poweroff and reboot send. Addresses are not shown. Exit status 1 \
+            signals imagectl poweroff and reboot send, and its addresses on the links imagectl \
+            set up (-n, --network-zone=, a VM's tap). Exit status 1 \
             when no machine of that name is running.
             """)
 
@@ -43,6 +44,7 @@ struct StatusCommand: ParsableCommand {
         field("Class", status.class)
         field("Supervisor", "\(status.supervisor) (imagectl)")
         field(status.class == "vm" ? "Image" : "Root", status.root)
+        field("Address", status.addresses.flatMap { $0.isEmpty ? nil : $0.joined(separator: ", ") })
         field("OS", status.os)
         if let initSystem = status.initSystem {
             var text = initSystem.rawValue
