@@ -190,6 +190,9 @@ public final class HostNetwork {
         let inside = try RouteSocket.open(in: namespace)
 
         var masquerade: Subnet?
+        // dnsmasq (it daemonizes once its sockets are bound) runs while the links are made.
+        var dnsmasqStart: BackgroundJob<Int32>?
+        defer { _ = try? dnsmasqStart?.wait() }
         if settings.hasVeth {
             let hostName = InterfaceNames.hostVeth(machine: machine, bridged: settings.bridge != nil || settings.zone != nil)
             record.createdLinks.append(hostName)
@@ -204,7 +207,8 @@ public final class HostNetwork {
                 record.dnsmasqInterface = hostName
                 try save()
                 let dns = DnsmasqConfiguration(interface: hostName, subnet: subnet, stateDirectory: state.directory)
-                _ = try Dnsmasq.start(dns, members: [.init(name: machine, mac: containerMAC.description, address: containerAddress.address.description)])
+                let member = DnsmasqConfiguration.Member(name: machine, mac: containerMAC.description, address: containerAddress.address.description)
+                dnsmasqStart = BackgroundJob { try Dnsmasq.start(dns, members: [member]) }
                 masquerade = subnet
             }
             if configureContainer {
@@ -248,6 +252,8 @@ public final class HostNetwork {
             // 127.0.0.1 unless route_localnet; nspawn skips loopback, and so does the output rule.
             try Nftables.apply(rules)
         }
+        // Before the payload runs: its resolv.conf names this dnsmasq.
+        try dnsmasqStart?.wait()
     }
 
     /// Removes what `setUp` made (idempotent): moved interfaces go back under their own names,
