@@ -350,7 +350,9 @@ public final class HostNetwork {
     /// Undoes one record (ours, or a leftover's). Caller holds the global lock.
     private static func undo(_ record: MachineNetworkRecord, _ state: NetworkState) {
         let host = try? RouteSocket.open()
-        if let table = record.firewallTable { Nftables.deleteTable(table) }
+        // The rules go (nft) while dnsmasq stops and the links go.
+        let rulesDeleted = record.firewallTable.map { table in BackgroundJob { Nftables.deleteTable(table) } }
+        defer { _ = try? rulesDeleted?.wait() }
         if let interface = record.dnsmasqInterface, let subnet = record.subnet {
             Dnsmasq.stop(DnsmasqConfiguration(interface: interface, subnet: subnet, stateDirectory: state.directory))
         }
