@@ -41,6 +41,18 @@ struct RunNetworkCLITests {
         echo "records: $(ls "$IMAGECTL_RUNTIME_DIR/network" 2>/dev/null | grep -v '^lock$' | tr '\\n' ' ')"
         """
 
+    /// A namespace "client" on a veth to the stand-in host (10.99.0.1, client 10.99.0.2): traffic
+    /// that reaches the host from outside, for the prerouting forwards.
+    static let clientNamespace = """
+        ip link add up0 type veth peer name up1
+        ip addr add 10.99.0.1/24 dev up0
+        ip link set up0 up
+        ip netns add client
+        ip link set up1 netns client
+        ip -n client addr add 10.99.0.2/24 dev up1
+        ip -n client link set up1 up
+        """
+
     @Test func vethPlainPayloadSeesHost0AndPingsTheHost() throws {
         let scene = try Scene()
         let r = try scene.host("""
@@ -85,13 +97,7 @@ struct RunNetworkCLITests {
     @Test func portForwardAndConflict() throws {
         let scene = try Scene()
         let r = try scene.host("""
-            ip link add up0 type veth peer name up1
-            ip addr add 10.99.0.1/24 dev up0
-            ip link set up0 up
-            ip netns add client
-            ip link set up1 netns client
-            ip -n client addr add 10.99.0.2/24 dev up1
-            ip -n client link set up1 up
+            \(Self.clientNamespace)
             "$IMAGECTL" run -q -D "$TREE" -M web -n -p tcp:8080:80 sh -c 'echo hello | nc -l -p 80; echo again | nc -l -p 80' &
             for i in $(seq 30); do sleep 0.2; out=$(busybox nc -w 2 10.99.0.1 8080 </dev/null 2>/dev/null) && [ -n "$out" ] && break; done
             echo "local: $out"
@@ -122,13 +128,7 @@ struct RunNetworkCLITests {
         let built = try Tool.run(try #require(clang), ["-static", "-O1", "-o", echo, Fixtures.repositoryPath("probes/udp-echo.c")])
         #expect(built.status == 0, "\(built.stderr)")
         let r = try scene.host("""
-            ip link add up0 type veth peer name up1
-            ip addr add 10.99.0.1/24 dev up0
-            ip link set up0 up
-            ip netns add client
-            ip link set up1 netns client
-            ip -n client addr add 10.99.0.2/24 dev up1
-            ip -n client link set up1 up
+            \(Self.clientNamespace)
             "$IMAGECTL" run -q -D "$TREE" -M udp -n -p udp:5353:7 --bind-ro=\(echo):/udp-echo /udp-echo 7 &
             for i in $(seq 50); do
                 out=$(ip netns exec client python3 -c 'import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(0.5); s.sendto(b"ping", ("10.99.0.1", 5353)); print(s.recvfrom(64)[0].decode())' 2>/dev/null) && [ -n "$out" ] && break
