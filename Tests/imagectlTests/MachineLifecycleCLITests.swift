@@ -174,6 +174,28 @@ struct MachineLifecycleCLITests {
         try Self.expectNothingLeft(machine)
     }
 
+    /// `stop --timeout=5` of a booted Debian tree: systemd gets SIGRTMIN+4 and the machine is
+    /// gone within the timeout and a second, powered off (or, on a machine too slow for that,
+    /// terminated, which stop then says).
+    @Test func stopEndsABootedDebianWithinTheTimeout() throws {
+        try Privileged.require(.root, .fixture("debian-tree"))
+        let machine = try Self.start(["-b"], fixture: "debian-tree")
+        // Booted: systemd says its start-up is over (running, or degraded without a network).
+        let booted = try Imagectl.run(["shell", machine.name, "/bin/systemctl", "is-system-running", "--wait"], environment: machine.environment)
+        #expect(["running", "degraded"].contains(booted.stdout.trimmingCharacters(in: .whitespacesAndNewlines)), "\(booted.stdout)\(booted.stderr)")
+        let start = Date()
+        let stop = try Imagectl.run(["stop", "--timeout=5", machine.name], environment: machine.environment)
+        #expect(stop.status == 0, "\(stop.stderr)")
+        #expect(Self.elapsed(since: start) < 6, "\(stop.stderr)")
+        let status = machine.run.wait(seconds: 5)
+        if stop.stderr == "Machine \(machine.name) powered off.\n" {
+            #expect(status == 0, "\(machine.run.text.suffix(2000))")
+        } else {
+            #expect(stop.stderr.contains("terminated after 5"), "\(stop.stderr)")
+        }
+        try Self.expectNothingLeft(machine)
+    }
+
     @Test func unknownMachinesAndBadOptions() throws {
         let scratch = try TemporaryDirectory(prefix: "lifecycle-cli")
         let environment = ["IMAGECTL_RUNTIME_DIR": scratch.path]
