@@ -251,12 +251,13 @@ public enum Container {
             input.root = .volatile
             input.treeHas = HostFiles.pathExists(beneath: configuration.directory)
         } else if configuration.ephemeral {
-            var owner = try HostFiles.owner(of: configuration.directory)
+            let status = try FileStatus.stat(configuration.directory)
+            var owner = SetupPlan.Input.TreeOwner(uid: status.owner, gid: status.group, mode: status.permissions)
             // Through the ID-mapped lower layer the tree's IDs are shifted by the base (an ID
             // outside the map shows as the overflow ID, as the kernel does).
             if let mapped = input.userNamespace, mapped.idmapRoot {
                 func shift(_ id: UInt32) -> UInt32 { id < 65536 ? mapped.base + id : 65534 }
-                owner = (shift(owner.uid), shift(owner.gid), owner.mode)
+                owner = .init(uid: shift(owner.uid), gid: shift(owner.gid), mode: owner.mode)
             }
             input.root = .ephemeral(owner: owner)
         }

@@ -95,11 +95,11 @@ public enum Leftovers {
         }
         for upper in uppers { sweepClaims(parent: FileSystem.parentDirectory(upper), prefix: workPrefix) }
         cleanRunnerDirectory()
-        CgroupTree.sweepEndedScopes()
     }
 
     /// For `imagectl clean`: the cgroups (`imagectl-NAME.scope` in every hierarchy) of containers
-    /// that ended without removing them. Returns their paths.
+    /// that ended without removing them (each run sweeps them too, in `CgroupTree.create`).
+    /// Returns their paths.
     public static func cleanCgroups() -> [String] { CgroupTree.sweepEndedScopes() }
 
     /// Removes the claim files of names `prefix`… in `parent` that nobody holds and whose thing

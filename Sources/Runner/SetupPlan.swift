@@ -72,21 +72,20 @@ struct SetupPlan: Equatable, Sendable {
 
     /// What the plan is built from.
     struct Input: Sendable {
+        /// Owner and mode the ephemeral root takes from the tree (as the host sees them through
+        /// the root's mount).
+        struct TreeOwner: Equatable, Sendable {
+            var uid: UInt32
+            var gid: UInt32
+            var mode: UInt32
+        }
         enum RootKind: Equatable, Sendable {
             /// The tree itself, bound (or ID-mapped) onto the staging directory.
             case tree
             /// -x: overlayfs over the tree with a throw-away upper layer on a tmpfs.
-            case ephemeral(owner: (uid: UInt32, gid: UInt32, mode: UInt32))
+            case ephemeral(owner: TreeOwner)
             /// --volatile=yes: a tmpfs root with the tree's /usr read-only.
             case volatile
-
-            static func == (a: RootKind, b: RootKind) -> Bool {
-                switch (a, b) {
-                case (.tree, .tree), (.volatile, .volatile): true
-                case (.ephemeral(let x), .ephemeral(let y)): x == y
-                default: false
-                }
-            }
         }
         struct HostDevice: Equatable, Sendable {
             var name: String

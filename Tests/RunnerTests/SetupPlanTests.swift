@@ -135,7 +135,7 @@ struct SetupPlanTests {
     }
 
     @Test func ephemeralRootIsAnOverlayOnAThrowAwayTmpfs() throws {
-        let ops = try SetupPlan(input { $0.root = .ephemeral(owner: (1000, 100, 0o750)) }).steps.map(\.operation)
+        let ops = try SetupPlan(input { $0.root = .ephemeral(owner: .init(uid: 1000, gid: 100, mode: 0o750)) }).steps.map(\.operation)
         #expect(Array(ops.prefix(10)) == [
             .root(.host("/run/imagectl/runner/tree.1")),
             .mount(fstype: "tmpfs", source: "tmpfs", at: ".", flags: UInt(MS_NOSUID | MS_NODEV), data: "mode=0700"),
@@ -150,7 +150,7 @@ struct SetupPlanTests {
         ])
         // Under a user namespace the throw-away root is the container root's.
         let mapped = try SetupPlan(input {
-            $0.root = .ephemeral(owner: (0x80000, 0x80000, 0o755))
+            $0.root = .ephemeral(owner: .init(uid: 0x80000, gid: 0x80000, mode: 0o755))
             $0.userNamespace = .init(base: 0x80000, idmapRoot: true)
         })
         #expect(operations(mapped, .child).contains(.chown(.root("."), uid: 0x80000, gid: 0x80000)))

@@ -1,6 +1,7 @@
 import CShims
 import Foundation
 import Glibc
+import LinuxSystem
 
 /// The container's own cgroup: a child of imagectl's cgroup in every hierarchy (the named
 /// "systemd" v1 hierarchy, each v1 controller hierarchy and the v2 tree on a legacy/hybrid host,
@@ -119,6 +120,8 @@ struct CgroupTree {
         guard hierarchies.contains(where: { $0.role == .devices || $0.role == .unified }) else {
             throw RunnerError.startFailed(step: "no devices cgroup controller and no cgroup v2 tree to enforce the device policy", errno: ENOTSUP)
         }
+        // The hierarchies are read anyway: leftovers of ended containers go on the way.
+        sweepEndedScopes(in: hierarchies)
         var scopes: [String] = []
         var joined: [String] = []
         do {
@@ -212,14 +215,18 @@ struct CgroupTree {
         guard let text = try? String(contentsOfFile: "/proc/self/cgroup", encoding: .utf8) else { return [] }
         let layout = parseLayout(text, unifiedMountExists: access("/sys/fs/cgroup/unified/cgroup.procs", F_OK) == 0)
         guard let hierarchies = try? Self.hierarchies(layout, controllerPaths: controllerPaths(text)) else { return [] }
+        return sweepEndedScopes(in: hierarchies, minimumAge: minimumAge)
+    }
+
+    private static func sweepEndedScopes(in hierarchies: [Hierarchy], minimumAge: Double = 60) -> [String] {
         let now = time(nil)
         var removed: [String] = []
         for hierarchy in hierarchies {
             for name in (try? FileManager.default.contentsOfDirectory(atPath: hierarchy.parent)) ?? []
             where name.hasPrefix("imagectl-") && name.hasSuffix(".scope") {
                 let path = hierarchy.parent + "/" + name
-                var st = stat()
-                guard stat(path, &st) == 0, Double(now - st.st_mtim.tv_sec) >= minimumAge, !hasProcesses(path) else { continue }
+                guard let status = try? FileStatus.stat(path), now - time_t(status.modificationTime.seconds) >= time_t(minimumAge),
+                      !hasProcesses(path) else { continue }
                 if removeTree(path) { removed.append(path) }
             }
         }

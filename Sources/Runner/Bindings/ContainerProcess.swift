@@ -235,18 +235,10 @@ extension HostFiles {
     /// /dev copies. A missing one, or one that is no character device, is an error.
     static func deviceNodes(_ names: [String]) throws -> [SetupPlan.Input.HostDevice] {
         try names.map { name in
-            var st = stat()
-            guard stat("/dev/\(name)", &st) == 0 else { throw RunnerError.startFailed(step: "stat host device /dev/\(name)", errno: errno) }
-            guard (st.st_mode & S_IFMT) == S_IFCHR else { throw RunnerError.startFailed(step: "stat host device /dev/\(name)", errno: ENODEV) }
-            return .init(name: name, mode: st.st_mode & 0o7777, device: UInt64(st.st_rdev))
+            let status = try FileStatus.stat("/dev/\(name)")
+            guard status.kind == .characterDevice else { throw RunnerError.startFailed(step: "stat host device /dev/\(name)", errno: ENODEV) }
+            return .init(name: name, mode: status.permissions, device: status.deviceNumber)
         }
-    }
-
-    /// Owner and mode of the directory at `path`.
-    static func owner(of path: String) throws -> (uid: UInt32, gid: UInt32, mode: UInt32) {
-        var st = stat()
-        guard stat(path, &st) == 0 else { throw RunnerError.startFailed(step: "stat \(path)", errno: errno) }
-        return (st.st_uid, st.st_gid, st.st_mode & 0o7777)
     }
 
     /// Whether a path exists beneath the tree at `directory` (resolved in it, as the child would).
