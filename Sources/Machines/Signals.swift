@@ -36,17 +36,17 @@ public enum Signals {
             let rest = upper.dropFirst(5)
             let offset: Int32
             if rest.isEmpty { offset = 0 } else if rest.first == "+", let n = Int32(rest.dropFirst()) { offset = n } else { throw .unknownSignal(text) }
-            let number = realtimeMinimum + offset
-            guard offset >= 0, number <= realtimeMaximum else { throw .unknownSignal(text) }
-            return number
+            // Range first: the text is untrusted (a .nspawn file's KillSignal=), and an offset
+            // near Int32.max must be refused, not overflow.
+            guard offset >= 0, offset <= realtimeMaximum - realtimeMinimum else { throw .unknownSignal(text) }
+            return realtimeMinimum + offset
         }
         if upper.hasPrefix("RTMAX") {
             let rest = upper.dropFirst(5)
             let offset: Int32
             if rest.isEmpty { offset = 0 } else if rest.first == "-", let n = Int32(rest.dropFirst()) { offset = n } else { throw .unknownSignal(text) }
-            let number = realtimeMaximum - offset
-            guard offset >= 0, number >= realtimeMinimum else { throw .unknownSignal(text) }
-            return number
+            guard offset >= 0, offset <= realtimeMaximum - realtimeMinimum else { throw .unknownSignal(text) }
+            return realtimeMaximum - offset
         }
         throw .unknownSignal(text)
     }

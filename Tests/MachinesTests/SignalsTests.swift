@@ -13,6 +13,11 @@ struct SignalsTests {
         #expect(throws: MachineError.unknownSignal("SIGFOO")) { try Signals.parse("SIGFOO") }
         #expect(throws: MachineError.unknownSignal("0")) { try Signals.parse("0") }
         #expect(throws: MachineError.unknownSignal("RTMIN+99")) { try Signals.parse("RTMIN+99") }
+        // Offsets that would overflow the arithmetic (a .nspawn file's KillSignal= is untrusted).
+        for text in ["RTMIN+2147483647", "SIGRTMAX--2147483648", "RTMAX-2147483647", "RTMIN+-1"] {
+            #expect(throws: MachineError.unknownSignal(text)) { try Signals.parse(text) }
+        }
+        #expect(try Signals.parse("RTMAX-0") == Signals.realtimeMaximum)
     }
 
     @Test func machineNamesFollowOneRule() {
