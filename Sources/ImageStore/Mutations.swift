@@ -40,14 +40,6 @@ enum Mutations {
         try FileSystem.removeTree(path)
     }
 
-    /// Removes an image: a block-device symlink is only unlinked (never the device).
-    static func removeImage(_ image: Image) throws {
-        if image.type == .block {
-            try FileSystem.removeFile(image.path)
-        } else {
-            try removeTree(image.path)
-        }
-    }
 
     /// `.#NAME.<16 hex>.rm`: where `removeAtomically` moves an image before deleting it. The
     /// `.rm` marker tells `clean` that the removal was decided (the image is gone by name) and

@@ -12,6 +12,10 @@ import Glibc
 public struct MachineControl: Sendable {
     public let registry: MachineRegistry
 
+    /// Seconds `stop` (and a SIGTERM to `imagectl run`) waits for a power off before it
+    /// terminates the machine: systemd's default stop timeout.
+    public static let defaultStopTimeout: Double = 90
+
     public init(registry: MachineRegistry = MachineRegistry()) { self.registry = registry }
 
     /// How `stop` ended the machine.

@@ -2,11 +2,9 @@ import Foundation
 
 /// A client of qemu's machine protocol (QMP) on the VM's control socket
 /// (`-qmp unix:PATH,server=on,wait=off`): the greeting, `qmp_capabilities`, then one command at
-/// a time; events that arrive in between are kept in `events`.
+/// a time; events that arrive in between are skipped (nothing here waits for one).
 public final class QMPClient {
     private let socket: QMPSocket
-    /// Events seen so far ("SHUTDOWN", "POWERDOWN", ...), with their data.
-    public private(set) var events: [(name: String, data: [String: Any])] = []
     let timeout: Double
 
     public init(path: String, timeout: Double = 10) throws(MachineError) {
@@ -37,31 +35,12 @@ public final class QMPClient {
                 if command == "quit" { return nil }
                 throw .qmp("qemu closed the connection during \(command)")
             }
-            if let event = object["event"] as? String {
-                events.append((event, object["data"] as? [String: Any] ?? [:]))
-                continue
-            }
+            if object["event"] != nil { continue }
             if let error = object["error"] as? [String: Any] {
                 throw .qmp("\(command): \(error["desc"] as? String ?? "failed")")
             }
             return object["return"]
         }
-    }
-
-    /// Waits up to `seconds` for an event named `name` (one already seen counts); its data, or nil.
-    public func waitForEvent(_ name: String, seconds: Double) -> [String: Any]? {
-        if let seen = events.first(where: { $0.name == name }) { return seen.data }
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
-            guard let line = try? socket.readLine(timeout: max(0.01, deadline.timeIntervalSinceNow)),
-                  let object = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any] else { return nil }
-            if let event = object["event"] as? String {
-                let data = object["data"] as? [String: Any] ?? [:]
-                events.append((event, data))
-                if event == name { return data }
-            }
-        }
-        return nil
     }
 
     /// The keys of ctrl-alt-delete for `send-key`: a guest's request to reboot (systemd starts

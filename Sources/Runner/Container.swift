@@ -24,7 +24,7 @@ public enum Container {
     /// it is SIGKILLed: systemd's default stop timeout, the same as `imagectl stop`'s. nspawn
     /// has no such option (its service manager's TimeoutStopSec= does this), so neither does
     /// imagectl; a second SIGTERM/SIGINT kills at once.
-    public static let stopTimeout: Double = 90
+    public static let stopTimeout = MachineControl.defaultStopTimeout
 
     /// What was decided before the start, for messages and tests.
     public struct Plan: Sendable {

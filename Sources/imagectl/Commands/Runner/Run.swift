@@ -325,9 +325,6 @@ struct RunCommand: AsyncParsableCommand {
             throw ValidationError(error.description)
         } catch let error as NspawnSettings.Error {
             throw ValidationError(error.description)
-        } catch let error as MachineError {
-            // --kill-signal= (Signals.parse) and a bad machine name are bad options too.
-            throw ValidationError(error.description)
         }
     }
 

@@ -43,7 +43,7 @@ struct StopCommand: ParsableCommand {
     }
 
     func run() throws {
-        let seconds = timeout.flatMap(Self.parseSeconds) ?? 90
+        let seconds = timeout.flatMap(Self.parseSeconds) ?? MachineControl.defaultStopTimeout
         let (record, outcome) = try MachineControl().stop(name, timeout: seconds)
         guard !quiet else { return }
         switch outcome {
