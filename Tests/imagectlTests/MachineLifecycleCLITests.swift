@@ -35,8 +35,11 @@ struct MachineLifecycleCLITests {
     static func expectNothingLeft(_ machine: Machine, sourceLocation: SourceLocation = #_sourceLocation) throws {
         let list = try Imagectl.run(["machines", "--json"], environment: machine.environment)
         #expect(list.stdout == "[\n\n]\n", sourceLocation: sourceLocation)
-        let scopes = (try? Tool.run("find", ["/sys/fs/cgroup", "-maxdepth", "4", "-name", "imagectl-\(machine.name).scope"]).stdout) ?? ""
-        #expect(scopes.isEmpty, "left: \(scopes)", sourceLocation: sourceLocation)
+        // The whole tree (a scope may sit deep under a session), and a cgroup removed while find
+        // walks is no failure of find: a failed find must not pass as "nothing left".
+        let find = try Tool.run("find", ["/sys/fs/cgroup", "-ignore_readdir_race", "-name", "imagectl-\(machine.name).scope"])
+        #expect(find.status == 0, "\(find.stderr)", sourceLocation: sourceLocation)
+        #expect(find.stdout.isEmpty, "left: \(find.stdout)", sourceLocation: sourceLocation)
         let mounts = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
         #expect(!mounts.contains("/\(machine.name)."), sourceLocation: sourceLocation)
     }
@@ -132,7 +135,9 @@ struct MachineLifecycleCLITests {
         #expect(machine.run.text.contains("got-usr1"))
 
         // all: every process of the container, not only PID 1.
-        let many = try Self.start(["sh", "-c", "sleep 1000 & sleep 1000 & wait"])
+        // PID 1 keeps waiting once its children are gone, so only the signal can end it (with a
+        // plain `wait` it could exit 0 between its children's deaths and its own).
+        let many = try Self.start(["sh", "-c", "sleep 1000 & sleep 1000 & while :; do wait; done"])
         // Once both sleeps run (PID 1's children, seen from the host).
         let setup = MachineCLITests.Setup(scratch: many.scratch, tree: "", environment: many.environment)
         let leader = try #require(try MachineCLITests.waitForMachine(many.name, setup, background: many.run)?["leader"] as? Int)
