@@ -10,15 +10,16 @@ public enum AnonymousFile {
     /// (which differs between architectures, so it is taken from Glibc).
     static let flag: Int32 = 0o20000000 | O_DIRECTORY
 
-    /// An unnamed write-only file in `directory` with permissions `mode` (open(2) with O_TMPFILE,
-    /// then fchmod(2), so the umask does not change the mode). nil when the file system does not
-    /// support O_TMPFILE (EOPNOTSUPP, or EISDIR/EINVAL from kernels and file systems that predate
-    /// it): the caller then falls back to a named temporary.
-    public static func open(in directory: String, mode: mode_t) throws(SystemCallError) -> FileDescriptor? {
+    /// An unnamed file in `directory` (write-only, or read-write with `readWrite`) with
+    /// permissions `mode` (open(2) with O_TMPFILE, then fchmod(2), so the umask does not change the
+    /// mode). nil when the file system does not support O_TMPFILE (EOPNOTSUPP, or EISDIR/EINVAL
+    /// from kernels and file systems that predate it): the caller then falls back to a named
+    /// temporary.
+    public static func open(in directory: String, mode: mode_t, readWrite: Bool = false) throws(SystemCallError) -> FileDescriptor? {
         let fd: Int32
         do {
             fd = try systemCall("open(O_TMPFILE)", path: directory) {
-                Glibc.open(directory, flag | O_WRONLY | O_CLOEXEC, mode)
+                Glibc.open(directory, flag | (readWrite ? O_RDWR : O_WRONLY) | O_CLOEXEC, mode)
             }
         } catch {
             guard error.errno == .notSupported || error.errno == .isDirectory || error.errno == .invalidArgument else {

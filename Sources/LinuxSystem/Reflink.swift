@@ -43,17 +43,12 @@ public enum Reflink {
 }
 
 extension Reflink {
-    /// O_TMPFILE: Swift's Glibc module is built without _GNU_SOURCE, so the macro is missing. The
-    /// kernel value is __O_TMPFILE (0o20000000 on every architecture) | O_DIRECTORY (which differs
-    /// between architectures, so it is taken from Glibc).
-    static let temporaryFileFlag: Int32 = 0o20000000 | O_DIRECTORY
-
     /// A private copy-on-write clone of the open regular file `source`, made in `directory`
     /// (which must be on the same mount as the source: FICLONE does not cross mounts).
     ///
-    /// The clone is opened with open(2) O_TMPFILE|O_RDWR, so it never has a name and nothing is
+    /// The clone is an AnonymousFile (O_TMPFILE, read-write), so it never has a name and nothing is
     /// left behind when the process dies, even by SIGKILL; where the file system cannot make an
-    /// unnamed file (EOPNOTSUPP, or EISDIR from a kernel without O_TMPFILE) it is a named file
+    /// unnamed file it is a named file
     /// (O_CREAT|O_EXCL, mode 0600) unlinked at once. Then ioctl(clone, FICLONE, source).
     ///
     /// Returns nil, leaving nothing behind, when the file system cannot reflink (ext4, tmpfs, a
@@ -66,18 +61,7 @@ extension Reflink {
     /// `unnamed: false` skips O_TMPFILE (tests of the named fallback).
     static func privateClone(of source: Int32, in directory: String, unnamed: Bool) throws(SystemCallError) -> FileDescriptor? {
         var fd: Int32 = -1
-        if unnamed {
-            while fd < 0 {
-                fd = open(directory, temporaryFileFlag | O_RDWR | O_CLOEXEC, 0o600)
-                if fd >= 0 { break }
-                let code = img_errno()
-                if code == EINTR { continue }
-                guard code == EOPNOTSUPP || code == EISDIR else {
-                    throw SystemCallError("open(O_TMPFILE)", errno: .init(rawValue: code), path: directory)
-                }
-                break
-            }
-        }
+        if unnamed, let file = try AnonymousFile.open(in: directory, mode: 0o600, readWrite: true) { fd = file.rawValue }
         if fd < 0 {
             let name = "\(directory)/.#imagectl-clone-\(FileSystem.randomHex(8))"
             fd = try systemCall("open", path: name) { open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600) }

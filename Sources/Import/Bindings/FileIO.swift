@@ -78,11 +78,6 @@ public final class InputFile: ByteSource {
     }
 }
 
-/// O_TMPFILE: Swift's Glibc module is built without _GNU_SOURCE, so the macro is missing. The
-/// kernel value is __O_TMPFILE (0o20000000, the same on every architecture) | O_DIRECTORY (which
-/// differs between architectures, so it is taken from Glibc).
-private let oTmpfile: Int32 = 0o20000000 | O_DIRECTORY
-
 /// An output file written at explicit offsets, so that zero runs can be left as holes.
 public final class OutputFile {
     public let fd: Int32
@@ -94,10 +89,14 @@ public final class OutputFile {
         self.path = path
     }
 
-    /// An anonymous read-write file in `directory` (open(2) with O_TMPFILE): it has no name, so a
-    /// crash cannot leave it behind. Used to spool a compressed qcow2 before converting it.
+    /// An anonymous read-write file in `directory` (LinuxSystem's AnonymousFile, O_TMPFILE): it
+    /// has no name, so a crash cannot leave it behind. Used to spool a compressed qcow2 before
+    /// converting it; a file system without O_TMPFILE is an error here.
     public init(anonymousIn directory: String) throws {
-        fd = try systemCall("open", path: directory) { open(directory, oTmpfile | O_RDWR | O_CLOEXEC, 0o600) }
+        guard let file = try AnonymousFile.open(in: directory, mode: 0o600, readWrite: true) else {
+            throw SystemCallError("open(O_TMPFILE)", errno: .notSupported, path: directory)
+        }
+        fd = file.rawValue
         path = "\(directory)/(anonymous)"
     }
 
