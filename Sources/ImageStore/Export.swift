@@ -67,7 +67,6 @@ extension ImageStore {
         }
         if FileSystem.exists(file) { throw Error.unsupported("'\(file)' already exists") }
         let directory = FileSystem.parentDirectory(file)
-        removeStaleExportTemporaries(of: file)
         if useAnonymousFile, let fd = try AnonymousFile.open(in: directory, mode: 0o644) {
             do {
                 try body(fd)
@@ -81,6 +80,9 @@ extension ImageStore {
             try FileSystem.synchronize(directory)
             return
         }
+        // Only this fallback makes named temporaries, so only here can a killed export have left
+        // some (the file system is the same one every time).
+        removeStaleExportTemporaries(of: file)
         let temporary = "\(directory)/.#\(FileSystem.baseName(file)).\(FileSystem.randomHex(8))"
         let fd = try FileDescriptor.open(temporary, .writeOnly, options: [.create, .exclusiveCreate, .closeOnExec], permissions: [.ownerReadWrite, .groupRead, .otherRead])
         do {
