@@ -10,10 +10,8 @@ enum RTNL {
     static let getLink: UInt16 = 18       // RTM_GETLINK
     static let setLink: UInt16 = 19       // RTM_SETLINK
     static let newAddress: UInt16 = 20    // RTM_NEWADDR
-    static let deleteAddress: UInt16 = 21 // RTM_DELADDR
     static let getAddress: UInt16 = 22    // RTM_GETADDR
     static let newRoute: UInt16 = 24      // RTM_NEWROUTE
-    static let deleteRoute: UInt16 = 25   // RTM_DELROUTE
     static let getRoute: UInt16 = 26      // RTM_GETROUTE
 
     // nlmsghdr.nlmsg_flags
@@ -21,7 +19,6 @@ enum RTNL {
     static let multi: UInt16 = 0x2        // NLM_F_MULTI
     static let ack: UInt16 = 0x4          // NLM_F_ACK
     static let dump: UInt16 = 0x300       // NLM_F_ROOT | NLM_F_MATCH
-    static let replace: UInt16 = 0x100    // NLM_F_REPLACE
     static let exclusive: UInt16 = 0x200  // NLM_F_EXCL
     static let create: UInt16 = 0x400     // NLM_F_CREATE
 
@@ -31,7 +28,6 @@ enum RTNL {
     static let iflaMTU: UInt16 = 4
     static let iflaLink: UInt16 = 5
     static let iflaMaster: UInt16 = 10
-    static let iflaOperState: UInt16 = 16
     static let iflaLinkInfo: UInt16 = 18
     static let iflaNetNSPID: UInt16 = 19
     static let iflaNetNSFD: UInt16 = 28
@@ -47,7 +43,6 @@ enum RTNL {
     // struct ifaddrmsg attributes (IFA_*) and flags
     static let ifaAddress: UInt16 = 1
     static let ifaLocal: UInt16 = 2
-    static let ifaLabel: UInt16 = 3
     static let ifaFlags: UInt16 = 8
     static let ifaNoDAD: UInt32 = 0x02    // IFA_F_NODAD
     static let ifaPermanent: UInt8 = 0x80 // IFA_F_PERMANENT
@@ -56,14 +51,11 @@ enum RTNL {
     static let rtaDestination: UInt16 = 1
     static let rtaOutputInterface: UInt16 = 4
     static let rtaGateway: UInt16 = 5
-    static let rtaPriority: UInt16 = 6
-    static let rtaPreferredSource: UInt16 = 7
     static let rtaTable: UInt16 = 15
     static let tableMain: UInt8 = 254     // RT_TABLE_MAIN
     static let protocolBoot: UInt8 = 3    // RTPROT_BOOT, what `ip route add` uses
     static let scopeUniverse: UInt8 = 0   // RT_SCOPE_UNIVERSE
     static let scopeLink: UInt8 = 253     // RT_SCOPE_LINK
-    static let scopeHost: UInt8 = 254     // RT_SCOPE_HOST
     static let typeUnicast: UInt8 = 1     // RTN_UNICAST
 
     // struct ifinfomsg.ifi_flags
