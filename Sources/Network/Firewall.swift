@@ -1,107 +1,131 @@
 import Foundation
 import Netlink
 
-/// nftables rules of one machine, in a table of its own ("ip imagectl-MACHINE") so that they are
-/// added and removed in one transaction each and no other program's rules are touched. Given to
-/// `nft -j -f -` as JSON (libnftables' JSON schema), so no rule text is ever parsed from strings
-/// that contain user input.
+/// One element of imagectl's nftables table: a masqueraded subnet, or a port forward. A machine's
+/// rules are its elements, added in one transaction when it starts and deleted when it ends.
+public struct FirewallElement: Codable, Equatable, Sendable {
+    /// "subnets" or "ports".
+    public var set: String
+    public var key: String
+    /// The map's value (a port forward's target), nil for a set.
+    public var value: String?
+
+    var addition: String { "add element ip \(Nftables.table) \(set) { \(key)\(value.map { " : \($0)" } ?? "") }" }
+    var deletion: String { "delete element ip \(Nftables.table) \(set) { \(key) }" }
+}
+
+/// The nftables side of a machine: masquerade of its subnet when leaving it, and -p port forwards
+/// to its address. All machines share one table, "ip imagectl", as nspawn shares io.systemd.nat:
+/// its chains and rules are made once and stay, and a machine only adds and deletes elements of
+/// its set and map. Adding or deleting a table with base chains registers or unregisters netfilter
+/// hooks, which waits for an RCU grace period, a two-digit number of milliseconds on every start
+/// and every end; elements cost neither.
+///
+/// The command text holds no user input: only addresses imagectl chose and port numbers it parsed.
 public struct FirewallRules: Equatable, Sendable {
-    public var machine: String
-    /// The container-side subnet that is masqueraded when leaving it (nil: none, e.g. a bridge
-    /// owned by someone else).
+    /// The subnet that is masqueraded when leaving it (nil: none, e.g. a bridge owned by someone
+    /// else).
     public var masquerade: Subnet?
     /// Port forwards to `target`.
     public var ports: [PortForward]
     public var target: IPAddress?
 
-    public static let tablePrefix = "imagectl-"
-
-    public init(machine: String, masquerade: Subnet?, ports: [PortForward], target: IPAddress?) {
-        self.machine = machine
+    public init(masquerade: Subnet?, ports: [PortForward], target: IPAddress?) {
         self.masquerade = masquerade
         self.ports = ports
         self.target = target
     }
 
-    /// The table's name; characters nft would not keep in an identifier become '_'.
-    public static func tableName(machine: String) -> String {
-        tablePrefix + String(machine.map { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") ? $0 : "_" })
-    }
+    public var isEmpty: Bool { elements.isEmpty }
 
-    public var tableName: String { Self.tableName(machine: machine) }
-    public var isEmpty: Bool { masquerade == nil && (ports.isEmpty || target == nil) }
-
-    /// The JSON batch: the table, then nat chains on postrouting (masquerade), prerouting (DNAT
-    /// of connections from outside to the host's own addresses) and output (DNAT of connections
-    /// the host itself makes to its own addresses, loopback excepted, as nspawn does).
-    public func json() -> [String: Any] {
-        let table = tableName
-        var commands: [[String: Any]] = [["add": ["table": ["family": "ip", "name": table]]]]
-        func chain(_ name: String, hook: String, priority: Int) {
-            commands.append(["add": ["chain": ["family": "ip", "table": table, "name": name, "type": "nat",
-                                               "hook": hook, "prio": priority, "policy": "accept"]]])
-        }
-        func rule(_ chainName: String, _ expressions: [[String: Any]]) {
-            commands.append(["add": ["rule": ["family": "ip", "table": table, "chain": chainName, "expr": expressions]]])
-        }
-        func match(_ op: String, _ left: [String: Any], _ right: Any) -> [String: Any] {
-            ["match": ["op": op, "left": left, "right": right]]
-        }
-        func payload(_ proto: String, _ field: String) -> [String: Any] { ["payload": ["protocol": proto, "field": field]] }
-        if let subnet = masquerade {
-            let prefix: [String: Any] = ["prefix": ["addr": "\(subnet.network.address)", "len": 28]]
-            chain("postrouting", hook: "postrouting", priority: 100)
-            rule("postrouting", [match("==", payload("ip", "saddr"), prefix), match("!=", payload("ip", "daddr"), prefix),
-                                 ["masquerade": NSNull()]])
-        }
-        if let target, !ports.isEmpty {
-            chain("prerouting", hook: "prerouting", priority: -100)
-            chain("output", hook: "output", priority: -100)
-            let local = match("==", ["fib": ["result": "type", "flags": ["daddr"]]], "local")
-            let notLoopback = match("!=", payload("ip", "daddr"), ["prefix": ["addr": "127.0.0.0", "len": 8]])
+    public var elements: [FirewallElement] {
+        var elements: [FirewallElement] = []
+        if let masquerade { elements.append(.init(set: "subnets", key: masquerade.description)) }
+        if let target {
             for port in ports {
-                let dport = match("==", payload(port.proto.rawValue, "dport"), Int(port.hostPort))
-                let dnat: [String: Any] = ["dnat": ["addr": "\(target)", "port": Int(port.containerPort)]]
-                rule("prerouting", [local, dport, dnat])
-                rule("output", [local, notLoopback, dport, dnat])
+                elements.append(.init(set: "ports", key: "\(port.proto.rawValue) . \(port.hostPort)",
+                                      value: "\(target) . \(port.containerPort)"))
             }
         }
-        return ["nftables": commands]
+        return elements
     }
 }
 
 enum Nftables {
-    static var binary: String? {
-        ["/usr/sbin/nft", "/usr/bin/nft", "/sbin/nft"].first { FileManager.default.isExecutableFile(atPath: $0) }
+    static let table = "imagectl"
+
+    /// The table, made (or repaired) in one transaction that any number of imagectl processes may
+    /// run at once: "add" of an existing table, set or chain changes nothing, and the rules are
+    /// flushed and written again in the same transaction.
+    /// - postrouting: masquerade what leaves a machine's subnet for anywhere but such a subnet;
+    /// - prerouting: DNAT of connections from outside to the host's own addresses;
+    /// - output: the same for connections the host itself makes, loopback excepted (a DNAT from
+    ///   127.0.0.1 would leave through the veth with that source unless route_localnet), as nspawn.
+    static let definition = """
+        add table ip \(table)
+        add set ip \(table) subnets { type ipv4_addr; flags interval; }
+        add map ip \(table) ports { type inet_proto . inet_service : ipv4_addr . inet_service; }
+        add chain ip \(table) postrouting { type nat hook postrouting priority srcnat + 1; policy accept; }
+        add chain ip \(table) prerouting { type nat hook prerouting priority dstnat + 1; policy accept; }
+        add chain ip \(table) output { type nat hook output priority -99; policy accept; }
+        flush chain ip \(table) postrouting
+        flush chain ip \(table) prerouting
+        flush chain ip \(table) output
+        add rule ip \(table) postrouting ip saddr @subnets ip daddr != @subnets masquerade
+        add rule ip \(table) prerouting fib daddr type local dnat ip addr . port to meta l4proto . th dport map @ports
+        add rule ip \(table) output ip daddr != 127.0.0.0/8 fib daddr type local dnat ip addr . port to meta l4proto . th dport map @ports
+
+        """
+
+    /// Adds `elements` in one transaction; the table is made first when it is missing.
+    static func add(_ elements: [FirewallElement], for machine: String) throws {
+        guard !elements.isEmpty else { return }
+        let library = try LibNftables.shared()
+        let additions = elements.map(\.addition).joined(separator: "\n")
+        let what = "add the nftables rules of \(machine)"
+        // The common case: the table exists (a missing one fails the whole transaction).
+        if (try? library.execute(additions, for: what)) != nil { return }
+        _ = try library.execute(definition + additions, for: what)
     }
 
-    static func apply(_ rules: FirewallRules) throws {
-        guard let binary else { throw NetworkSetupError.missingTool("nft", package: "nftables") }
-        // A leftover table of an earlier machine of this name goes first (same transaction).
-        var batch = rules.json()
-        var commands = batch["nftables"] as! [[String: Any]]
-        commands.insert(["add": ["table": ["family": "ip", "name": rules.tableName]]], at: 0)
-        commands.insert(["delete": ["table": ["family": "ip", "name": rules.tableName]]], at: 1)
-        batch["nftables"] = commands
-        let data = try JSONSerialization.data(withJSONObject: batch)
-        let result = try HostProcess.run(binary, ["-j", "-f", "-"], input: data)
-        guard result.status == 0 else {
-            throw NetworkSetupError.step("add nftables rules of \(rules.machine)", result.stderr.trimmingCharacters(in: .whitespacesAndNewlines))
+    /// Deletes `elements`; one already gone (a flushed table, say) does not keep the others.
+    static func delete(_ elements: [FirewallElement]) {
+        guard !elements.isEmpty, let library = try? LibNftables.shared() else { return }
+        if (try? library.execute(elements.map(\.deletion).joined(separator: "\n"), for: "delete rules")) != nil { return }
+        for element in elements { _ = try? library.execute(element.deletion, for: "delete rules") }
+    }
+
+    /// The number of elements in the table's set and map, nil when there is no table.
+    static func elementCounts() -> [String: Int]? {
+        guard let library = try? LibNftables.shared(),
+              let listing = try? library.execute("list table ip \(table)", for: "list the nftables table") else { return nil }
+        var counts = ["subnets": 0, "ports": 0]
+        // nft prints "set NAME {" / "map NAME {" blocks with "elements = { a, b,\n c }".
+        var current: String?
+        var inElements = false
+        for line in listing.split(separator: "\n").map({ $0.trimmingCharacters(in: .whitespaces) }) {
+            if line.hasPrefix("set ") || line.hasPrefix("map ") {
+                current = line.split(separator: " ").dropFirst().first.map(String.init)
+                continue
+            }
+            var rest = Substring(line)
+            if line.hasPrefix("elements = {") {
+                inElements = true
+                rest = rest.dropFirst("elements = {".count)
+            }
+            guard inElements, let name = current else { continue }
+            let closed = rest.hasSuffix("}")
+            let items = rest.replacingOccurrences(of: "}", with: "").split(separator: ",").filter { !$0.trimmingCharacters(in: .whitespaces).isEmpty }
+            counts[name, default: 0] += items.count
+            if closed { inElements = false }
         }
+        return counts
     }
 
-    static func deleteTable(_ name: String) {
-        guard let binary else { return }
-        let batch: [String: Any] = ["nftables": [["delete": ["table": ["family": "ip", "name": name]]]]]
-        guard let data = try? JSONSerialization.data(withJSONObject: batch) else { return }
-        _ = try? HostProcess.run(binary, ["-j", "-f", "-"], input: data)
-    }
-
-    /// Names of the tables imagectl made (prefix "imagectl-").
-    static func tables() -> [String] {
-        guard let binary, let result = try? HostProcess.run(binary, ["-j", "list", "tables", "ip"]), result.status == 0,
-              let object = try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any],
-              let items = object["nftables"] as? [[String: Any]] else { return [] }
-        return items.compactMap { ($0["table"] as? [String: Any])?["name"] as? String }.filter { $0.hasPrefix(FirewallRules.tablePrefix) }
+    /// Deletes the table when no element is left in it (`imagectl clean`, no machine running).
+    static func deleteTableIfUnused() {
+        guard let counts = elementCounts(), counts.values.allSatisfy({ $0 == 0 }),
+              let library = try? LibNftables.shared() else { return }
+        _ = try? library.execute("delete table ip \(table)", for: "delete the nftables table")
     }
 }

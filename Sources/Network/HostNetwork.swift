@@ -57,11 +57,16 @@ public final class HostNetwork {
     /// takes the machine's record lock, and decides addresses (the veth's /28, or the zone, made
     /// on first use, and this machine's address in it), so that the container's
     /// /etc/resolv.conf can name the DNS server (`dnsServer`) before the clone.
+    ///
+    /// For a container's own veth (`forTap` false) the pair is made here too, its container end
+    /// under a temporary name in this namespace, and the link's dnsmasq starts on a thread of its
+    /// own: its start-up (the longest step of the host side) overlaps the container's clone and
+    /// set-up, and `attach` moves the end in as host0. A VM's tap is made by qemu (`attachTap`).
     public static func prepare(_ settings: NetworkSettings, machine: String, pool: AddressPool? = nil,
-                               runtimeDirectory: String? = nil) throws -> HostNetwork {
+                               runtimeDirectory: String? = nil, forTap: Bool = false) throws -> HostNetwork {
         let network = HostNetwork(machine: machine, settings: settings, state: NetworkState(runtimeDirectory: runtimeDirectory))
         do {
-            try network.reserve(pool: pool ?? AddressPool.configured())
+            try network.reserve(pool: pool ?? AddressPool.configured(), makeVeth: !forTap)
         } catch {
             network.tearDown()
             throw error
@@ -110,11 +115,11 @@ public final class HostNetwork {
             try save()
             let dns = DnsmasqConfiguration(interface: interface, subnet: subnet, stateDirectory: state.directory)
             _ = try Dnsmasq.start(dns, members: [.init(name: machine, mac: containerMAC.description, address: containerAddress.address.description)])
-            let rules = FirewallRules(machine: machine, masquerade: subnet, ports: settings.ports, target: containerAddress.address)
-            record.firewallTable = rules.tableName
+            let rules = FirewallRules(masquerade: subnet, ports: settings.ports, target: containerAddress.address)
+            record.firewallElements = rules.elements
             try save()
             try HostProcess.enableSysctl("/proc/sys/net/ipv4/ip_forward")
-            try Nftables.apply(rules)
+            try Nftables.add(rules.elements, for: machine)
         } catch {
             tearDown()
             throw error
@@ -139,8 +144,14 @@ public final class HostNetwork {
     private var hostMAC: MACAddress?
     private var containerMAC: MACAddress?
     private var machineID: [UInt8] = []
+    /// The veth made by `prepare`: its host end, and the container end's temporary name.
+    private var earlyVeth: (host: String, peer: String)?
+    /// The dnsmasq of that veth, starting.
+    private var dnsmasqStart: BackgroundJob<Int32>?
+    /// Its masquerade and port forwards, being added.
+    private var firewallStart: BackgroundJob<Void>?
 
-    private func reserve(pool: AddressPool) throws {
+    private func reserve(pool: AddressPool, makeVeth: Bool) throws {
         let all = try state.lockAll()
         defer { all.close() }
         Self.cleanLeftoversLocked(state)
@@ -174,6 +185,38 @@ public final class HostNetwork {
             record.address = containerAddress.address.description
         }
         try save()
+        if makeVeth, settings.zone == nil, settings.bridge == nil, let subnet, let containerAddress {
+            try makeOwnVeth(subnet: subnet, containerAddress: containerAddress)
+        }
+    }
+
+    /// A veth of the machine's own, before the container exists: the pair with the container
+    /// end under a temporary name ("vc-" where the host end has "ve-"), the host end addressed
+    /// and up; its dnsmasq and its nftables elements are started in the background (forwards to
+    /// an address nobody has yet fail as they would to a container not yet listening).
+    private func makeOwnVeth(subnet: Subnet, containerAddress: InterfaceAddress) throws {
+        let hostName = InterfaceNames.hostVeth(machine: machine, bridged: false)
+        let peer = "vc-" + hostName.dropFirst(3)
+        record.createdLinks.append(hostName)
+        try save()
+        let host = try RouteSocket.open()
+        try host.createVeth(hostName, mac: hostMAC, peer: peer, peerMAC: containerMAC)
+        earlyVeth = (hostName, peer)
+        try host.addAddress(subnet.hostAddress, to: hostName)
+        try host.setUp(hostName)
+        record.dnsmasqInterface = hostName
+        try save()
+        let dns = DnsmasqConfiguration(interface: hostName, subnet: subnet, stateDirectory: state.directory)
+        let member = DnsmasqConfiguration.Member(name: machine, mac: containerMAC!.description, address: containerAddress.address.description)
+        dnsmasqStart = BackgroundJob { try Dnsmasq.start(dns, members: [member]) }
+        let elements = FirewallRules(masquerade: subnet, ports: settings.ports, target: containerAddress.address).elements
+        record.firewallElements = elements
+        try save()
+        let machine = machine
+        firewallStart = BackgroundJob {
+            try HostProcess.enableSysctl("/proc/sys/net/ipv4/ip_forward")
+            try Nftables.add(elements, for: machine)
+        }
     }
 
     private func build(containerPID: Int32, configureContainer: Bool) throws {
@@ -189,27 +232,19 @@ public final class HostNetwork {
         containerNamespace = namespace
         let inside = try RouteSocket.open(in: namespace)
 
-        var masquerade: Subnet?
-        // dnsmasq (it daemonizes once its sockets are bound) runs while the links are made.
-        var dnsmasqStart: BackgroundJob<Int32>?
-        defer { _ = try? dnsmasqStart?.wait() }
         if settings.hasVeth {
-            let hostName = InterfaceNames.hostVeth(machine: machine, bridged: settings.bridge != nil || settings.zone != nil)
-            record.createdLinks.append(hostName)
-            try save()
-            try host.createVeth(hostName, mac: hostMAC, peer: "host0", peerMAC: containerMAC, peerNamespace: .namespace(namespace))
-            if let bridge = settings.bridge ?? settings.zone.map(InterfaceNames.zoneBridge) {
-                try host.setMaster(hostName, bridge: bridge)
-                try host.setUp(hostName)
-            } else if let subnet, let containerAddress, let containerMAC {
-                try host.addAddress(subnet.hostAddress, to: hostName)
-                try host.setUp(hostName)
-                record.dnsmasqInterface = hostName
+            if let earlyVeth {
+                // Made by `prepare`, with its dnsmasq and rules on their way meanwhile.
+                try host.move(earlyVeth.peer, to: .namespace(namespace), newName: "host0")
+            } else {
+                let hostName = InterfaceNames.hostVeth(machine: machine, bridged: settings.bridge != nil || settings.zone != nil)
+                record.createdLinks.append(hostName)
                 try save()
-                let dns = DnsmasqConfiguration(interface: hostName, subnet: subnet, stateDirectory: state.directory)
-                let member = DnsmasqConfiguration.Member(name: machine, mac: containerMAC.description, address: containerAddress.address.description)
-                dnsmasqStart = BackgroundJob { try Dnsmasq.start(dns, members: [member]) }
-                masquerade = subnet
+                try host.createVeth(hostName, mac: hostMAC, peer: "host0", peerMAC: containerMAC, peerNamespace: .namespace(namespace))
+                if let bridge = settings.bridge ?? settings.zone.map(InterfaceNames.zoneBridge) {
+                    try host.setMaster(hostName, bridge: bridge)
+                    try host.setUp(hostName)
+                }
             }
             if configureContainer {
                 if let subnet, let containerAddress {
@@ -242,15 +277,16 @@ public final class HostNetwork {
             try host.move(pair.host, to: .namespace(namespace), newName: pair.container == pair.host ? nil : pair.container)
         }
 
-        let rules = FirewallRules(machine: machine, masquerade: masquerade, ports: settings.ports,
-                                  target: containerAddress?.address)
-        if !rules.isEmpty {
-            record.firewallTable = rules.tableName
-            try save()
-            if masquerade != nil { try HostProcess.enableSysctl("/proc/sys/net/ipv4/ip_forward") }
-            // DNAT to a container from the host itself leaves through the veth with a source of
-            // 127.0.0.1 unless route_localnet; nspawn skips loopback, and so does the output rule.
-            try Nftables.apply(rules)
+        if earlyVeth != nil {
+            try firewallStart?.wait()
+        } else {
+            // A bridge's or zone's member: the forwards only (the zone masquerades its subnet).
+            let rules = FirewallRules(masquerade: nil, ports: settings.ports, target: containerAddress?.address)
+            if !rules.isEmpty {
+                record.firewallElements = rules.elements
+                try save()
+                try Nftables.add(rules.elements, for: machine)
+            }
         }
         // Before the payload runs: its resolv.conf names this dnsmasq.
         try dnsmasqStart?.wait()
@@ -262,6 +298,10 @@ public final class HostNetwork {
     public func tearDown() {
         guard !tornDown else { return }
         tornDown = true
+        // A dnsmasq still starting would write its pid file after the stop looked for it, and
+        // rules still being added would outlive their deletion.
+        _ = try? dnsmasqStart?.wait()
+        _ = try? firewallStart?.wait()
         let all = try? state.lockAll()
         defer { all?.close() }
         if let namespace = containerNamespace, let hostNamespace, !settings.interfaces.isEmpty,
@@ -325,7 +365,8 @@ public final class HostNetwork {
             let dns = DnsmasqConfiguration(interface: bridge, subnet: subnet, stateDirectory: state.directory)
             _ = try Dnsmasq.start(dns, members: [])
             try HostProcess.enableSysctl("/proc/sys/net/ipv4/ip_forward")
-            try Nftables.apply(FirewallRules(machine: "zone-" + zone, masquerade: subnet, ports: [], target: nil))
+            let elements = FirewallRules(masquerade: subnet, ports: [], target: nil).elements
+            try Nftables.add(elements, for: "zone \(zone)")
         }
         let used = Set(zoneRecord.members.map(\.address))
         guard let n = (2...14).first(where: { !used.contains(zoneRecord.subnet.address(UInt32($0)).description) }) else {
@@ -350,12 +391,16 @@ public final class HostNetwork {
     /// Undoes one record (ours, or a leftover's). Caller holds the global lock.
     private static func undo(_ record: MachineNetworkRecord, _ state: NetworkState) {
         let host = try? RouteSocket.open()
-        // The rules go (nft) while dnsmasq stops and the links go.
-        let rulesDeleted = record.firewallTable.map { table in BackgroundJob { Nftables.deleteTable(table) } }
-        defer { _ = try? rulesDeleted?.wait() }
-        if let interface = record.dnsmasqInterface, let subnet = record.subnet {
-            Dnsmasq.stop(DnsmasqConfiguration(interface: interface, subnet: subnet, stateDirectory: state.directory))
+        // dnsmasq stops and the rules go while the links go.
+        let dnsmasqStopped = record.dnsmasqInterface.flatMap { interface in
+            record.subnet.map { subnet in
+                BackgroundJob { Dnsmasq.stop(DnsmasqConfiguration(interface: interface, subnet: subnet, stateDirectory: state.directory)) }
+            }
         }
+        defer { _ = try? dnsmasqStopped?.wait() }
+        let elements = record.firewallElements
+        let rulesDeleted = elements.isEmpty ? nil : BackgroundJob { Nftables.delete(elements) }
+        defer { _ = try? rulesDeleted?.wait() }
         for link in record.createdLinks.reversed() { _ = try? host?.deleteLink(link) }
         if let zone = record.zone { leaveZone(zone, machine: record.machine, host: host, state) }
         try? FileManager.default.removeItem(atPath: state.recordPath(record.machine) + ".resolv.conf")
@@ -369,7 +414,7 @@ public final class HostNetwork {
         let dns = DnsmasqConfiguration(interface: zoneRecord.bridge, subnet: zoneRecord.subnet, stateDirectory: state.directory)
         if zoneRecord.members.isEmpty {
             Dnsmasq.stop(dns)
-            Nftables.deleteTable(FirewallRules.tableName(machine: "zone-" + zone))
+            Nftables.delete(FirewallRules(masquerade: zoneRecord.subnet, ports: [], target: nil).elements)
             _ = try? host?.deleteLink(zoneRecord.bridge)
             try? FileManager.default.removeItem(atPath: path)
         } else {
@@ -388,7 +433,10 @@ public final class HostNetwork {
         let state = NetworkState(runtimeDirectory: runtimeDirectory)
         guard FileManager.default.fileExists(atPath: state.directory), let all = try? state.lockAll() else { return [] }
         defer { all.close() }
-        return cleanLeftoversLocked(state)
+        let cleaned = cleanLeftoversLocked(state)
+        // The shared table goes when nothing uses it (a run leaves it, as nspawn leaves its own).
+        Nftables.deleteTableIfUnused()
+        return cleaned
     }
 
     @discardableResult
@@ -428,6 +476,8 @@ enum MachineID {
 extension HostNetwork {
     /// Drops the lock without undoing anything: what a kill -9 of imagectl leaves (tests only).
     func abandonForTesting() {
+        _ = try? dnsmasqStart?.wait()
+        _ = try? firewallStart?.wait()
         tornDown = true
         lock?.close()
         lock = nil

@@ -16,7 +16,8 @@ struct MachineNetworkRecord: Codable, Equatable {
     /// The machine's address (veth or zone), as `machines` shows it.
     var address: String?
     var zone: String?
-    var firewallTable: String?
+    /// Elements of the shared nftables table (Firewall.swift).
+    var firewallElements: [FirewallElement] = []
     var ports: [PortRecord] = []
 
     struct PortRecord: Codable, Equatable {

@@ -147,6 +147,12 @@ public enum Container {
                            warn: (String) -> Void = { _ in }, securityWarning: (String) -> Void = { _ in }) throws -> Outcome {
         let seccomp = configuration.seccomp
             ? try SeccompFilter.program(configuration.systemCallFilter, boundingSet: Capability.mask(configuration.boundingSet)) : []
+        // The host side of the network, first: addresses are decided now, so /etc/resolv.conf can
+        // name the DNS server, and a veth's dnsmasq starts up while everything below runs; the
+        // links go into the container's namespace, and host0 is addressed for a payload without
+        // a DHCP client, between the clone and the payload's start.
+        let network = try ContainerNetwork(configuration, machine: plan.machine)
+        defer { network.tearDown() }
         // In effect on the container's cgroups before the child is cloned and joins them.
         let devices = DevicePolicy.nspawnDefault.allowingBoundDevices(configuration.mounts.orderedMounts)
         let cgroups = try CgroupTree.create(machine: plan.machine, devices: devices)
@@ -165,11 +171,6 @@ public enum Container {
         // Range, reservation, chown or ID-mapped root (UserNamespace.swift).
         let userNamespace = try PreparedUserNamespace.prepare(configuration, machine: plan.machine, warn: securityWarning)
         defer { userNamespace?.close() }
-        // The host side of the network (addresses decided now, so /etc/resolv.conf can name the
-        // DNS server; links into the container's namespace and host0 addressed for a payload
-        // without a DHCP client between the clone and the payload's start).
-        let network = try ContainerNetwork(configuration, machine: plan.machine)
-        defer { network.tearDown() }
         var setup = try setupInput(configuration, staging: staging, cgroups: cgroups, userNamespace: userNamespace)
         setup.resolvConf = try network.resolvConfPlan(configuration.resolvConf, writable: writable) ?? resolvConf
         setup.localtime = localtime

@@ -82,7 +82,9 @@ struct HostNetworkTests {
         return settings
     }
 
-    static func nftTables() throws -> [String] { Nftables.tables() }
+    /// Elements of imagectl's shared nftables table per set ("subnets", "ports"); nil: no table.
+    static func nftElements() -> [String: Int]? { Nftables.elementCounts() }
+    static let noElements = ["subnets": 0, "ports": 0]
 
     /// -n for a plain payload: addresses on both ends, default route, ping, DHCP with the static
     /// lease, DNS by machine name, masquerade and port rules; everything gone after teardown.
@@ -114,7 +116,7 @@ struct HostNetworkTests {
             let dhcp = try container.busybox(["udhcpc", "-i", "host0", "-n", "-q", "-f", "-t", "3", "-s", "/bin/true"])
             #expect(dhcp.stdout.contains("10.231.0.2") || dhcp.stderr.contains("10.231.0.2"), "\(dhcp.stdout)\(dhcp.stderr)")
 
-            #expect(try Self.nftTables() == ["imagectl-nettest"])
+            #expect(Self.nftElements() == ["subnets": 1, "ports": 1])
             #expect(try String(contentsOfFile: "/proc/sys/net/ipv4/ip_forward", encoding: .utf8) == "1\n")
             let dnsmasqPID = try #require(Dnsmasq.readPID("\(scratch.runtime)/network/ve-nettest.dnsmasq.pid"))
             #expect(HostProcess.commandName(of: dnsmasqPID) == "dnsmasq")
@@ -122,7 +124,7 @@ struct HostNetworkTests {
             network.tearDown()
             #expect(try host.link(named: "ve-nettest") == nil)
             #expect(try inside.link(named: "host0") == nil)
-            #expect(try Self.nftTables().isEmpty)
+            #expect(Self.nftElements() == Self.noElements)
             usleep(100_000)
             #expect(!HostProcess.isAlive(dnsmasqPID))
             #expect(try FileManager.default.contentsOfDirectory(atPath: "\(scratch.runtime)/network").filter { $0 != "lock" } == [])
@@ -161,9 +163,11 @@ struct HostNetworkTests {
             // What a kill -9 leaves: the links, rules, dnsmasq and record, with nobody holding the lock.
             network.abandonForTesting()
             #expect(try RouteSocket.open().link(named: "ve-killed") != nil)
+            #expect(Self.nftElements() == ["subnets": 1, "ports": 1])
             #expect(HostNetwork.cleanLeftovers(runtimeDirectory: scratch.runtime) == ["killed"])
             #expect(try RouteSocket.open().link(named: "ve-killed") == nil)
-            #expect(try Self.nftTables().isEmpty)
+            // `clean` also removes the shared table once nothing uses it.
+            #expect(Self.nftElements() == nil)
             #expect(HostNetwork.cleanLeftovers(runtimeDirectory: scratch.runtime) == [])
         }
     }
@@ -194,7 +198,7 @@ struct HostNetworkTests {
             #expect(try host.link(named: "vz-lab") != nil)
             second.tearDown()
             #expect(try host.link(named: "vz-lab") == nil)
-            #expect(try Self.nftTables().isEmpty)
+            #expect(Self.nftElements() == Self.noElements)
         }
     }
 
@@ -244,7 +248,7 @@ extension HostNetworkTests {
     @Test func tapForAVM() throws {
         try Self.inHostNamespace { scratch in
             let network = try HostNetwork.prepare(Self.vethSettings(ports: ["2222:22"]), machine: "vm1", pool: Self.pool,
-                                                  runtimeDirectory: scratch.runtime)
+                                                  runtimeDirectory: scratch.runtime, forTap: true)
             #expect(network.dnsServer?.description == "10.231.0.1")
             let made = try Tool.run("ip", ["tuntap", "add", "dev", "vt-vm1", "mode", "tap"])
             #expect(made.status == 0, "\(made.stderr)")
@@ -254,9 +258,9 @@ extension HostNetworkTests {
             #expect(try host.addresses().contains { $0.interfaceIndex == tap.index && $0.address.description == "10.231.0.1/28" })
             let hosts = try String(contentsOfFile: "\(scratch.runtime)/network/vt-vm1.dhcp-hosts", encoding: .utf8)
             #expect(hosts == "\(network.machineMAC!),10.231.0.2,vm1\n")
-            #expect(try Self.nftTables() == ["imagectl-vm1"])
+            #expect(Self.nftElements() == ["subnets": 1, "ports": 1])
             network.tearDown()
-            #expect(try Self.nftTables().isEmpty)
+            #expect(Self.nftElements() == Self.noElements)
             #expect(!FileManager.default.fileExists(atPath: "\(scratch.runtime)/network/vt-vm1.dhcp-hosts"))
             _ = try Tool.run("ip", ["tuntap", "del", "dev", "vt-vm1", "mode", "tap"])
         }

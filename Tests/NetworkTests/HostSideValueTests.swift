@@ -34,23 +34,24 @@ struct PoolAndRulesTests {
         #expect(lines.hosts == "192.168.0.18 web\n")
     }
 
-    @Test func firewallJSON() throws {
-        let rules = FirewallRules(machine: "web.1", masquerade: Subnet(base: 0xc0a8_0010),
-                                  ports: [PortForward(proto: .tcp, hostPort: 8080, containerPort: 80)], target: .v4(0xc0a8_0012))
-        #expect(rules.tableName == "imagectl-web_1")
-        let commands = try #require(rules.json()["nftables"] as? [[String: Any]])
-        let chains = commands.compactMap { (($0["add"] as? [String: Any])?["chain"] as? [String: Any])?["hook"] as? String }
-        #expect(chains == ["postrouting", "prerouting", "output"])
-        let ruleCount = commands.filter { ($0["add"] as? [String: Any])?["rule"] != nil }.count
-        #expect(ruleCount == 3)
-        #expect(FirewallRules(machine: "x", masquerade: nil, ports: [], target: nil).isEmpty)
-        // A udp forward matches udp's destination port and keeps the container port.
-        let udp = FirewallRules(machine: "dns", masquerade: nil, ports: [PortForward(proto: .udp, hostPort: 5353, containerPort: 53)],
-                                target: .v4(0xc0a8_0012))
-        let data = try JSONSerialization.data(withJSONObject: udp.json(), options: [.sortedKeys])
-        let text = String(decoding: data, as: UTF8.self)
-        #expect(text.contains("{\"payload\":{\"field\":\"dport\",\"protocol\":\"udp\"}}"))
-        #expect(text.contains("{\"dnat\":{\"addr\":\"192.168.0.18\",\"port\":53}}"))
-        #expect(!text.contains("postrouting"))
+    /// A machine's rules are elements of the shared table: its subnet in the masquerade set, each
+    /// forward in the port map, keyed by protocol and host port, as nft's own syntax.
+    @Test func firewallElements() {
+        let rules = FirewallRules(masquerade: Subnet(base: 0xc0a8_0010),
+                                  ports: [PortForward(proto: .tcp, hostPort: 8080, containerPort: 80),
+                                          PortForward(proto: .udp, hostPort: 5353, containerPort: 53)], target: .v4(0xc0a8_0012))
+        #expect(rules.elements.map(\.addition) == [
+            "add element ip imagectl subnets { 192.168.0.16/28 }",
+            "add element ip imagectl ports { tcp . 8080 : 192.168.0.18 . 80 }",
+            "add element ip imagectl ports { udp . 5353 : 192.168.0.18 . 53 }",
+        ])
+        #expect(rules.elements.map(\.deletion) == [
+            "delete element ip imagectl subnets { 192.168.0.16/28 }",
+            "delete element ip imagectl ports { tcp . 8080 }",
+            "delete element ip imagectl ports { udp . 5353 }",
+        ])
+        #expect(FirewallRules(masquerade: nil, ports: [], target: nil).isEmpty)
+        // Forwards without an address to forward to are no rules.
+        #expect(FirewallRules(masquerade: nil, ports: rules.ports, target: nil).isEmpty)
     }
 }

@@ -279,7 +279,7 @@ struct VMCommand: AsyncParsableCommand {
         if case .tap = request.network, !printCommand {
             var settings = NetworkSettings()
             settings.veth = true
-            network = try HostNetwork.prepare(settings, machine: machine ?? VirtualMachine.defaultName(for: path))
+            network = try HostNetwork.prepare(settings, machine: machine ?? VirtualMachine.defaultName(for: path), forTap: true)
             request.networkMAC = network?.machineMAC?.description
         }
         let admission = try await admit(path, directBoot: request.linux != nil)
