@@ -7,6 +7,8 @@ public enum NetworkSetupError: Error, CustomStringConvertible, Equatable, Sendab
     case poolExhausted(String)
     /// Another running machine forwards this host port already.
     case portInUse(PortForward, machine: String)
+    /// Another imagectl runs a machine of this name with networking (its record is locked).
+    case machineRunning(String)
 
     public var description: String {
         switch self {
@@ -14,6 +16,7 @@ public enum NetworkSetupError: Error, CustomStringConvertible, Equatable, Sendab
         case .step(let what, let why): why.isEmpty ? "cannot \(what)" : "cannot \(what): \(why)"
         case .poolExhausted(let pool): "no free /28 left in the address pool \(pool)"
         case .portInUse(let port, let machine): "host port \(port.proto):\(port.hostPort) is already forwarded to machine \(machine)"
+        case .machineRunning(let machine): "machine \(machine) is already running"
         }
     }
 }

@@ -161,7 +161,7 @@ public final class HostNetwork {
         } catch {
             throw NetworkSetupError.step("lock the network record of \(machine)", error.description)
         }
-        guard lock != nil else { throw NetworkSetupError.step("set up the network of \(machine)", "another imagectl runs a machine of this name") }
+        guard lock != nil else { throw NetworkSetupError.machineRunning(machine) }
         machineID = try MachineID.read()
         record.ports = settings.ports.map { .init(proto: $0.proto.rawValue, hostPort: $0.hostPort, containerPort: $0.containerPort) }
         try save()

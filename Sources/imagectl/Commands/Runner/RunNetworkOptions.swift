@@ -75,10 +75,13 @@ struct RunNetworkOptions: ParsableArguments {
     }
 }
 
-/// A host port another running machine forwards is "busy": exit status 16, as for a locked image.
+/// A host port another running machine forwards, or a machine name another imagectl runs with
+/// networking, is "busy": exit status 16, as for a locked image or a running machine's name.
 extension NetworkSetupError: BusyReporting {
     var isBusy: Bool {
-        if case .portInUse = self { return true }
-        return false
+        switch self {
+        case .portInUse, .machineRunning: true
+        default: false
+        }
     }
 }
