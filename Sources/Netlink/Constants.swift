@@ -13,6 +13,7 @@ enum RTNL {
     static let getAddress: UInt16 = 22    // RTM_GETADDR
     static let newRoute: UInt16 = 24      // RTM_NEWROUTE
     static let getRoute: UInt16 = 26      // RTM_GETROUTE
+    static let newLinkProperty: UInt16 = 108  // RTM_NEWLINKPROP
 
     // nlmsghdr.nlmsg_flags
     static let request: UInt16 = 0x1      // NLM_F_REQUEST
@@ -31,6 +32,11 @@ enum RTNL {
     static let iflaLinkInfo: UInt16 = 18
     static let iflaNetNSPID: UInt16 = 19
     static let iflaNetNSFD: UInt16 = 28
+    static let iflaPropertyList: UInt16 = 52  // IFLA_PROP_LIST
+    static let nestedFlag: UInt16 = 0x8000    // NLA_F_NESTED
+    static let iflaAlternativeName: UInt16 = 53  // IFLA_ALT_IFNAME
+    /// ALTIFNAMSIZ less the terminating NUL.
+    static let maximumAlternativeNameLength = 127
     // IFLA_LINKINFO nested
     static let infoKind: UInt16 = 1       // IFLA_INFO_KIND
     static let infoData: UInt16 = 2       // IFLA_INFO_DATA

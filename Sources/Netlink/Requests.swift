@@ -55,6 +55,15 @@ enum Requests {
         return r
     }
 
+    /// RTM_NEWLINKPROP: IFLA_PROP_LIST { IFLA_ALT_IFNAME }, an alternative name (`ip link
+    /// property add altname`), which may be longer than 15 bytes. The kernel parses this list
+    /// strictly, so the nest carries NLA_F_NESTED.
+    static func addAlternativeName(index: Int32, name: String) -> NetlinkRequest {
+        var r = NetlinkRequest(type: RTNL.newLinkProperty, flags: createFlags, header: FamilyHeader.link(index: index))
+        r.nest(RTNL.iflaPropertyList | RTNL.nestedFlag) { $0.append(RTNL.iflaAlternativeName, string: name) }
+        return r
+    }
+
     static func deleteLink(index: Int32) -> NetlinkRequest {
         NetlinkRequest(type: RTNL.deleteLink, flags: RTNL.ack, header: FamilyHeader.link(index: index))
     }

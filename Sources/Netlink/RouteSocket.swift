@@ -84,6 +84,15 @@ public final class RouteSocket {
         try call(Requests.setLink(index: index) { $0.append(RTNL.iflaIfname, string: newName) }, "rename link to \(newName)", link: name)
     }
 
+    /// Gives `name` the alternative name `alternative` (up to 127 bytes).
+    public func addAlternativeName(_ name: String, _ alternative: String) throws {
+        guard !alternative.isEmpty, alternative.utf8.count <= RTNL.maximumAlternativeNameLength else {
+            throw NetlinkError(operation: "add alternative name", link: name, errno: EINVAL_)
+        }
+        let index = try index(of: name, for: "add alternative name")
+        try call(Requests.addAlternativeName(index: index, name: alternative), "add alternative name \(alternative)", link: name)
+    }
+
     /// Enslaves `name` to `bridge` (nil: releases it from any master).
     public func setMaster(_ name: String, bridge: String?) throws {
         let index = try index(of: name, for: "set master")

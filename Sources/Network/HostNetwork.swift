@@ -202,6 +202,7 @@ public final class HostNetwork {
         let host = try RouteSocket.open()
         try host.createVeth(hostName, mac: hostMAC, peer: peer, peerMAC: containerMAC)
         earlyVeth = (hostName, peer)
+        addAlternativeName(host, hostName, bridged: false)
         try host.addAddress(subnet.hostAddress, to: hostName)
         try host.setUp(hostName)
         record.dnsmasqInterface = hostName
@@ -241,6 +242,7 @@ public final class HostNetwork {
                 record.createdLinks.append(hostName)
                 try save()
                 try host.createVeth(hostName, mac: hostMAC, peer: "host0", peerMAC: containerMAC, peerNamespace: .namespace(namespace))
+                addAlternativeName(host, hostName, bridged: settings.bridge != nil || settings.zone != nil)
                 if let bridge = settings.bridge ?? settings.zone.map(InterfaceNames.zoneBridge) {
                     try host.setMaster(hostName, bridge: bridge)
                     try host.setUp(hostName)
@@ -382,7 +384,14 @@ public final class HostNetwork {
         return (zoneRecord.subnet, address)
     }
 
-    private func reloadZoneDNS(_ zone: ZoneRecord) throws {
+    /// A shortened host-side name also gets the whole one as an alternative name, as nspawn does;
+    /// like nspawn, a kernel that refuses it (before 5.5) does not stop the machine.
+    private func addAlternativeName(_ host: RouteSocket, _ hostName: String, bridged: Bool) {
+        guard let whole = InterfaceNames.hostVethAlternative(machine: machine, bridged: bridged) else { return }
+        _ = try? host.addAlternativeName(hostName, whole)
+    }
+
+        private func reloadZoneDNS(_ zone: ZoneRecord) throws {
         let dns = DnsmasqConfiguration(interface: zone.bridge, subnet: zone.subnet, stateDirectory: state.directory)
         try Dnsmasq.writeMembers(dns, zone.members)
         if let pid = Dnsmasq.readPID(dns.pidFile) { HostProcess.signal(pid, hangUp: ()) }

@@ -26,6 +26,13 @@ public enum InterfaceNames {
         shortened((bridged ? "vb-" : "ve-") + machine)
     }
 
+    /// The whole name when `hostVeth` had to shorten it: nspawn gives it to the link as an
+    /// alternative name, so `ip link show ve-LONG-MACHINE-NAME` finds it.
+    public static func hostVethAlternative(machine: String, bridged: Bool) -> String? {
+        let whole = (bridged ? "vb-" : "ve-") + machine
+        return whole.utf8.count > maximumLength ? whole : nil
+    }
+
     public static func zoneBridge(_ zone: String) -> String { "vz-" + zone }
 
     /// systemd's ifname_valid: 1-15 bytes, no '/', ':', '%', white space or control

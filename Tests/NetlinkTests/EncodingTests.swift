@@ -18,6 +18,20 @@ struct EncodingTests {
         #expect(bytes == expected)
     }
 
+    /// An alternative name is RTM_NEWLINKPROP on the link's index with IFLA_PROP_LIST {
+    /// IFLA_ALT_IFNAME }, as `ip link property add dev IF altname NAME` sends it.
+    @Test func alternativeNameRequestBytes() {
+        let bytes = Requests.addAlternativeName(index: 9, name: "ve-abcdefghijklm").message(sequence: 3)
+        let expected: [UInt8] = [
+            60, 0, 0, 0,  108, 0,  0x05, 0x06,  3, 0, 0, 0,  0, 0, 0, 0,  // nlmsghdr: len 60, NEWLINKPROP, REQ|ACK|EXCL|CREATE
+            0, 0, 0, 0,  9, 0, 0, 0,  0, 0, 0, 0,  0, 0, 0, 0,             // ifinfomsg, index 9
+            4 + 24, 0, 52, 0x80,                                            // IFLA_PROP_LIST | NLA_F_NESTED
+            21, 0, 53, 0,                                                   // IFLA_ALT_IFNAME "ve-abcdefghijklm\0" + pad
+            0x76, 0x65, 0x2d, 0x61, 0x62, 0x63, 0x64, 0x65, 0x66, 0x67, 0x68, 0x69, 0x6a, 0x6b, 0x6c, 0x6d, 0, 0, 0, 0,
+        ]
+        #expect(bytes == expected)
+    }
+
     /// The veth request nests the peer (with its own ifinfomsg) inside LINKINFO/DATA/PEER, and
     /// every nest's length covers exactly its members.
     @Test func vethNesting() throws {

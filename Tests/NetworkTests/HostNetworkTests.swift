@@ -154,6 +154,24 @@ struct HostNetworkTests {
         }
     }
 
+    /// A machine name too long for "ve-NAME": the link has nspawn's shortened name and the whole
+    /// one as an alternative name, which `ip` resolves.
+    @Test func longMachineNameGetsAnAlternativeName() throws {
+        try Self.inHostNamespace { scratch in
+            let container = try Container()
+            let machine = "a-rather-long-machine-name"
+            let network = try HostNetwork.setUp(Self.vethSettings(), machine: machine, containerPID: container.pid,
+                                                configureContainer: false, pool: Self.pool, runtimeDirectory: scratch.runtime)
+            let short = InterfaceNames.hostVeth(machine: machine, bridged: false)
+            #expect(short.utf8.count == 15)
+            let shown = try Tool.run("ip", ["-o", "link", "show", "ve-" + machine])
+            #expect(shown.status == 0, "\(shown.stderr)")
+            #expect(shown.stdout.contains(": \(short)@") && shown.stdout.contains("altname ve-\(machine)"), "\(shown.stdout)")
+            network.tearDown()
+            #expect(try RouteSocket.open().link(named: short) == nil)
+        }
+    }
+
     /// A record whose imagectl is gone (its lock free) is undone by the next set-up or clean.
     @Test func leftoversOfAKilledRunAreRemoved() throws {
         try Self.inHostNamespace { scratch in
