@@ -186,6 +186,16 @@ public enum VMOptions {
     }
 
     /// Raw or qcow2, from the first four bytes ("QFI\xfb" is qcow2's magic).
+    /// A qcow2 image's virtual disk size (the header's big-endian size field at byte 24), nil
+    /// when it cannot be read.
+    public static func qcow2VirtualSize(path: String) -> UInt64? {
+        guard let descriptor = try? UserFile.open(path, accepting: .image).descriptor else { return nil }
+        let handle = FileHandle(fileDescriptor: descriptor.rawValue, closeOnDealloc: true)
+        defer { try? handle.close() }
+        guard let header = try? handle.read(upToCount: 32), header.count == 32 else { return nil }
+        return header[24..<32].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+    }
+
     public static func detectFormat(path: String) -> VMSpec.DiskFormat {
         // UserFile: a FIFO must not block the probe (prepare refuses it with a message first).
         guard let descriptor = try? UserFile.open(path, accepting: .image).descriptor else { return .raw }

@@ -342,6 +342,54 @@ import TestSupport
         #expect(missing.stderr == "error: no image file or store image named \"nosuch\"\n")
     }
 
+    /// As vmspawn: -M NAME without -i boots the pool image of that name, which is locked while
+    /// the VM runs; a locked one (a running machine's) exits 16 before qemu starts.
+    @Test func poolImageByMachineNameAndItsLock() throws {
+        try Privileged.require(.tool("qemu-system-x86_64"), .tool("python3"), .fixture("gpt-multi.raw"))
+        let pool = try TemporaryDirectory(prefix: "imagectl-vm-pool")
+        try Tool.run("cp", ["--sparse=always", try #require(Fixtures.path("gpt-multi.raw")), pool.path + "/multi.raw"])
+        let kernel = pool.path + "/vmlinuz"
+        FileManager.default.createFile(atPath: kernel, contents: nil)
+        let r = try Imagectl.run(["vm", "-M", "multi", "--linux=\(kernel)", "--kvm=no", "--tpm=no", "--print-command"], root: pool.path)
+        #expect(r.status == 0, "stderr: \(r.stderr)")
+        #expect(r.stdout.contains("-drive file=\(pool.path)/multi.raw,format=raw,if=virtio,discard=unmap"))
+        #expect(r.stdout.contains("-name guest=multi"))
+        let holder = try LockHolder(path: pool.path + "/.#multi.lck")
+        defer { holder.stop() }
+        let started = Date()
+        let busy = try Imagectl.run(["vm", "-M", "multi", "--linux=\(kernel)", "--kvm=no", "--tpm=no", "--console=headless"], root: pool.path)
+        #expect(busy.status == 16, "\(busy.stderr)")
+        #expect(busy.stderr.hasPrefix("error: ") && busy.stderr.contains("busy") && busy.stderr.split(separator: "\n").count == 1, "\(busy.stderr)")
+        #expect(Date().timeIntervalSince(started) < 5)
+        let none = try Imagectl.run(["vm", "--print-command"], root: pool.path)
+        #expect(none.status == 2 && none.stderr.contains("-M NAME"), "\(none.stderr)")
+    }
+
+    /// An image with nothing to boot is refused at once with one line, before qemu could start
+    /// and stop in the firmware: 0 bytes, no partition table or file system, a qcow2 of size 0.
+    @Test func unbootableImagesAreRefused() throws {
+        try Privileged.require(.tool("qemu-system-x86_64"), .tool("qemu-img"))
+        let dir = try TemporaryDirectory(prefix: "imagectl-vm-unbootable")
+        let vmTemp = try TemporaryDirectory(prefix: "imagectl-vm-tmp")
+        let empty = dir.path + "/empty.raw"
+        FileManager.default.createFile(atPath: empty, contents: Data())
+        let zeros = dir.path + "/zeros.raw"
+        FileManager.default.createFile(atPath: zeros, contents: Data(count: 4 << 20))
+        let qcow = dir.path + "/zero.qcow2"
+        let made = try Tool.run("qemu-img", ["create", "-q", "-f", "qcow2", qcow, "0"])
+        #expect(made.status == 0, "\(made.stderr)")
+        for (image, mention) in [(empty, "is empty (0 bytes)"), (zeros, "no partition table and no file system"), (qcow, "virtual size 0")] {
+            let started = Date()
+            let r = try Imagectl.run(["vm", "-i", image, "--kvm=no", "--tpm=no", "--console=headless"],
+                                     environment: ["IMAGECTL_VM_TMPDIR": vmTemp.path])
+            #expect(Date().timeIntervalSince(started) < 1.5, "\(image)")
+            #expect(r.status == 1, "\(image): \(r.stderr)")
+            let lines = r.stderr.split(separator: "\n")
+            #expect(lines.count == 1 && lines[0].hasPrefix("error: \(image)") && lines[0].contains(mention), "\(r.stderr)")
+        }
+        #expect(Self.leftovers(vmTemp).isEmpty)
+    }
+
     @Test func firmwareList() throws {
         try Privileged.require(.tool("qemu-system-x86_64"))
         let r = try Imagectl.run(["vm", "--firmware=list"])

@@ -27,7 +27,11 @@ struct VMCommand: AsyncParsableCommand {
             With --console=interactive on a terminal, the serial line is a pty relayed to the \
             terminal in raw mode (^C goes to the guest; the window size is forwarded); ^] pressed \
             three times within a second kills the VM, as in imagectl run.
-            Registered in the machine registry while it runs (kind vm, leader: the qemu process).
+            Registered in the machine registry while it runs (kind vm, leader: the qemu process). \
+            The image is locked while the VM runs (shared with -x), so a second VM or container \
+            of it exits 16; without -i, -M NAME names the pool image to boot. An image with \
+            nothing to boot (0 bytes, no partition table or file system, a qcow2 of size 0) is \
+            refused before qemu starts.
             Not available: -D/--directory (a directory tree as a VM), --forward-journal, \
             --bind, --private-users, the vsock notify socket.
             """)
@@ -46,7 +50,7 @@ struct VMCommand: AsyncParsableCommand {
     @Option(name: .customLong("discard-disk"), help: ArgumentHelp("yes: the guest's TRIM punches holes in the image files (discard=unmap, the default); no: ignored.", valueName: "bool"))
     var discardDisk: String?
 
-    @Option(name: [.customShort("M"), .customLong("machine")], help: "Machine name (default: the image's file name without .raw/.qcow2).")
+    @Option(name: [.customShort("M"), .customLong("machine")], help: "Machine name (default: the image's file name without .raw/.qcow2); without -i, the pool image of this name is booted, as vmspawn does.")
     var machine: String?
 
     @Option(name: .customLong("uuid"), help: "Machine UUID, passed as qemu's -uuid (the guest's SMBIOS system UUID; default: random).")
@@ -212,17 +216,28 @@ struct VMCommand: AsyncParsableCommand {
         // A missing file or a directory is refused by VirtualMachine.prepare with its own words.
         guard FileManager.default.fileExists(atPath: path), !ImageArgument.isDirectory(path) else { return Admission() }
         let given = verity.imagePolicy != nil || !ImageAdmission.givenOptions(verity.explicit).isEmpty
+        // Nothing to boot would leave the guest in the firmware's "no bootable option" screen.
+        let unbootable = "refusing to start a VM that could only stop in its firmware"
         if VMOptions.detectFormat(path: path) == .qcow2 {
+            if VMOptions.qcow2VirtualSize(path: path) == 0 {
+                throw CommandFailure(message: "\(path): a qcow2 image of virtual size 0 holds nothing to boot; \(unbootable)")
+            }
             guard !given else {
                 throw CommandFailure(message: "\(path) is qcow2, whose partitions imagectl cannot read: --image-policy and the verity options cannot be checked")
             }
             return Admission()
         }
+        if (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? UInt64) == 0 {
+            throw CommandFailure(message: "\(path) is empty (0 bytes): nothing to boot; \(unbootable)")
+        }
         let image: DissectedImage
         do {
             image = try await verity.dissect(path, requireRoot: false)
+        } catch Dissector.Error.noPartitionTableOrFilesystem {
+            throw CommandFailure(message: "\(path) holds no partition table and no file system: nothing to boot; \(unbootable)")
         } catch let error as Dissector.Error where !given {
-            // A disk without a recognisable layout (a blank installer target): nothing to check.
+            // A layout the dissect rules cannot place (a foreign OS's disk, say), which firmware
+            // may still boot: nothing to check.
             _ = error
             return Admission()
         }
@@ -269,8 +284,16 @@ struct VMCommand: AsyncParsableCommand {
             }
             return
         }
-        guard let image else { throw ValidationError("no image given (-i IMAGE)") }
+        // As vmspawn: without -i, the machine name names the image (found as every verb finds one).
+        guard let image = image ?? machine else { throw ValidationError("no image given (-i IMAGE, or -M NAME of a pool image)") }
         let path = try resolveImage(image)
+        // Locked while the VM runs, as run locks a tree or image: exclusive, as the guest writes
+        // to it; shared under -x, where only the overlay is written.
+        var lock: ImageLock?
+        defer { lock?.release() }
+        if !printCommand, FileManager.default.fileExists(atPath: path) {
+            lock = try ImageLock.lock(path: path, kind: ephemeral ? .shared : .exclusive)
+        }
         var request = try makeRequest(imagePath: path)
         // The tap's host side is prepared now (its /28, the NIC's MAC) and attached once qemu
         // made the tap; undone when the VM ends.
