@@ -57,7 +57,18 @@ public final class ConsoleRelay: Sendable {
         if readOnly { return try ConsoleIO.relay(self) }
         let terminal = RawTerminal(input)
         defer { terminal.restore() }
-        return try ConsoleIO.relay(self)
+        let ending = try ConsoleIO.relay(self)
+        if ending == .escape { resetTerminalState() }
+        return ending
+    }
+
+    /// A machine killed by the escape may have stopped in the middle of an escape sequence (a
+    /// colour, say): the user's terminal would then take the caller's next words as the rest of
+    /// it and swallow them. ESC starts a new sequence, which abandons any unfinished one, and
+    /// "[0m" ends it as a reset of the colours the machine left set.
+    func resetTerminalState() {
+        guard isatty(output.rawValue) == 1 else { return }
+        _ = try? output.writeAll(Array("\u{1b}[0m".utf8))
     }
 
     /// Tracks `^]` presses: true on the third within one second.

@@ -80,6 +80,23 @@ struct ConsoleTests {
         #expect(try Imagectl.run(["machines", "--json"], environment: ["IMAGECTL_RUNTIME_DIR": scratch.appending("runtime")]).stdout == "[\n\n]\n")
     }
 
+    /// A payload killed by the escape in the middle of an escape sequence: the terminal must
+    /// still show imagectl's line whole (a half-written CSI would swallow its first letter).
+    @Test func escapeInTheMiddleOfAnEscapeSequenceLeavesTheMessageWhole() throws {
+        try Privileged.require(.root, .fixture("busybox-tree"), .tool("tmux"))
+        let scratch = try TemporaryDirectory(prefix: "console-test")
+        let tree = scratch.appending("csitree")
+        #expect(try Tool.run("cp", ["-a", Fixtures.path("busybox-tree") ?? "", tree]).status == 0)
+        let exit = scratch.appending("exit")
+        let payload = "printf 'payload-ready\\n\\033[1;3'; sleep 60"
+        let command = "IMAGECTL_RUNTIME_DIR=\(scratch.appending("runtime")) \(Imagectl.binary) run -q -D \(tree) sh -c \"\(payload)\"; echo $? > \(exit); sleep 60"
+        let tmux = try Tmux(command: command, columns: 100, rows: 20)
+        #expect(tmux.waitFor("payload-ready"), "\(tmux.screen)")
+        try tmux.send("C-]", "C-]", "C-]")
+        #expect(Self.waitForFile(exit) == "137\n")
+        #expect(tmux.waitFor("Container csitree killed: ^] was pressed three times."), "\(tmux.screen)")
+    }
+
     @Test func shellInARunningContainerGetsItsOwnPty() throws {
         try Privileged.require(.root, .fixture("busybox-tree"), .tool("tmux"))
         let scratch = try TemporaryDirectory(prefix: "console-test")
