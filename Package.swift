@@ -57,11 +57,18 @@ let package = Package(
             exclude: ["README.md"],
             swiftSettings: strict
         ),
+        // The progress bar / final line / JSON lines of every long operation.
+        .target(
+            name: "ProgressReport",
+            dependencies: ["CShims"],
+            exclude: ["README.md"],
+            swiftSettings: strict
+        ),
         // The image pool: names, discovery, locks, clone/snapshot, side files, provenance.
         .target(
             name: "ImageStore",
             dependencies: [
-                "LinuxSystem", "CArchive",
+                "LinuxSystem", "CArchive", "ProgressReport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
@@ -72,7 +79,7 @@ let package = Package(
         .target(
             name: "Import",
             dependencies: [
-                "LinuxSystem", "ImageStore", "CLZMA", "CArchive", "CZlib", "CZstd",
+                "LinuxSystem", "ImageStore", "ProgressReport", "CLZMA", "CArchive", "CZlib", "CZstd",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -83,7 +90,7 @@ let package = Package(
         .target(
             name: "Pull",
             dependencies: [
-                "Import", "ImageStore", "LinuxSystem", "CCurl",
+                "Import", "ImageStore", "LinuxSystem", "ProgressReport", "CCurl",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -94,7 +101,7 @@ let package = Package(
         .target(
             name: "Dissect",
             dependencies: [
-                "LinuxSystem", "CBlkid", "CCryptsetup", "CZlib", "CShims",
+                "LinuxSystem", "CBlkid", "CCryptsetup", "CZlib", "CShims", "ProgressReport",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
@@ -157,6 +164,7 @@ let package = Package(
             name: "imagectl",
             dependencies: [
                 "LinuxSystem", "ImageStore", "Import", "Pull", "Dissect", "Machines", "Runner", "VMRunner",
+                "ProgressReport",
                 "LinuxSystem", "ImageStore", "Import", "Pull", "Dissect", "Runner", "VMRunner", "Network",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -171,6 +179,7 @@ let package = Package(
             path: "Tests/TestSupport",
             swiftSettings: strict
         ),
+        .testTarget(name: "ProgressReportTests", dependencies: ["ProgressReport"], swiftSettings: strict),
         .testTarget(name: "LinuxSystemTests", dependencies: ["LinuxSystem", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "ImageStoreTests", dependencies: ["ImageStore", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "ImportTests", dependencies: ["Import", "ImageStore", "TestSupport"], swiftSettings: strict),

@@ -1,5 +1,6 @@
 import Foundation
 import LinuxSystem
+import ProgressReport
 import SystemPackage
 
 extension ImageStore {
@@ -7,7 +8,9 @@ extension ImageStore {
     /// output), compressed per `compression` (default: from the file suffix). The file is written
     /// under a `.#` name beside it and renamed into place when complete; an existing file is not
     /// replaced.
-    public func exportTar(_ name: String, to file: String, compression: ExportCompression? = nil) async throws {
+    /// `progress` is told the bytes of file data read (the caller begins and ends its phase).
+    public func exportTar(_ name: String, to file: String, compression: ExportCompression? = nil,
+                          progress: ProgressReporter? = nil) async throws {
         let (image, lock) = try self.lock(named: name, kind: .shared)
         defer { lock.release() }
         guard image.type == .directory || image.type == .subvolume else {
@@ -18,6 +21,7 @@ extension ImageStore {
         try await Blocking.run {
             try Self.writeOutput(file) { fd in
                 let exporter = try ArchiveExporter(fd: fd.rawValue, format: "pax", compression: chosen)
+                exporter.progress = progress
                 try exporter.writeTree(path)
                 try exporter.finish()
             }
@@ -27,7 +31,9 @@ extension ImageStore {
     /// Writes raw or block image `name` to `file` ("-" for standard output): compressed per
     /// `compression` (default: from the suffix) through libarchive, or, uncompressed, as a sparse
     /// copy (reflinked where the filesystem allows).
-    public func exportRaw(_ name: String, to file: String, compression: ExportCompression? = nil) async throws {
+    /// `progress` is told the image's size before the copy and the bytes done during it.
+    public func exportRaw(_ name: String, to file: String, compression: ExportCompression? = nil,
+                          progress: ProgressReporter? = nil) async throws {
         let (image, lock) = try self.lock(named: name, kind: .shared)
         defer { lock.release() }
         guard image.type == .raw || image.type == .block else {
@@ -36,15 +42,17 @@ extension ImageStore {
         let chosen = compression ?? ExportCompression.fromSuffix(file)
         let size = image.type == .block ? try FileSystem.blockDeviceSize(image.path) : try FileStatus.stat(image.path).size
         let source = image
+        progress?.setTotal(size)
         try await Blocking.run {
             let input = try FileDescriptor.open(source.targetPath, .readOnly, options: [.closeOnExec])
             defer { try? input.close() }
             try Self.writeOutput(file) { fd in
                 if chosen == .uncompressed {
                     try FileCopy.copyData(from: input.rawValue, to: fd.rawValue, size: file == "-" || source.type == .block ? size : nil,
-                                          reflink: file != "-", path: file)
+                                          reflink: file != "-", path: file, progress: progress.map { p in { p.add($0) } })
                 } else {
                     let exporter = try ArchiveExporter(fd: fd.rawValue, format: "raw", compression: chosen)
+                    exporter.progress = progress
                     try exporter.writeRaw(from: input, size: size, name: source.name + ".raw")
                     try exporter.finish()
                 }

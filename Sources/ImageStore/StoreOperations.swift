@@ -1,6 +1,7 @@
 import Foundation
 import LinuxSystem
 import Logging
+import ProgressReport
 
 extension ImageStore {
     // MARK: Locks
@@ -31,7 +32,9 @@ extension ImageStore {
     /// when the source is a subvolume on the pool's btrfs, else a copy that reflinks each file when
     /// it can and keeps owners, modes, xattrs, ACLs, hard links and holes. Side files are copied
     /// too. Written under a `.#` name and renamed into place when complete.
-    public func clone(_ source: String, to destination: ImageName, readOnly: Bool) async throws -> Image {
+    /// `progress` is told the bytes copied when the clone is a copy (none for a btrfs snapshot).
+    public func clone(_ source: String, to destination: ImageName, readOnly: Bool,
+                      progress: ProgressReporter? = nil) async throws -> Image {
         let sourceName = try ImageName(validating: source)
         if sourceName == destination { throw Error.sameName(destination.rawValue) }
         try ensurePool()
@@ -46,7 +49,7 @@ extension ImageStore {
         let pool = poolPath
         let logger = logger
         let final = try await Blocking.run {
-            try Self.copyImage(original, to: temporary, pool: pool, name: destination.rawValue, logger: logger)
+            try Self.copyImage(original, to: temporary, pool: pool, name: destination.rawValue, logger: logger, progress: progress)
         }
         let base = "\(poolPath)/\(destination.rawValue)"
         for suffix in SideFiles.suffixes where FileSystem.exists(temporary + suffix) {
@@ -65,7 +68,9 @@ extension ImageStore {
     /// The copying part of `clone`, run off the cooperative pool: snapshot or copy `original` to
     /// `temporary` with its side files, then rename into place. Returns the final path; on failure
     /// removes everything it wrote.
-    static func copyImage(_ original: Image, to temporary: String, pool poolPath: String, name: String, logger: Logger) throws -> String {
+    static func copyImage(_ original: Image, to temporary: String, pool poolPath: String, name: String, logger: Logger,
+                          progress reporter: ProgressReporter? = nil) throws -> String {
+        let progress: FileCopy.Progress? = reporter.map { p in { p.add($0) } }
         // An image reached through a symlink (/etc/machines) is copied from its target.
         let source = original.targetPath
         let final: String
@@ -82,12 +87,13 @@ extension ImageStore {
                     if poolOnBtrfs {
                         try Btrfs.createSubvolume(temporary)
                     }
-                    let statistics = try FileCopy.copyTree(source, to: temporary)
+                    let statistics = try FileCopy.copyTree(source, to: temporary, progress: progress)
                     logger.info("cloned by copy", metadata: ["files": "\(statistics.files)", "reflinked": "\(statistics.reflinked)"])
                 }
             case .raw:
                 final = "\(poolPath)/\(name).raw"
-                try FileCopy.copyFile(source, to: temporary)
+                reporter?.setTotal(try FileStatus.stat(source).size)
+                try FileCopy.copyFile(source, to: temporary, progress: progress)
                 // A read-only source has no write bits; the clone starts writable, like the tree.
                 let status = try FileStatus.stat(temporary)
                 try FileSystem.setPermissions(temporary, mode_t((status.permissions & 0o7777) | 0o200))

@@ -1,5 +1,6 @@
 import Foundation
 import ImageStore
+import ProgressReport
 
 /// One running import: its cancellation flag and the pending image it writes into, so that a
 /// signal handler can stop it and remove the temporary.
@@ -15,7 +16,12 @@ public final class ImportJob: @unchecked Sendable {
         public var description: String { "import interrupted" }
     }
 
-    public init() {}
+    /// Told how many input bytes have been read (the caller begins and ends its phase).
+    public let progress: ProgressReporter?
+
+    public init(progress: ProgressReporter? = nil) {
+        self.progress = progress
+    }
 
     /// Asks the worker to stop at its next chunk or entry; `signal` is the signal that asked for
     /// it, if any (the first one counts), so the exit status can be 128 + that signal.

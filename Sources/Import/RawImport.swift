@@ -12,7 +12,7 @@ enum RawImport {
     /// then converted straight from it); nil for pipes and downloads.
     static func run(input: ByteSource, seekableFile: InputFile?, to temporary: String, spoolDirectory: String,
                     maximumSize: UInt64, job: ImportJob) throws -> Importer.Outcome {
-        let hashing = HashingSource(input)
+        let hashing = HashingSource(ProgressSource.wrap(input, job: job))
         let outer = PeekSource(CancellableSource(LimitedSource(hashing, limit: maximumSize, what: "the input"), job: job))
         let compression = Compression.detect(try outer.peek(6))
         let decoded = try compression.decoder(outer)

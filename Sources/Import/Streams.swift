@@ -1,5 +1,31 @@
 import Crypto
 import Foundation
+import ProgressReport
+
+/// Tells the job's progress reporter how many input bytes were read. Sits under the hash, so
+/// that the bytes the hash reads at the end (after a qcow2 conversion by positioned reads) count
+/// too.
+final class ProgressSource: ByteSource {
+    private let upstream: ByteSource
+    private let progress: ProgressReporter
+
+    init(_ upstream: ByteSource, progress: ProgressReporter) {
+        self.upstream = upstream
+        self.progress = progress
+    }
+
+    /// `upstream` itself when there is nobody to tell.
+    static func wrap(_ upstream: ByteSource, job: ImportJob) -> ByteSource {
+        guard let progress = job.progress, progress.style != .quiet, progress.style != .lines else { return upstream }
+        return ProgressSource(upstream, progress: progress)
+    }
+
+    func read(into buffer: inout [UInt8]) throws -> Int {
+        let n = try upstream.read(into: &buffer)
+        if n > 0 { progress.add(UInt64(n)) }
+        return n
+    }
+}
 
 /// Hashes every byte read through it (SHA-256 of the input as read, before decompression).
 final class HashingSource: ByteSource {

@@ -7,7 +7,7 @@ import Foundation
 /// one thread; its filters stay enabled for anything we do not recognise (lz4, lzip, compress).
 enum TarImport {
     static func run(input: ByteSource, to temporary: String, maximumSize: UInt64, job: ImportJob) throws -> Importer.Outcome {
-        let hashing = HashingSource(input)
+        let hashing = HashingSource(ProgressSource.wrap(input, job: job))
         let outer = PeekSource(CancellableSource(LimitedSource(hashing, limit: maximumSize, what: "the input"), job: job))
         let compression = Compression.detect(try outer.peek(6))
         let decoded = try compression.decoder(outer)

@@ -23,6 +23,10 @@ public enum FileCopy {
         public init() {}
     }
 
+    /// Told the number of bytes each step copied (or reflinked), for a progress display. Called
+    /// on the copying thread, at most once per 64 MiB of a file plus once per file.
+    public typealias Progress = (UInt64) -> Void
+
     /// Refuse trees nested deeper than this (systemd's bound for image trees), so that a hostile
     /// tree cannot exhaust the stack.
     public static let maximumDepth = 128 * 8
@@ -32,10 +36,22 @@ public enum FileCopy {
     /// ftruncate(2) to the source size. `size` is needed for a block device (fstat says 0 there);
     /// a regular file's own size is used otherwise. Returns (reflinked, bytes copied).
     @discardableResult
-    public static func copyData(from source: Int32, to destination: Int32, size knownSize: UInt64? = nil, reflink: Bool = true, path: String? = nil) throws(SystemCallError) -> (reflinked: Bool, bytes: UInt64) {
-        if reflink, knownSize == nil, try Reflink.clone(from: source, to: destination, path: path) { return (true, 0) }
+    public static func copyData(from source: Int32, to destination: Int32, size knownSize: UInt64? = nil, reflink: Bool = true, path: String? = nil,
+                                progress: Progress? = nil) throws(SystemCallError) -> (reflinked: Bool, bytes: UInt64) {
+        if reflink, knownSize == nil, try Reflink.clone(from: source, to: destination, path: path) {
+            if let progress { progress(try FileStatus.fstat(source, path: path).size) }
+            return (true, 0)
+        }
         let size: UInt64
         if let knownSize { size = knownSize } else { size = try FileStatus.fstat(source, path: path).size }
+        // Holes count as done when they are skipped, so that the bytes add up to the size.
+        var reported: UInt64 = 0
+        func report(upTo offset: Int64) {
+            guard let progress, UInt64(offset) > reported else { return }
+            progress(UInt64(offset) - reported)
+            reported = UInt64(offset)
+        }
+        defer { report(upTo: Int64(size)) }
         var copied: UInt64 = 0
         var position: Int64 = 0
         let end = Int64(size)
@@ -48,14 +64,17 @@ public enum FileCopy {
                 if code == ENXIO { break }  // only a hole remains
                 if code == EINVAL || code == EOPNOTSUPP {
                     // No SEEK_DATA here: copy the rest as data.
-                    copied += try copyRange(source, destination, from: position, to: end, useCopyRange: &useCopyRange, path: path)
+                    copied += try copyRange(source, destination, from: position, to: end, useCopyRange: &useCopyRange, path: path,
+                                            progress: progress == nil ? nil : { report(upTo: $0) })
                     break
                 }
                 throw SystemCallError("lseek(SEEK_DATA)", errno: .init(rawValue: code), path: path)
             }
             var dataEnd = try systemCall("lseek(SEEK_HOLE)", path: path) { lseek(source, dataStart, SEEK_HOLE) }
             if Int64(dataEnd) > end { dataEnd = off_t(end) }
-            copied += try copyRange(source, destination, from: Int64(dataStart), to: Int64(dataEnd), useCopyRange: &useCopyRange, path: path)
+            report(upTo: Int64(dataStart))
+            copied += try copyRange(source, destination, from: Int64(dataStart), to: Int64(dataEnd), useCopyRange: &useCopyRange, path: path,
+                                    progress: progress == nil ? nil : { report(upTo: $0) })
             position = Int64(dataEnd)
         }
         try systemCall("ftruncate", path: path) { ftruncate(destination, off_t(end)) }
@@ -92,14 +111,18 @@ public enum FileCopy {
     /// Copies bytes [start, end) at the same offsets: copy_file_range(2) (which the kernel may turn
     /// into a server-side or reflinked copy), falling back to pread(2)/pwrite(2) where the kernel
     /// refuses it (EXDEV across filesystem types, EINVAL, ENOSYS, EOPNOTSUPP).
-    private static func copyRange(_ source: Int32, _ destination: Int32, from start: Int64, to end: Int64, useCopyRange: inout Bool, path: String?) throws(SystemCallError) -> UInt64 {
+    private static func copyRange(_ source: Int32, _ destination: Int32, from start: Int64, to end: Int64, useCopyRange: inout Bool, path: String?,
+                                  progress: ((Int64) -> Void)? = nil) throws(SystemCallError) -> UInt64 {
         var offset = start
+        // Smaller steps when somebody shows progress: one call per 64 MiB costs nothing measurable.
+        let step: Int64 = progress == nil ? 1 << 30 : 64 << 20
         while offset < end && useCopyRange {
             var inOffset = offset
             var outOffset = offset
-            let n = img_copy_file_range(source, &inOffset, destination, &outOffset, UInt64(min(end - offset, 1 << 30)))
+            let n = img_copy_file_range(source, &inOffset, destination, &outOffset, UInt64(min(end - offset, step)))
             if n > 0 {
                 offset += n
+                progress?(offset)
                 continue
             }
             if n == 0 { break }  // source shrank meanwhile
@@ -125,6 +148,7 @@ public enum FileCopy {
                     written += n
                 }
                 offset += Int64(got)
+                if let progress, (offset - start) % (64 << 20) < Int64(got) { progress(offset) }
             }
         }
         return UInt64(offset - start)
@@ -133,11 +157,11 @@ public enum FileCopy {
     /// Copies regular file `source` to new file `destination` (which must not exist), sparse or
     /// reflinked, with owner, mode, xattrs and timestamps.
     @discardableResult
-    public static func copyFile(_ source: String, to destination: String, reflink: Bool = true) throws(SystemCallError) -> Statistics {
+    public static func copyFile(_ source: String, to destination: String, reflink: Bool = true, progress: Progress? = nil) throws(SystemCallError) -> Statistics {
         var statistics = Statistics()
         let status = try FileStatus.lstat(source)
         guard status.kind == .regular else { throw SystemCallError("open", errno: .invalidArgument, path: source) }
-        try copyRegular(source, to: destination, status: status, reflink: reflink, statistics: &statistics)
+        try copyRegular(source, to: destination, status: status, reflink: reflink, progress: progress, statistics: &statistics)
         return statistics
     }
 
@@ -145,7 +169,7 @@ public enum FileCopy {
     /// directory, e.g. a fresh subvolume, whose metadata is then set from `source`). Symlinks are
     /// copied as symlinks, never followed; hard links inside the tree stay hard links.
     @discardableResult
-    public static func copyTree(_ source: String, to destination: String, reflink: Bool = true) throws(SystemCallError) -> Statistics {
+    public static func copyTree(_ source: String, to destination: String, reflink: Bool = true, progress: Progress? = nil) throws(SystemCallError) -> Statistics {
         var statistics = Statistics()
         var links: [[UInt64]: String] = [:]
         let status = try FileStatus.lstat(source)
@@ -153,17 +177,17 @@ public enum FileCopy {
             guard existing.kind == .directory, try FileSystem.entries(destination).isEmpty else {
                 throw SystemCallError("mkdir", errno: .fileExists, path: destination)
             }
-            try copyDirectoryContents(source, to: destination, depth: 0, reflink: reflink, links: &links, statistics: &statistics)
+            try copyDirectoryContents(source, to: destination, depth: 0, reflink: reflink, progress: progress, links: &links, statistics: &statistics)
             try copyMetadata(source, to: destination, status: status)
             statistics.directories += 1
             return statistics
         }
-        try copyEntry(source, to: destination, status: status, depth: 0, reflink: reflink, links: &links, statistics: &statistics)
+        try copyEntry(source, to: destination, status: status, depth: 0, reflink: reflink, progress: progress, links: &links, statistics: &statistics)
         return statistics
     }
 
     private static func copyEntry(_ source: String, to destination: String, status: FileStatus, depth: Int, reflink: Bool,
-                                  links: inout [[UInt64]: String], statistics: inout Statistics) throws(SystemCallError) {
+                                  progress: Progress?, links: inout [[UInt64]: String], statistics: inout Statistics) throws(SystemCallError) {
         if status.kind != .directory && status.links > 1 {
             let key = [status.device, status.inode]
             if let first = links[key] {
@@ -178,11 +202,11 @@ public enum FileCopy {
             guard depth < maximumDepth else { throw SystemCallError("mkdir", errno: .init(rawValue: ELOOP), path: source) }
             // 0700 while filling: nobody else gets in before the real mode is set at the end.
             try systemCall("mkdir", path: destination) { mkdir(destination, 0o700) }
-            try copyDirectoryContents(source, to: destination, depth: depth + 1, reflink: reflink, links: &links, statistics: &statistics)
+            try copyDirectoryContents(source, to: destination, depth: depth + 1, reflink: reflink, progress: progress, links: &links, statistics: &statistics)
             try copyMetadata(source, to: destination, status: status)
             statistics.directories += 1
         case .regular:
-            try copyRegular(source, to: destination, status: status, reflink: reflink, statistics: &statistics)
+            try copyRegular(source, to: destination, status: status, reflink: reflink, progress: progress, statistics: &statistics)
         case .symbolicLink:
             let target = try FileSystem.symbolicLinkTarget(source)
             try systemCall("symlink", path: destination) { symlink(target, destination) }
@@ -205,16 +229,17 @@ public enum FileCopy {
         }
     }
 
-    private static func copyDirectoryContents(_ source: String, to destination: String, depth: Int, reflink: Bool,
+    private static func copyDirectoryContents(_ source: String, to destination: String, depth: Int, reflink: Bool, progress: Progress?,
                                               links: inout [[UInt64]: String], statistics: inout Statistics) throws(SystemCallError) {
         for name in try FileSystem.entries(source).sorted() {
             let from = source + "/" + name
             let status = try FileStatus.lstat(from)
-            try copyEntry(from, to: destination + "/" + name, status: status, depth: depth, reflink: reflink, links: &links, statistics: &statistics)
+            try copyEntry(from, to: destination + "/" + name, status: status, depth: depth, reflink: reflink, progress: progress,
+                          links: &links, statistics: &statistics)
         }
     }
 
-    private static func copyRegular(_ source: String, to destination: String, status: FileStatus, reflink: Bool,
+    private static func copyRegular(_ source: String, to destination: String, status: FileStatus, reflink: Bool, progress: Progress?,
                                     statistics: inout Statistics) throws(SystemCallError) {
         // O_NONBLOCK and a type check on the descriptor: lstat said regular, but a FIFO put there
         // since must not block the copy (the flag does not matter for reading a regular file).
@@ -227,7 +252,7 @@ public enum FileCopy {
             open(destination, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
         }
         defer { close(output) }
-        let result = try copyData(from: input, to: output, reflink: reflink, path: destination)
+        let result = try copyData(from: input, to: output, reflink: reflink, path: destination, progress: progress)
         if result.reflinked { statistics.reflinked += 1 }
         statistics.bytesCopied += result.bytes
         statistics.files += 1

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import Import
+import ProgressReport
 
 /// The payload download: libcurl appends the bytes as served to a `.#...download` file in the
 /// pool on a thread of its own, and the import pipeline reads the same file back from offset 0
@@ -29,7 +30,7 @@ final class PayloadDownload: ByteSource, @unchecked Sendable {
     let file: PartialFile
     let maximumSize: UInt64
     let ifNoneMatch: String?
-    let progress: PullProgress
+    let progress: ProgressReporter
     let job: ImportJob
     /// Retries of a transfer that made no progress, and the waits before them (seconds).
     let backoff: [Double]
@@ -44,7 +45,7 @@ final class PayloadDownload: ByteSource, @unchecked Sendable {
     /// Only the reading thread touches this.
     private var readOffset: UInt64 = 0
 
-    init(url: String, partialPath: String, maximumSize: UInt64, ifNoneMatch: String?, progress: PullProgress,
+    init(url: String, partialPath: String, maximumSize: UInt64, ifNoneMatch: String?, progress: ProgressReporter,
          job: ImportJob, backoff: [Double] = [0.5, 1, 2]) throws {
         self.url = url
         self.file = try PartialFile(path: partialPath)

@@ -4,6 +4,7 @@ import ImageStore
 import Import
 import LinuxSystem
 import Logging
+import ProgressReport
 
 extension ImportJob: ImportJobProbe {}
 
@@ -66,7 +67,7 @@ public enum Puller {
 
     /// Pulls `url` (then each mirror in turn while they fail) into the store as `name`.
     public static func pull(_ payload: Importer.StreamPayload, url: String, as name: ImageName, into store: ImageStore,
-                            options: PullOptions, job: ImportJob, progress: PullProgress) async throws -> PullResult {
+                            options: PullOptions, job: ImportJob, progress: ProgressReporter) async throws -> PullResult {
         let sources = [url] + options.mirrors
         for (index, source) in sources.enumerated() {
             do {
@@ -102,7 +103,7 @@ public enum Puller {
     }
 
     private static func pullOnce(_ payload: Importer.StreamPayload, url: String, as name: ImageName, into store: ImageStore,
-                                 options: PullOptions, job: ImportJob, progress: PullProgress) async throws -> PullResult {
+                                 options: PullOptions, job: ImportJob, progress: ProgressReporter) async throws -> PullResult {
         let file = try fileName(of: url)
         if ChecksumFile.isChecksumFileName(file) { throw PullError.checksumFileNamesItself(file) }
 
@@ -283,7 +284,7 @@ public enum Puller {
 
     /// Fetches the checksum file (and checks its signature) as `options.verify` asks.
     private static func fetchChecksums(url: String, file: String, options: PullOptions, job: ImportJob,
-                                       progress: PullProgress) throws -> ChecksumFile? {
+                                       progress: ProgressReporter) throws -> ChecksumFile? {
         guard options.verify == .checksum || options.verify == .signature else { return nil }
         let keyring = options.verify == .signature ? try SignatureCheck.keyring(options.keyring) : nil
         if keyring != nil { _ = try SignatureCheck.gpgvPath() }

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import LinuxSystem
+import ProgressReport
 import Synchronization
 
 /// One verity-protected area: the data range and the hash range (superblock at hashOffset).
@@ -128,7 +129,8 @@ public struct VerityReport: Sendable, Codable, Equatable {
 /// damaged hash block fails against its parent before any data block is compared with it).
 public enum VerityVerifier {
     /// Full userspace verification on all cores; throws VerityError naming the first bad block.
-    public static func verify(_ target: VerityTarget, rootHash: [UInt8]) async throws -> VerityReport {
+    /// `progress` is told the total (data plus hash tree) and the bytes hashed as they are.
+    public static func verify(_ target: VerityTarget, rootHash: [UInt8], progress: ProgressReporter? = nil) async throws -> VerityReport {
         let start = ContinuousClock.now
         let hashFile = try VerityFile(path: target.hashPath)
         let dataFile = target.dataPath == target.hashPath ? hashFile : try VerityFile(path: target.dataPath)
@@ -160,11 +162,12 @@ public enum VerityVerifier {
             throw VerityError.areaTooSmall(area: .data, needed: geometry.dataBytes, available: target.dataSize, path: target.dataPath)
         }
 
+        progress?.setTotal(geometry.dataBytes + (geometry.hashEnd - target.hashOffset))
         let counters: (blocks: UInt64, bytes: UInt64)
         switch geometry.algorithm {
-        case .sha1: counters = try await run(Insecure.SHA1.self, geometry, target, hashFile, dataFile, rootHash)
-        case .sha256: counters = try await run(SHA256.self, geometry, target, hashFile, dataFile, rootHash)
-        case .sha512: counters = try await run(SHA512.self, geometry, target, hashFile, dataFile, rootHash)
+        case .sha1: counters = try await run(Insecure.SHA1.self, geometry, target, hashFile, dataFile, rootHash, progress)
+        case .sha256: counters = try await run(SHA256.self, geometry, target, hashFile, dataFile, rootHash, progress)
+        case .sha512: counters = try await run(SHA512.self, geometry, target, hashFile, dataFile, rootHash, progress)
         }
         let elapsed = ContinuousClock.now - start
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
@@ -200,7 +203,7 @@ public enum VerityVerifier {
     /// Checks the top against the root hash, then every level top-down, then the data.
     private static func run<H: HashFunction>(
         _: H.Type, _ geometry: VerityGeometry, _ target: VerityTarget, _ hashFile: VerityFile,
-        _ dataFile: VerityFile, _ rootHash: [UInt8]
+        _ dataFile: VerityFile, _ rootHash: [UInt8], _ progress: ProgressReporter?
     ) async throws -> (blocks: UInt64, bytes: UInt64) {
         let p = geometry.parameters
         let hasher = VeritySaltedHasher<H>(salt: p.salt, hashType: p.hashType)
@@ -235,12 +238,12 @@ public enum VerityVerifier {
                 job = VerityLevelJob(area: .hash, sourceLevel: level - 1, source: hashFile, sourceOffset: source.offset,
                                      sourceBlockSize: hashBlockSize, sourceBlocks: source.blocks,
                                      parent: hashFile, parentLevel: level, parentOffset: parent.offset, parentBlocks: parent.blocks,
-                                     geometry: geometry)
+                                     geometry: geometry, progress: progress)
             } else {
                 job = VerityLevelJob(area: .data, sourceLevel: nil, source: dataFile, sourceOffset: target.dataOffset,
                                      sourceBlockSize: Int(p.dataBlockSize), sourceBlocks: p.dataBlocks,
                                      parent: hashFile, parentLevel: 0, parentOffset: parent.offset, parentBlocks: parent.blocks,
-                                     geometry: geometry)
+                                     geometry: geometry, progress: progress)
             }
             try await job.run()
             blocks += job.sourceBlocks
@@ -292,6 +295,7 @@ struct VerityLevelJob: Sendable {
     var parentOffset: UInt64
     var parentBlocks: UInt64
     var geometry: VerityGeometry
+    var progress: ProgressReporter?
 
     /// Source bytes a unit covers (about 8 MiB: a few units per core on small images, little
     /// scheduling overhead on big ones); reads go in 1 MiB chunks.
@@ -371,6 +375,7 @@ struct VerityLevelJob: Sendable {
                 }
             }
             block += count
+            progress?.add(count * UInt64(sourceBlockSize))
         }
 
         // Zeros where no digest is: slot padding (type 1) and each parent block's tail.

@@ -1,5 +1,6 @@
 import CArchive
 import LinuxSystem
+import ProgressReport
 import SystemPackage
 
 /// Compression of an exported file, chosen from its suffix like importctl/machinectl export do.
@@ -30,6 +31,8 @@ final class ArchiveExporter {
     /// Debian tree has thousands of files).
     private var buffer = [UInt8](repeating: 0, count: 1 << 20)
     private let zeros = [UInt8](repeating: 0, count: 1 << 16)
+    /// Told the bytes of image data read, chunk by chunk.
+    var progress: ProgressReporter?
 
     /// Opens a writer on `fd` in `format` ("pax" or "raw") with `compression`.
     init(fd: Int32, format: String, compression: ExportCompression) throws {
@@ -89,6 +92,7 @@ final class ArchiveExporter {
             if got == 0 { throw ArchiveError(step: "read image", message: "image ended at byte \(done) of \(size)") }
             try writeData(buffer, count: got)
             done += UInt64(got)
+            progress?.add(UInt64(got))
         }
     }
 
@@ -175,6 +179,7 @@ final class ArchiveExporter {
                 if got == 0 { throw ArchiveError(step: "read \(name)", message: "file shrank while being exported") }
                 try writeData(buffer, count: got)
                 progress += UInt64(got)
+                self.progress?.add(UInt64(got))
             }
         }
         try writeZeros(until: size)

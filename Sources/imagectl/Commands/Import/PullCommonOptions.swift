@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import ImageStore
 import Import
+import ProgressReport
 import Pull
 
 /// Options `pull-raw` and `pull-tar` share.
@@ -86,13 +87,13 @@ enum PullRunner {
         }
         // The bar goes to a terminal on standard error; otherwise one line per phase on standard
         // output, so that standard error carries only the error line of a failure.
-        let progress: PullProgress
+        let progress: ProgressReporter
         if common.json {
-            progress = PullProgress(style: .json) { Terminal.standardOutput($0) }
+            progress = ProgressReporter(style: .json) { Terminal.standardOutput($0) }
         } else if Terminal.errorIsTerminal {
-            progress = PullProgress(style: .bar) { Terminal.standardError($0) }
+            progress = ProgressReporter(style: .bar) { Terminal.standardError($0) }
         } else {
-            progress = PullProgress(style: .lines) { Terminal.standardOutput($0) }
+            progress = ProgressReporter(style: .lines) { Terminal.standardOutput($0) }
         }
         let store = try ImageStore(root: storeOptions.explicitRoot)
         let job = ImportJob()
