@@ -16,8 +16,11 @@ struct StoreOptions: ParsableArguments {
     }
 }
 
-/// `--json` for verbs that print data.
+/// systemd's output options for verbs that print: `--json=`, `--no-pager`, `--no-legend`,
+/// `-l/--full` (FormatOptions, OutputConventions.swift) and `-q/--quiet`.
 struct OutputOptions: ParsableArguments {
-    @Flag(name: .long, help: "Print JSON instead of a table.")
-    var json = false
+    @OptionGroup var format: FormatOptions
+
+    @Flag(name: [.customShort("q"), .customLong("quiet")], help: "Print no progress and no status messages (errors and warnings are still printed).")
+    var quiet = false
 }

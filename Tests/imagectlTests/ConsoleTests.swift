@@ -77,7 +77,7 @@ struct ConsoleTests {
         #expect(Self.waitForFile(exit) == "137\n")
         #expect(tmux.waitFor("Container ctree killed: ^] was pressed three times."), "\(tmux.screen)")
         // Nothing of the container is left running or registered.
-        #expect(try Imagectl.run(["machines", "--json"], environment: ["IMAGECTL_RUNTIME_DIR": scratch.appending("runtime")]).stdout == "[\n\n]\n")
+        #expect(try Imagectl.run(["machines", "--json"], environment: ["IMAGECTL_RUNTIME_DIR": scratch.appending("runtime")]).stdout == "[]\n")
     }
 
     /// A payload killed by the escape in the middle of an escape sequence: the terminal must

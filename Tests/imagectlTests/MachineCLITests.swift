@@ -64,7 +64,7 @@ struct MachineCLITests {
         while Date() < deadline {
             let list = try Imagectl.run(["machines", "--json"], environment: setup.environment)
             if let array = try? JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [[String: Any]],
-               let found = array.first(where: { $0["name"] as? String == name }) {
+               let found = array.first(where: { $0["machine"] as? String == name }) {
                 return found
             }
             if !background.process.isRunning { return nil }
@@ -78,17 +78,20 @@ struct MachineCLITests {
         let setup = try Self.setUp(name: "mtest")
         let empty = try Imagectl.run(["machines"], environment: setup.environment)
         #expect(empty.status == 0)
-        #expect(empty.stdout == "MACHINE  CLASS  SERVICE  LEADER  ROOT  ADDRESSES\n\n0 machines listed.\n")
+        #expect(empty.stdout == "No machines.\n")
 
         let background = try Background(["run", "-q", "-D", setup.tree, "sleep", "60"], environment: setup.environment, scratch: setup.scratch)
         let record = try #require(try Self.waitForMachine("mtest", setup, background: background), "not registered: \(background.text)")
-        #expect(record["kind"] as? String == "container")
+        // machines --json: the table's columns and nothing of the registry's own fields.
+        #expect(Set(record.keys) == ["machine", "class", "service", "leader", "root", "addresses"], "\(record)")
+        #expect(record["class"] as? String == "container")
         #expect(record["root"] as? String == setup.tree)
-        #expect(record["stopSignal"] as? Int == 9)
         let leader = try #require(record["leader"] as? Int)
         // The leader is the container's PID 1: the sleep, seen from the host.
         #expect(try String(contentsOfFile: "/proc/\(leader)/comm", encoding: .utf8) == "sleep\n")
-        #expect(record["supervisor"] as? Int == Int(background.process.processIdentifier))
+        let statusJSON = try Imagectl.run(["status", "--json", "mtest"], environment: setup.environment)
+        let details = try #require(try JSONSerialization.jsonObject(with: statusJSON.stdoutData) as? [String: Any], "\(statusJSON.stderr)")
+        #expect(details["supervisor"] as? Int == Int(background.process.processIdentifier))
 
         let table = try Imagectl.run(["machines"], environment: setup.environment)
         let row = table.stdout.split(separator: "\n").dropFirst().first.map(String.init) ?? ""
@@ -134,7 +137,7 @@ struct MachineCLITests {
         #expect(status == Int32(137), "\(String(describing: status)) \(background.text)")
         #expect(background.text.contains("terminated by signal SIGKILL"))
         // Unregistered on the way out: the list is empty and so is the directory.
-        #expect(try Imagectl.run(["machines", "--json"], environment: setup.environment).stdout == "[\n\n]\n")
+        #expect(try Imagectl.run(["machines", "--json"], environment: setup.environment).stdout == "[]\n")
         #expect((try? FileManager.default.contentsOfDirectory(atPath: setup.environment["IMAGECTL_RUNTIME_DIR"]! + "/machines")) == [])
     }
 
@@ -156,6 +159,6 @@ struct MachineCLITests {
         #expect(try Self.waitForMachine("selfend", setup, background: background) != nil)
         let status = background.wait(seconds: 20)
         #expect(status == Int32(3))
-        #expect(try Imagectl.run(["machines", "--json"], environment: setup.environment).stdout == "[\n\n]\n")
+        #expect(try Imagectl.run(["machines", "--json"], environment: setup.environment).stdout == "[]\n")
     }
 }

@@ -34,7 +34,7 @@ struct MachineLifecycleCLITests {
     /// mount below its staging directory.
     static func expectNothingLeft(_ machine: Machine, sourceLocation: SourceLocation = #_sourceLocation) throws {
         let list = try Imagectl.run(["machines", "--json"], environment: machine.environment)
-        #expect(list.stdout == "[\n\n]\n", sourceLocation: sourceLocation)
+        #expect(list.stdout == "[]\n", sourceLocation: sourceLocation)
         // The whole tree (a scope may sit deep under a session), and a cgroup removed while find
         // walks is no failure of find: a failed find must not pass as "nothing left".
         let find = try Tool.run("find", ["/sys/fs/cgroup", "-ignore_readdir_race", "-name", "imagectl-\(machine.name).scope"])
@@ -230,7 +230,7 @@ struct MachineLifecycleCLITests {
         while Date() < deadline {
             let list = try Imagectl.run(["machines", "--json"], environment: environment)
             let array = (try? JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [[String: Any]]) ?? []
-            names = array.compactMap { $0["name"] as? String }
+            names = array.compactMap { $0["machine"] as? String }
             if names.count == 10 || runs.contains(where: { !$0.process.isRunning }) { break }
             usleep(100_000)
         }

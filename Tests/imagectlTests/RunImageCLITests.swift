@@ -258,9 +258,8 @@ struct RunImageCLITests {
         var record: [String: Any]?
         for _ in 0..<100 where record == nil {
             usleep(50_000)
-            let list = try Imagectl.run(["machines", "--json"])
-            let machines = (try? JSONSerialization.jsonObject(with: list.stdoutData)) as? [[String: Any]] ?? []
-            record = machines.first { $0["name"] as? String == name }
+            let status = try Imagectl.run(["status", "--json", name])
+            record = status.status == 0 ? (try? JSONSerialization.jsonObject(with: status.stdoutData)) as? [String: Any] : nil
         }
         process.waitUntilExit()
         let verity = (record?["verity"] as? [[String: Any]])?.first

@@ -309,15 +309,14 @@ import TestSupport
         let deadline = Date().addingTimeInterval(60)
         while record == nil && process.isRunning && Date() < deadline {
             Thread.sleep(forTimeInterval: 0.2)
-            let list = try Imagectl.run(["machines", "--json"], environment: env)
-            let machines = (try? JSONSerialization.jsonObject(with: list.stdoutData)) as? [[String: Any]] ?? []
-            record = machines.first { $0["name"] as? String == name }
+            let status = try Imagectl.run(["status", "--json", name], environment: env)
+            record = status.status == 0 ? (try? JSONSerialization.jsonObject(with: status.stdoutData)) as? [String: Any] : nil
         }
         if process.isRunning {
             #expect(try Imagectl.run(["stop", name], environment: env).status == 0)
         }
         process.waitUntilExit()
-        #expect(record?["kind"] as? String == "vm", "\(String(describing: record))")
+        #expect(record?["class"] as? String == "vm", "\(String(describing: record))")
         let verity = record?["verity"] as? [[String: Any]] ?? []
         #expect(verity.count == 1, "\(String(describing: record))")
         #expect(verity.first?["designator"] as? String == "root")

@@ -52,11 +52,11 @@ struct DissectCommand: AsyncParsableCommand {
         } else {
             notes.append("not root: OS release, hostname and machine ID need a mount and are not shown")
         }
-        for note in notes { Terminal.standardError("note: \(note)\n") }
+        for note in notes { output.note("note: \(note)") }
         if output.json {
-            try Output.printJSON(DissectJSON(dissected), pretty: false)
+            try output.printJSON(DissectJSON(dissected))
         } else {
-            DissectTable.print(dissected)
+            DissectTable.print(dissected, style: output.table)
         }
     }
 }
@@ -145,7 +145,7 @@ struct DissectJSON: Encodable {
 
 /// The human-readable form, laid out like systemd-dissect's.
 enum DissectTable {
-    static func print(_ image: DissectedImage) {
+    static func print(_ image: DissectedImage, style: Output.TableStyle = Output.TableStyle()) {
         var text = ""
         func field(_ name: String, _ values: [String]) {
             guard let first = values.first else { return }
@@ -194,6 +194,6 @@ enum DissectTable {
              p.number.map(String.init) ?? "-", String(p.offset), Output.size(p.size)]
         }
         Output.printTable(header: ["rw", "designator", "partition uuid", "partition label", "fstype", "architecture",
-                                   "verity", "growfs", "partno", "offset", "size"], rows: rows)
+                                   "verity", "growfs", "partno", "offset", "size"], rows: rows, style: style)
     }
 }

@@ -32,6 +32,14 @@ struct MountCommand: AsyncParsableCommand {
 
     @OptionGroup var verity: VerityOptions
     @OptionGroup var store: StoreOptions
+    @OptionGroup var output: OutputOptions
+
+    /// --json: where each partition was mounted.
+    struct Mounted: Encodable {
+        var image: String
+        var directory: String
+        var mountPoints: [String]
+    }
 
     func run() async throws {
         let path = try ImageArgument.resolve(image, store: store)
@@ -44,8 +52,13 @@ struct MountCommand: AsyncParsableCommand {
         guard ImageArgument.canMount else { throw CommandFailure(message: "mounting an image needs root and loop devices (/dev/loop-control)") }
         let plan = try MountPlan.make(dissected, readOnly: readOnly)
         let record = try await ImageMounter.mount(plan, at: directory, options: ImageMounter.Options(mkdir: mkdir, keyringDirectory: verity.verityKeyring) { line in
-            Terminal.standardError("\(line)\n")
+            // The verity path taken is a status message; a warning is printed even with -q.
+            if !output.quiet || line.hasPrefix("warning") { Terminal.standardError("\(line)\n") }
         })
-        for point in record.mountPoints { Terminal.standardOutput("mounted \(point)\n") }
+        if output.json {
+            try output.printJSON(Mounted(image: path, directory: directory, mountPoints: record.mountPoints))
+        } else {
+            for point in record.mountPoints { output.status("mounted \(point)") }
+        }
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Dissect
 import Foundation
+import ProgressReport
 
 /// `imagectl verify IMAGE`: userspace dm-verity verification of the whole hash tree of an
 /// image's root and/or usr partition (or of a data file with --verity-data), plus the root hash
@@ -71,16 +72,26 @@ struct VerifyCommand: AsyncParsableCommand {
         }
         let plans = try plan(path: path, explicit: hashes.explicit)
         var results: [Result] = []
+        // The bar while hashing; off a terminal nothing, since the report's "checked:" line is
+        // the final line. With --json the events go to standard error (the results own stdout).
+        let progress = output.progressReporter(eventsAreOutput: false)
         for plan in plans {
+            progress.begin("verify", plan.designator)
             do {
-                results.append(try await check(plan))
+                results.append(try await check(plan, progress: progress))
             } catch {
+                progress.finish()
                 throw CommandFailure(message: "\(plan.designator): \(error)")
+            }
+            if progress.style == .json {
+                progress.end("verify", plan.designator, bytes: results.last?.report.bytesChecked)
+            } else {
+                progress.finish()
             }
         }
         if output.json {
-            try Output.printJSON(results)
-        } else {
+            try output.printJSON(results)
+        } else if !output.quiet {
             for result in results { printResult(result) }
         }
         // Exit 0 only for an authenticated root hash, unless the policy accepts unsigned verity
@@ -166,7 +177,7 @@ struct VerifyCommand: AsyncParsableCommand {
     /// can be trusted at all; then the whole tree. A root hash the image supplied itself (the
     /// signature partition) is authenticated only by a trusted signature: anybody can write a
     /// matching hash and a signature by their own certificate into an image.
-    func check(_ plan: Plan) async throws -> Result {
+    func check(_ plan: Plan, progress: ProgressReporter? = nil) async throws -> Result {
         var signatureStatus = "none"
         var signer: String?
         var trusted = false
@@ -197,7 +208,7 @@ struct VerifyCommand: AsyncParsableCommand {
                 + "whose signature by \(signer ?? "an unnamed signer") is not trusted (\(untrustedReason ?? "no signature")); "
                 + "give --root-hash=, or add the signer's certificate to the keyring (--verity-keyring=)"
         }
-        let report = try await VerityVerifier.verify(plan.target, rootHash: plan.rootHash)
+        let report = try await VerityVerifier.verify(plan.target, rootHash: plan.rootHash, progress: progress)
         return Result(designator: plan.designator, data: plan.dataDescription, hashTree: plan.hashDescription,
                       rootHash: report.rootHash, rootHashSource: plan.rootHashSource, signature: signatureStatus,
                       signer: signer, signatureSource: plan.signatureSource,

@@ -2,6 +2,8 @@ import ArgumentParser
 import Foundation
 import ImageStore
 import Import
+import LinuxSystem
+import ProgressReport
 
 /// Options every import verb takes.
 struct ImportCommonOptions: ParsableArguments {
@@ -60,17 +62,29 @@ enum ImportRunner {
         }
     }
 
-    /// Runs `work` with SIGINT/SIGTERM turned into a clean cancellation, then prints where the
-    /// image went.
-    static func run(store options: StoreOptions, work: @Sendable (ImageStore, ImportJob) async throws -> Image) async throws {
+    /// Runs `work` with SIGINT/SIGTERM turned into a clean cancellation and progress shown as
+    /// the output options say (phase "import", over the bytes read from `source`; its size is
+    /// the total when it is a regular file), then prints where the image went.
+    static func run(store options: StoreOptions, output: OutputOptions, source: String,
+                    work: @Sendable (ImageStore, ImportJob) async throws -> Image) async throws {
         let store = try ImageStore(root: options.explicitRoot)
-        let job = ImportJob()
+        let progress = output.progressReporter(eventsAreOutput: true)
+        let job = ImportJob(progress: progress)
         let watch = InterruptWatch(job: job)
         defer { watch.stop() }
+        let total = source == "-" ? nil : (try? FileStatus.stat(source)).flatMap { $0.kind == .regular ? $0.size : nil }
+        progress.begin("import", source, total: total)
         do {
             let image = try await work(store, job)
-            Terminal.standardOutput("Imported \(image.name) as \(image.path)\n")
+            progress.end("import", "\(source) as \(image.provenance?.format ?? image.type.rawValue)",
+                         bytes: total ?? image.usage)
+            if output.json {
+                progress.result(["name": image.name, "path": image.path])
+            } else {
+                output.status("Imported \(image.name) as \(image.path)")
+            }
         } catch {
+            progress.finish()
             if job.isCancelled {
                 throw CommandFailure(message: "import interrupted; nothing was kept", status: InterruptWatch.interruptedStatus(for: job))
             }

@@ -14,6 +14,7 @@ struct ImportFs: AsyncParsableCommand {
             """)
 
     @OptionGroup var store: StoreOptions
+    @OptionGroup var output: OutputOptions
 
     @Flag(name: .long, help: "Mark the new image read-only.")
     var readOnly = false
@@ -31,7 +32,7 @@ struct ImportFs: AsyncParsableCommand {
         let imageName = try ImportRunner.name(name, file: directory, derive: LocalName.lastComponent)
         let options = ImportOptions(readOnly: readOnly, force: force)
         let directory = self.directory
-        try await ImportRunner.run(store: store) { store, job in
+        try await ImportRunner.run(store: store, output: output, source: directory) { store, job in
             try await Importer.importDirectory(directory, as: imageName, into: store, options: options, job: job)
         }
     }

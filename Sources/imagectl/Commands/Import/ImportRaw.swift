@@ -15,6 +15,7 @@ struct ImportRaw: AsyncParsableCommand {
 
     @OptionGroup var store: StoreOptions
     @OptionGroup var common: ImportCommonOptions
+    @OptionGroup var output: OutputOptions
 
     @Argument(help: ArgumentHelp("The image file, or - to read standard input.", valueName: "file"))
     var file: String
@@ -26,7 +27,7 @@ struct ImportRaw: AsyncParsableCommand {
         let imageName = try ImportRunner.name(name, file: file, derive: LocalName.forRaw)
         let options = try common.importOptions()
         let source: ImportSource = file == "-" ? .standardInput : .file(file)
-        try await ImportRunner.run(store: store) { store, job in
+        try await ImportRunner.run(store: store, output: output, source: file) { store, job in
             try await Importer.importRaw(from: source, as: imageName, into: store, options: options, job: job)
         }
     }

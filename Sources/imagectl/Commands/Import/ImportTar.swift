@@ -16,6 +16,7 @@ struct ImportTar: AsyncParsableCommand {
 
     @OptionGroup var store: StoreOptions
     @OptionGroup var common: ImportCommonOptions
+    @OptionGroup var output: OutputOptions
 
     @Argument(help: ArgumentHelp("The tarball, or - to read standard input.", valueName: "file"))
     var file: String
@@ -27,7 +28,7 @@ struct ImportTar: AsyncParsableCommand {
         let imageName = try ImportRunner.name(name, file: file, derive: LocalName.forTar)
         let options = try common.importOptions()
         let source: ImportSource = file == "-" ? .standardInput : .file(file)
-        try await ImportRunner.run(store: store) { store, job in
+        try await ImportRunner.run(store: store, output: output, source: file) { store, job in
             try await Importer.importTar(from: source, as: imageName, into: store, options: options, job: job)
         }
     }

@@ -2,7 +2,6 @@ import ArgumentParser
 import Foundation
 import ImageStore
 import Import
-import ProgressReport
 import Pull
 
 /// Options `pull-raw` and `pull-tar` share.
@@ -36,9 +35,6 @@ struct PullCommonOptions: ParsableArguments {
         valueName: "bytes"))
     var maxSize: String?
 
-    @Flag(name: .long, help: "Print progress as JSON lines on standard output (events begin, progress, end, note, done).")
-    var json = false
-
     func pullOptions() throws -> PullOptions {
         var options = PullOptions(keyring: keyring, force: force, readOnly: readOnly, keepDownload: keepDownload, mirrors: mirror)
         switch verify {
@@ -71,8 +67,10 @@ struct PullCommonOptions: ParsableArguments {
 
 /// Shared steps of the pull verbs: name, progress style, signals, the result line.
 enum PullRunner {
+    /// With --json the progress events (JSON lines: begin, progress, end, note, done) are the
+    /// output, on standard output.
     static func run(_ payload: Importer.StreamPayload, url: String, name given: String?, store storeOptions: StoreOptions,
-                    common: PullCommonOptions) async throws {
+                    common: PullCommonOptions, output: OutputOptions) async throws {
         let options = try common.pullOptions()
         let imageName: ImageName
         if let given {
@@ -85,16 +83,9 @@ enum PullRunner {
                 throw CommandFailure(message: "cannot derive an image name from '\(url)' (\(error)); give NAME explicitly", status: 2)
             }
         }
-        // The bar goes to a terminal on standard error; otherwise one line per phase on standard
-        // output, so that standard error carries only the error line of a failure.
-        let progress: ProgressReporter
-        if common.json {
-            progress = ProgressReporter(style: .json) { Terminal.standardOutput($0) }
-        } else if Terminal.errorIsTerminal {
-            progress = ProgressReporter(style: .bar) { Terminal.standardError($0) }
-        } else {
-            progress = ProgressReporter(style: .lines) { Terminal.standardOutput($0) }
-        }
+        // The bar goes to a terminal on standard error; otherwise each phase's final line goes to
+        // standard output, so that standard error carries only the error line of a failure.
+        let progress = output.progressReporter(eventsAreOutput: true)
         let store = try ImageStore(root: storeOptions.explicitRoot)
         let job = ImportJob()
         let watch = InterruptWatch(job: job)
@@ -102,19 +93,20 @@ enum PullRunner {
         do {
             switch try await Puller.pull(payload, url: url, as: imageName, into: store, options: options, job: job, progress: progress) {
             case .pulled(let image):
-                if common.json {
+                if output.json {
                     progress.result(["name": image.name, "path": image.path, "updated": true])
                 } else {
-                    Terminal.standardOutput("Pulled \(image.name) as \(image.path)\n")
+                    output.status("Pulled \(image.name) as \(image.path)")
                 }
             case .upToDate(let name, let etag):
-                if common.json {
+                if output.json {
                     progress.result(["name": name, "etag": etag, "updated": false])
                 } else {
-                    Terminal.standardOutput("Image \(name) is up to date (ETag \(etag)); nothing downloaded\n")
+                    output.status("Image \(name) is up to date (ETag \(etag)); nothing downloaded")
                 }
             }
         } catch {
+            progress.finish()
             if job.isCancelled {
                 throw CommandFailure(message: "pull interrupted; no image was created (the partial download is kept to resume)",
                                      status: InterruptWatch.interruptedStatus(for: job))

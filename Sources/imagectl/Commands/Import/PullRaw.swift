@@ -19,6 +19,7 @@ struct PullRaw: AsyncParsableCommand {
 
     @OptionGroup var store: StoreOptions
     @OptionGroup var common: PullCommonOptions
+    @OptionGroup var output: OutputOptions
 
     @Argument(help: ArgumentHelp("The image's http://, https:// or file:// URL.", valueName: "url"))
     var url: String
@@ -27,6 +28,6 @@ struct PullRaw: AsyncParsableCommand {
     var name: String?
 
     func run() async throws {
-        try await PullRunner.run(.raw, url: url, name: name, store: store, common: common)
+        try await PullRunner.run(.raw, url: url, name: name, store: store, common: common, output: output)
     }
 }

@@ -17,6 +17,7 @@ struct PullTar: AsyncParsableCommand {
 
     @OptionGroup var store: StoreOptions
     @OptionGroup var common: PullCommonOptions
+    @OptionGroup var output: OutputOptions
 
     @Argument(help: ArgumentHelp("The tarball's http://, https:// or file:// URL.", valueName: "url"))
     var url: String
@@ -25,6 +26,6 @@ struct PullTar: AsyncParsableCommand {
     var name: String?
 
     func run() async throws {
-        try await PullRunner.run(.tar, url: url, name: name, store: store, common: common)
+        try await PullRunner.run(.tar, url: url, name: name, store: store, common: common, output: output)
     }
 }

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
+import Dissect
 import Machines
+import Runner
 
 /// `imagectl status NAME`: what is known about a running machine (machinectl status).
 struct StatusCommand: ParsableCommand {
@@ -24,7 +26,10 @@ struct StatusCommand: ParsableCommand {
     func run() throws {
         let status = try MachineControl().status(name)
         if output.json {
-            try Output.printJSON(status)
+            // A container's entry adds how its root is protected (the verity trust), which
+            // `machines --json` leaves out with the rest of the registry's fields.
+            let verity = ContainerRegistry().list().first { $0.machine.name == name }?.verity
+            try output.printJSON(StatusJSON(status: status, verity: verity))
             return
         }
         let formatter = DateFormatter()
@@ -53,6 +58,19 @@ struct StatusCommand: ParsableCommand {
             field("Init", text)
         }
         Terminal.standardOutput(lines.joined(separator: "\n") + "\n")
+    }
+
+    /// The status, plus a container's verity trust when it has one.
+    struct StatusJSON: Encodable {
+        var status: MachineStatus
+        var verity: [VerityTrust]?
+
+        func encode(to encoder: Encoder) throws {
+            try status.encode(to: encoder)
+            enum Key: String, CodingKey { case verity }
+            var c = encoder.container(keyedBy: Key.self)
+            try c.encodeIfPresent(verity, forKey: .verity)
+        }
     }
 
     /// "5s", "3min 2s", "2h 5min".

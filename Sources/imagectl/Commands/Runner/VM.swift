@@ -40,6 +40,14 @@ struct VMCommand: AsyncParsableCommand {
     var image: String?
 
     @OptionGroup var store: StoreOptions
+    /// --json, --no-legend, -l, --no-pager for --firmware=list (-q is the VM's own, below).
+    @OptionGroup var format: FormatOptions
+
+    /// One firmware descriptor in --firmware=list --json: the table's columns.
+    struct FirmwareRow: Encodable {
+        var path: String
+        var description: String
+    }
 
     @Flag(name: [.customShort("x"), .customLong("ephemeral")], help: "Boot on a throw-away qcow2 overlay over the image (made with qemu-img, removed on exit); the image is left unchanged.")
     var ephemeral = false
@@ -279,8 +287,16 @@ struct VMCommand: AsyncParsableCommand {
             throw ValidationError("unknown option \(first)")
         }
         if firmware == "list" {
-            for descriptor in FirmwareDescriptor.discover() {
-                Terminal.standardOutput("\(descriptor.path)\t\(descriptor.description)\n")
+            let descriptors = FirmwareDescriptor.discover()
+            if format.json {
+                try Output.printJSON(descriptors.map { FirmwareRow(path: $0.path, description: $0.description) },
+                                     pretty: format.jsonMode != .short)
+            } else if descriptors.isEmpty {
+                if format.table.legend { Terminal.standardOutput("No firmware.\n") }
+            } else {
+                Output.printTable(header: ["path", "description"], rows: descriptors.map { [$0.path, $0.description] },
+                                  footer: "\(descriptors.count) firmware descriptor\(descriptors.count == 1 ? "" : "s") listed.",
+                                  style: format.table)
             }
             return
         }

@@ -25,7 +25,7 @@ struct StoreClean: AsyncParsableCommand {
         // Empty cgroups of containers that ended (killed, or slow to empty).
         let cgroups = dryRun ? [] : Leftovers.cleanCgroups()
         if output.json {
-            try Output.printJSON(cleaned)
+            try output.printJSON(cleaned)
             return
         }
         let verb = dryRun ? "Would remove" : "Removed"
@@ -40,6 +40,9 @@ struct StoreClean: AsyncParsableCommand {
         }
         for machine in machines { text += "Removed the network leftovers of machine \(machine)\n" }
         for cgroup in cgroups { text += "Removed the cgroup of an ended container \(cgroup)\n" }
-        Terminal.standardOutput(text + "\(cleaned.count) \(cleaned.count == 1 ? "entry" : "entries") \(dryRun ? "to remove" : "removed").\n")
+        if output.table.legend {
+            text += "\(cleaned.count) \(cleaned.count == 1 ? "entry" : "entries") \(dryRun ? "to remove" : "removed").\n"
+        }
+        if !output.quiet { Terminal.standardOutput(text) }
     }
 }

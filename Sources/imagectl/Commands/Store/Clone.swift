@@ -24,7 +24,16 @@ struct StoreClone: AsyncParsableCommand {
 
     func run() async throws {
         let name = try ImageName(validating: destination)
-        let image = try await store.openStore().clone(source, to: name, readOnly: readOnly)
-        if output.json { try Output.printJSON(image) }
+        let progress = output.progressReporter(eventsAreOutput: false)
+        progress.begin("clone", source)
+        let image: Image
+        do {
+            image = try await store.openStore().clone(source, to: name, readOnly: readOnly, progress: progress)
+        } catch {
+            progress.finish()
+            throw error
+        }
+        progress.end("clone", "\(source) as \(image.name)")
+        if output.json { try output.printJSON(image) }
     }
 }

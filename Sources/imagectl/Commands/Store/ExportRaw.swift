@@ -14,6 +14,7 @@ struct StoreExportRaw: AsyncParsableCommand {
     )
 
     @OptionGroup var store: StoreOptions
+    @OptionGroup var output: OutputOptions
     @Argument(help: "The image name.")
     var name: String
     @Argument(help: "The file to write, or '-' for standard output.")
@@ -22,6 +23,16 @@ struct StoreExportRaw: AsyncParsableCommand {
     var format: ExportCompression?
 
     func run() async throws {
-        try await store.openStore().exportRaw(name, to: file, compression: format)
+        // Export to "-" writes the data to standard output: nothing else may go there then.
+        let progress = output.progressReporter(eventsAreOutput: true, outputCarriesData: file == "-")
+        progress.begin("export", name)
+        do {
+            try await store.openStore().exportRaw(name, to: file, compression: format, progress: progress)
+        } catch {
+            progress.finish()
+            throw error
+        }
+        progress.end("export", "\(name) to \(file)")
+        if file != "-" { progress.result(["name": name, "file": file]) }
     }
 }

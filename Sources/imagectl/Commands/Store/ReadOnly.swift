@@ -40,12 +40,12 @@ struct StoreReadOnly: AsyncParsableCommand {
         let store = try store.openStore()
         if let value, let readOnly = Self.parse(value) {
             let image = try await store.setReadOnly(name, readOnly)
-            if output.json { try Output.printJSON(State(name: image.name, readOnly: image.readOnly)) }
+            if output.json { try output.printJSON(State(name: image.name, readOnly: image.readOnly)) }
             return
         }
         let image = try await store.image(named: name)
         if output.json {
-            try Output.printJSON(State(name: image.name, readOnly: image.readOnly))
+            try output.printJSON(State(name: image.name, readOnly: image.readOnly))
         } else {
             Terminal.standardOutput(StoreFormat.yesNo(image.readOnly) + "\n")
         }

@@ -16,7 +16,7 @@ struct StoreShow: AsyncParsableCommand {
     func run() async throws {
         let details = try await store.openStore().details(named: name)
         if output.json {
-            try Output.printJSON(details)
+            try output.printJSON(details)
             return
         }
         let image = details.image
