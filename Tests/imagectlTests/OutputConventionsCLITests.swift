@@ -145,6 +145,20 @@ import TestSupport
         #expect(Self.terminalLines(gz.stdout).contains { $0.hasPrefix("export ") && $0.contains("%") }, "\(gz.stdout.debugDescription)")
     }
 
+    @Test("import-fs of a Debian tree on a pty: cp's reads drive a bar that fits")
+    func importFsOnTerminal() throws {
+        try Privileged.require(.root, .tool("script"), .tool("stty"), .fixture("debian-tree"))
+        let tree = try #require(Fixtures.path("debian-tree"))
+        let (tmp, pool) = try Self.makePool()
+        defer { withExtendedLifetime(tmp) {} }
+        let r = try Self.onTerminal(["import-fs", tree, "deb"], columns: 60, pool: pool)
+        #expect(r.status == 0, "\(r.stdout)")
+        let lines = Self.terminalLines(r.stdout)
+        #expect(lines.contains { $0.hasPrefix("import ") && $0.contains("%") }, "\(lines)")
+        #expect(lines.last?.hasPrefix("import: ") == true, "\(lines)")
+        for line in lines { #expect(line.count < 60, "'\(line)'") }
+    }
+
     // MARK: systemd's output options
 
     /// Each printing verb with each convention flag: accepted (the verb's own outcome, never a
