@@ -145,6 +145,36 @@ import TestSupport
         #expect(Self.terminalLines(gz.stdout).contains { $0.hasPrefix("export ") && $0.contains("%") }, "\(gz.stdout.debugDescription)")
     }
 
+    @Test("verify of 256 MiB on a pty: a bar while hashing, then the report alone; --json events on stderr")
+    func verifyOnTerminal() throws {
+        try Privileged.require(.tool("script"), .tool("stty"), .tool("veritysetup"))
+        let dir = try TemporaryDirectory(prefix: "imagectl-cli-verify-bar")
+        let data = dir.appending("data.img")
+        let hash = dir.appending("data.img.verity")
+        try #require(try Tool.run("dd", ["if=/dev/urandom", "of=\(data)", "bs=1M", "count=256", "status=none"]).status == 0)
+        let format = try Tool.run("veritysetup", ["format", data, hash])
+        try #require(format.status == 0, "\(format.stderr)")
+        let root = try #require(format.stdout.split(separator: "\n").first { $0.hasPrefix("Root hash:") }?
+            .dropFirst("Root hash:".count).trimmingCharacters(in: .whitespaces))
+        let arguments = ["verify", data, "--verity-data=\(hash)", "--root-hash=\(root)"]
+        let r = try Self.onTerminal(arguments, columns: 60, pool: dir.path)
+        #expect(r.status == 0, "\(r.stdout)")
+        let lines = Self.terminalLines(r.stdout)
+        #expect(lines.contains { $0.hasPrefix("verify ") && $0.contains("%") }, "\(lines)")
+        for line in lines { #expect(line.count < 60, "'\(line)'") }
+        // In a pipe: the report only, no bar, nothing on standard error.
+        let piped = try Imagectl.run(arguments)
+        #expect(piped.status == 0 && piped.stderr.isEmpty && !piped.stdout.contains("\r"), "\(piped.stderr)")
+        #expect(piped.stdout.hasPrefix("data: verified"), "\(piped.stdout)")
+        let json = try Imagectl.run(arguments + ["--json=short"])
+        #expect((try? JSONSerialization.jsonObject(with: json.stdoutData)) as? [Any] != nil, "stdout is the results: \(json.stdout)")
+        let events = json.stderr.split(separator: "\n").compactMap {
+            (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any]
+        }
+        #expect(events.first?["event"] as? String == "begin" && events.last?["event"] as? String == "end", "\(json.stderr)")
+        #expect(events.count == json.stderr.split(separator: "\n").count)
+    }
+
     @Test("import-fs of a Debian tree on a pty: cp's reads drive a bar that fits")
     func importFsOnTerminal() throws {
         try Privileged.require(.root, .tool("script"), .tool("stty"), .fixture("debian-tree"))
