@@ -177,7 +177,7 @@ struct RunUserNamespaceCLITests {
         let script = """
             "$0" run -D "$1" -M "$2" -q -U --drop-capability=CAP_CHOWN /bin/sh -c 'grep CapBnd /proc/self/status; sleep 5' &
             for i in $(seq 100); do "$0" machines | grep -q "^$2 " && break; sleep 0.1; done
-            "$0" machines --json > "$3"
+            "$0" status --json "$2" > "$3"
             "$0" shell "$2" /bin/sh -c 'cat /proc/self/uid_map; id -u; grep CapBnd /proc/self/status'; echo "shell=$?"
             wait $!; echo "run=$?"
             """
@@ -195,9 +195,8 @@ struct RunUserNamespaceCLITests {
             #expect(value & (1 << 21) != 0)  // CAP_SYS_ADMIN stays, as nspawn's default set has it
         }
         #expect(lines.contains("0"))
-        // `machines --json` shows the range (and the ownership auto chose) of the record.
-        let records = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: listing))) as? [[String: Any]]
-        let record = records?.first { $0["name"] as? String == machine }
+        // `status --json` shows the range (and the ownership auto chose) of the record.
+        let record = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: listing))) as? [String: Any]
         let userNamespace = record?["userNamespace"] as? [String: Any]
         #expect((userNamespace?["base"] as? NSNumber)?.uint64Value == maps.first?[1], "\(String(describing: record))")
         #expect((userNamespace?["size"] as? NSNumber)?.intValue == 65536)

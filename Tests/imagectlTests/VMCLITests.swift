@@ -282,7 +282,7 @@ import TestSupport
     }
 
     /// A running VM's machine record says how its image is protected, in the same field a
-    /// container's has: `machines --json` shows the trust outcome and the signer.
+    /// container's has: `status --json` shows the trust outcome and the signer.
     @Test(.timeLimit(.minutes(3)))
     func machineRecordOfAVerityVMShowsItsTrust() throws {
         try Privileged.require(.root, .tool("qemu-system-x86_64"), .fixture("gpt-verity-signed.raw"), .fixture("verity-cert.pem"))

@@ -27,7 +27,7 @@ struct MachinesCommand: ParsableCommand {
         if output.json {
             try output.printJSON(machines.map {
                 Row(machine: $0.name, class: $0.kind.rawValue, service: "imagectl", leader: $0.leader, root: $0.root,
-                    addresses: $0.addresses.flatMap { $0.isEmpty ? nil : $0.joined(separator: "\n") })
+                    addresses: $0.addresses.flatMap { $0.isEmpty ? nil : $0 })
             })
             return
         }
@@ -42,15 +42,16 @@ struct MachinesCommand: ParsableCommand {
                           footer: "\(machines.count) machine\(machines.count == 1 ? "" : "s") listed.", style: output.table)
     }
 
-    /// One machine: the table's columns, as machinectl list --json names its own (addresses
-    /// separated by newlines, as machinectl does); null where there is nothing.
+    /// One machine: the table's columns, as machinectl list --json names its own; null where
+    /// there is nothing. The addresses are an array, as in `status --json` (machinectl joins
+    /// them into one string with newlines).
     struct Row: Encodable {
         var machine: String
         var `class`: String
         var service: String
         var leader: Int32
         var root: String?
-        var addresses: String?
+        var addresses: [String]?
 
         func encode(to encoder: Encoder) throws {
             enum Key: String, CodingKey { case machine, `class`, service, leader, root, addresses }

@@ -26,10 +26,10 @@ struct StatusCommand: ParsableCommand {
     func run() throws {
         let status = try MachineControl().status(name)
         if output.json {
-            // A container's entry adds how its root is protected (the verity trust), which
-            // `machines --json` leaves out with the rest of the registry's fields.
-            let verity = ContainerRegistry().list().first { $0.machine.name == name }?.verity
-            try output.printJSON(StatusJSON(status: status, verity: verity))
+            // A container's entry adds how its root is protected (the verity trust) and its user
+            // namespace, which `machines --json` leaves out with the rest of the registry's fields.
+            let record = ContainerRegistry().list().first { $0.machine.name == name }
+            try output.printJSON(StatusJSON(status: status, verity: record?.verity, userNamespace: record?.userNamespace))
             return
         }
         let formatter = DateFormatter()
@@ -60,16 +60,18 @@ struct StatusCommand: ParsableCommand {
         Terminal.standardOutput(lines.joined(separator: "\n") + "\n")
     }
 
-    /// The status, plus a container's verity trust when it has one.
+    /// The status, plus a machine's verity trust and user namespace when it has them.
     struct StatusJSON: Encodable {
         var status: MachineStatus
         var verity: [VerityTrust]?
+        var userNamespace: ResolvedUserNamespace?
 
         func encode(to encoder: Encoder) throws {
             try status.encode(to: encoder)
-            enum Key: String, CodingKey { case verity }
+            enum Key: String, CodingKey { case verity, userNamespace }
             var c = encoder.container(keyedBy: Key.self)
             try c.encodeIfPresent(verity, forKey: .verity)
+            try c.encodeIfPresent(userNamespace, forKey: .userNamespace)
         }
     }
 
