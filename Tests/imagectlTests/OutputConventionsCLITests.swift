@@ -175,6 +175,24 @@ import TestSupport
         #expect(events.count == json.stderr.split(separator: "\n").count)
     }
 
+    @Test("pull-raw of a file:// URL on a pty: the download bar fits; piped, the phases' final lines")
+    func pullOnTerminal() throws {
+        try Privileged.require(.tool("script"), .tool("stty"))
+        let (tmp, pool) = try Self.makePool()
+        defer { withExtendedLifetime(tmp) {} }
+        let big = tmp.appending("pulled.raw")
+        try Self.sparseFile(big, size: 256 << 20)
+        let r = try Self.onTerminal(["pull-raw", "--verify=no", "file://\(big)", "p1"], columns: 60, pool: pool)
+        #expect(r.status == 0, "\(r.stdout)")
+        let lines = Self.terminalLines(r.stdout)
+        #expect(lines.contains { $0.hasPrefix("download ") && $0.contains("%") }, "\(lines)")
+        #expect(lines.contains { $0.hasPrefix("download: ") }, "\(lines)")
+        for line in lines { #expect(line.count < 60, "'\(line)'") }
+        let piped = try Imagectl.run(["pull-raw", "--verify=no", "file://\(big)", "p2"], root: pool)
+        #expect(piped.status == 0 && piped.stderr.isEmpty && !piped.stdout.contains("\r"), "\(piped.stdout)\(piped.stderr)")
+        #expect(piped.stdout.split(separator: "\n").allSatisfy { $0.contains(": ") || $0.hasPrefix("Pulled p2 as") }, "\(piped.stdout)")
+    }
+
     @Test("import-fs of a Debian tree on a pty: cp's reads drive a bar that fits")
     func importFsOnTerminal() throws {
         try Privileged.require(.root, .tool("script"), .tool("stty"), .fixture("debian-tree"))
