@@ -35,7 +35,7 @@ struct Imagectl: AsyncParsableCommand {
             return handler
         }
         do {
-            var command = try parseAsRoot(JSONArgument.rewrite(Array(CommandLine.arguments.dropFirst())))
+            var command = try parseAsRoot(BooleanFlagArgument.rewrite(JSONArgument.rewrite(Array(CommandLine.arguments.dropFirst()))))
             if var asyncCommand = command as? AsyncParsableCommand {
                 try await asyncCommand.run()
             } else {

@@ -46,6 +46,38 @@ enum JSONArgument {
     }
 }
 
+/// vmspawn's and nspawn's switches that also take a boolean (`--pass-ssh-key=yes`): ArgumentParser's
+/// flags take no value, so before parsing `--FLAG=yes` (1, true, on, ...) becomes `--FLAG` and
+/// `--FLAG=no` (0, false, off, ...) is dropped; any other value is a usage error.
+enum BooleanFlagArgument {
+    /// The switches of each verb that take a value in the systemd tools' manuals.
+    static let flags: [String: Set<String>] = [
+        "vm": ["--pass-ssh-key", "--ephemeral", "--network-user-mode", "--network-tap", "--quiet"],
+    ]
+
+    static func rewrite(_ arguments: [String]) throws -> [String] {
+        guard let verb = arguments.first, let names = flags[verb] else { return arguments }
+        var result: [String] = []
+        var passthrough = false
+        for argument in arguments {
+            if argument == "--" { passthrough = true }
+            guard !passthrough, argument.hasPrefix("--"), let equals = argument.firstIndex(of: "="),
+                  names.contains(String(argument[..<equals])) else {
+                result.append(argument)
+                continue
+            }
+            let name = String(argument[..<equals])
+            let value = String(argument[argument.index(after: equals)...])
+            switch value.lowercased() {
+            case "1", "yes", "y", "true", "t", "on": result.append(name)
+            case "0", "no", "n", "false", "f", "off": break
+            default: throw ValidationError("invalid value '\(value)' for \(name): expected yes or no")
+            }
+        }
+        return result
+    }
+}
+
 extension OutputOptions {
     var json: Bool { format.json }
     var jsonMode: JSONMode { format.jsonMode }

@@ -364,6 +364,25 @@ import TestSupport
         #expect(none.status == 2 && none.stderr.contains("-M NAME"), "\(none.stderr)")
     }
 
+    /// vmspawn's boolean spellings: a switch also takes yes/no (and 1/0, true/false, on/off);
+    /// anything else is a usage error.
+    @Test func booleanSpellingsOfSwitches() throws {
+        try Privileged.require(.tool("qemu-system-x86_64"), .fixture("vm-debian.raw"))
+        let image = try #require(Fixtures.path("vm-debian.raw"))
+        let base = ["vm", "-i", image, "--kvm=no", "--tpm=no", "--print-command"]
+        let yes = try Imagectl.run(base + ["--pass-ssh-key=yes", "--ephemeral=true", "--network-user-mode=1"])
+        #expect(yes.status == 0, "\(yes.stderr)")
+        #expect(yes.stdout.contains("io.systemd.credential:ssh.authorized_keys.root="), "\(yes.stdout)")
+        #expect(yes.stdout.contains("-nic user"), "\(yes.stdout)")
+        #expect(yes.stdout.contains(".qcow2"), "an -x overlay: \(yes.stdout)")
+        let no = try Imagectl.run(base + ["--pass-ssh-key=no", "--ephemeral=false", "--network-user-mode=off"])
+        #expect(no.status == 0, "\(no.stderr)")
+        #expect(!no.stdout.contains("ssh.authorized_keys") && !no.stdout.contains("-nic user") && !no.stdout.contains(".qcow2"), "\(no.stdout)")
+        let bad = try Imagectl.run(base + ["--pass-ssh-key=maybe"])
+        #expect(bad.status == 2)
+        #expect(bad.stderr == "error: invalid value 'maybe' for --pass-ssh-key: expected yes or no\n", "\(bad.stderr)")
+    }
+
     /// An image with nothing to boot is refused at once with one line, before qemu could start
     /// and stop in the firmware: 0 bytes, no partition table or file system, a qcow2 of size 0.
     @Test func unbootableImagesAreRefused() throws {
