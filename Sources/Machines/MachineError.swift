@@ -23,7 +23,7 @@ public enum MachineError: Swift.Error, CustomStringConvertible, Equatable {
 
     public var description: String {
         switch self {
-        case .invalidMachineName(let name): "invalid machine name \"\(name)\" (letters, digits, \"-\", \"_\", \".\"; at most 64 characters)"
+        case .invalidMachineName(let name): "invalid machine name \"\(name)\" (\(MachineRecord.nameRule))"
         case .alreadyRunning(let name): "machine \(name) is already running"
         case .noSuchMachine(let name): "no machine \"\(name)\" is running"
         case .registry(let text): "machine registry: \(text)"

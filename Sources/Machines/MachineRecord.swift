@@ -47,14 +47,44 @@ public struct MachineRecord: Codable, Sendable, Equatable {
         self.stopSignal = stopSignal
     }
 
-    /// The machine-name rule of containers and VMs alike (nspawn's: a host name of one label):
-    /// letters, digits, "-", "_", "."; at most 64 bytes; not "-" first, not "." or "..". It names
-    /// the registry file, so nothing else may pass.
+    /// The machine-name rule of containers, VMs and new pool images alike (systemd's
+    /// `hostname_is_valid`, which nspawn and importd apply): a host name of labels made of
+    /// letters, digits, "-" and "_", joined by single dots (none first or last); at most 64
+    /// bytes; not "-" first (it would read as an option). It names the registry file, and the
+    /// store applies it to every image it creates, so that any pool image can be run by name.
     public static func isValidName(_ name: String) -> Bool {
-        guard !name.isEmpty, name.utf8.count <= 64, name != ".", name != "..", !name.hasPrefix("-") else { return false }
-        return name.utf8.allSatisfy { c in
-            (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c == 0x2d || c == 0x5f || c == 0x2e
+        guard !name.isEmpty, name.utf8.count <= 64, !name.hasPrefix("-") else { return false }
+        var previous: UInt8 = 0x2e  // a dot "before" the name: it cannot start with one
+        for c in name.utf8 {
+            let ldh = (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c == 0x2d || c == 0x5f
+            if c == 0x2e {
+                if previous == 0x2e { return false }  // leading dot or ".."
+            } else if !ldh {
+                return false
+            }
+            previous = c
         }
+        return previous != 0x2e
+    }
+
+    /// The rule above in words, for error messages.
+    public static let nameRule = "a host name: letters, digits, \"-\" and \"_\", labels joined by single dots, not \"-\" or \".\" first; at most 64 characters"
+
+    /// A valid machine name made from `text` (a directory or file name): characters a machine
+    /// name cannot hold are dropped, dots collapsed and trimmed, at most 64 bytes; nil when
+    /// nothing is left.
+    public static func name(derivedFrom text: String) -> String? {
+        var result = ""
+        for scalar in text.unicodeScalars where scalar.isASCII {
+            let c = Character(scalar)
+            guard c.isLetter || c.isNumber || c == "-" || c == "_" || c == "." else { continue }
+            if c == "." && (result.isEmpty || result.hasSuffix(".")) { continue }
+            if c == "-" && result.isEmpty { continue }
+            result.append(c)
+        }
+        result = String(result.prefix(64))
+        while result.hasSuffix(".") { result.removeLast() }
+        return isValidName(result) ? result : nil
     }
 }
 

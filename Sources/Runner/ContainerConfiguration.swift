@@ -83,11 +83,7 @@ public struct ContainerConfiguration: Sendable {
                 return machineName
             }
             let base = URL(fileURLWithPath: directory).standardizedFileURL.lastPathComponent
-            let cleaned = String(String.UnicodeScalarView(base.unicodeScalars.filter {
-                $0.isASCII && (CharacterSet.alphanumerics.contains($0) || $0 == "-" || $0 == "_" || $0 == ".")
-            }).prefix(64)).trimmingPrefix("-")
-            let name = String(cleaned)
-            guard Self.isValidMachineName(name) else { throw .invalidMachineName(base) }
+            guard let name = MachineRecord.name(derivedFrom: base) else { throw .invalidMachineName(base) }
             return name
         }
     }

@@ -1,3 +1,5 @@
+import Machines
+
 /// What can be wrong with a container request or its start.
 public enum RunnerError: Swift.Error, CustomStringConvertible, Equatable {
     case unknownCapability(String)
@@ -23,7 +25,7 @@ public enum RunnerError: Swift.Error, CustomStringConvertible, Equatable {
     public var description: String {
         switch self {
         case .unknownCapability(let name): "unknown capability \"\(name)\""
-        case .invalidMachineName(let name): "invalid machine name \"\(name)\" (letters, digits, \"-\", \"_\", \".\"; at most 64 characters)"
+        case .invalidMachineName(let name): "invalid machine name \"\(name)\" (\(MachineRecord.nameRule))"
         case .invalidHostname(let name): "invalid host name \"\(name)\""
         case .invalidUUID(let text): "invalid UUID \"\(text)\""
         case .invalidEnvironment(let text): "invalid environment assignment \"\(text)\" (expected NAME=VALUE)"

@@ -1,3 +1,5 @@
+import Machines
+
 /// What can be wrong with an `imagectl vm` request or its start.
 public enum VMError: Swift.Error, CustomStringConvertible, Equatable {
     case invalidSize(option: String, value: String)
@@ -34,7 +36,7 @@ public enum VMError: Swift.Error, CustomStringConvertible, Equatable {
         case .toolFailed(let tool, let message): "\(tool) failed: \(message)"
         case .setupFailed(let text): text
         case .qemuFailed(let status): "qemu exited with status \(status)"
-        case .invalidMachineName(let name): "invalid machine name \"\(name)\" (letters, digits, \"-\", \"_\", \".\"; at most 64 characters)"
+        case .invalidMachineName(let name): "invalid machine name \"\(name)\" (\(MachineRecord.nameRule))"
         }
     }
 }

@@ -23,5 +23,16 @@ struct SignalsTests {
     @Test func machineNamesFollowOneRule() {
         for name in ["web", "debian-12", "a.b_c", String(repeating: "x", count: 64)] { #expect(MachineRecord.isValidName(name)) }
         for name in ["", ".", "..", "-x", "a/b", "a b", String(repeating: "x", count: 65)] { #expect(!MachineRecord.isValidName(name)) }
+        // A host name: no empty label (leading, doubled or trailing dot), no other punctuation.
+        for name in [".hidden", "a..b", "trailing.", "sp ace", "é", "a:b", "a+b"] { #expect(!MachineRecord.isValidName(name), "\(name)") }
+    }
+
+    @Test func derivedNamesFollowTheRule() {
+        #expect(MachineRecord.name(derivedFrom: "My Tree") == "MyTree")
+        #expect(MachineRecord.name(derivedFrom: ".hidden") == "hidden")
+        #expect(MachineRecord.name(derivedFrom: "-a..b.") == "a.b")
+        #expect(MachineRecord.name(derivedFrom: String(repeating: "y", count: 80)) == String(repeating: "y", count: 64))
+        #expect(MachineRecord.name(derivedFrom: "...") == nil)
+        #expect(MachineRecord.name(derivedFrom: "éé") == nil)
     }
 }

@@ -23,7 +23,7 @@ struct StoreClone: AsyncParsableCommand {
     var readOnly = false
 
     func run() async throws {
-        let name = try ImageName(validating: destination)
+        let name = try NewImageName.validate(destination)
         let progress = output.progressReporter(eventsAreOutput: false)
         progress.begin("clone", source)
         let image: Image

@@ -15,7 +15,7 @@ struct StoreRename: AsyncParsableCommand {
     var new: String
 
     func run() async throws {
-        let name = try ImageName(validating: new)
+        let name = try NewImageName.validate(new)
         _ = try await store.openStore().rename(old, to: name)
     }
 }
