@@ -75,6 +75,15 @@ extension ImageStore {
         }
         if FileSystem.exists(file) { throw Error.unsupported("'\(file)' already exists") }
         let directory = FileSystem.parentDirectory(file)
+        // Said here with both paths: the failing open below would name only the directory.
+        let status: FileStatus
+        do {
+            status = try FileStatus.stat(directory)
+        } catch {
+            guard error.errno == .noSuchFileOrDirectory else { throw error }
+            throw Error.unsupported("cannot write '\(file)': the directory '\(directory)' does not exist")
+        }
+        if status.kind != .directory { throw Error.unsupported("cannot write '\(file)': '\(directory)' is not a directory") }
         if useAnonymousFile, let fd = try AnonymousFile.open(in: directory, mode: 0o644) {
             do {
                 try body(fd)

@@ -31,6 +31,8 @@ public enum ImageLookup {
                 return image
             }
         }
+        // Not found may mean not allowed to look: say so rather than "no image".
+        for directory in searchPath { try Inspector.requireReadable(directory.path, entry: valid) }
         throw ImageStore.Error.noSuchImage(valid)
     }
 

@@ -22,11 +22,13 @@ public actor ImageStore {
         case sameName(String)
         case unsupported(String)
         case partlyRemoved(String, detail: String)
+        /// A directory of the search path this process may not read (a 0700 pool, not root).
+        case permissionDenied(String)
 
         public var description: String {
             switch self {
             case .noSuchImage(let name): "no image named '\(name)'"
-            case .exists(let name): "image '\(name)' already exists (use --force to replace it)"
+            case .exists(let name): "image '\(name)' already exists"
             case .busy(let name): "image '\(name)' is busy (locked by another process)"
             case .vendorImage(let name, let path): "image '\(name)' is a read-only vendor image (\(path)); clone it to change it"
             case .notADirectory(let path): "image pool '\(path)' is not a directory"
@@ -38,6 +40,7 @@ public actor ImageStore {
             case .sameName(let name): "source and destination are both '\(name)'"
             case .unsupported(let text): text
             case .partlyRemoved(let name, let detail): "image '\(name)' is removed, but deleting its files failed (\(detail)); 'imagectl clean' retries"
+            case .permissionDenied(let path): "permission denied: cannot read the image pool '\(path)'\(geteuid() == 0 ? "" : " (not running as root)")"
             }
         }
 
@@ -155,6 +158,7 @@ public actor ImageStore {
         var seen = Set<String>()
         var result: [Image] = []
         for directory in searchPath {
+            try Inspector.requireReadable(directory.path)
             for image in Inspector.all(in: directory.path, vendor: directory.vendor) {
                 guard seen.insert(image.name).inserted else { continue }
                 if image.hidden && !includeHidden { continue }

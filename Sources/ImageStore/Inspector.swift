@@ -48,6 +48,25 @@ enum Inspector {
         return image(directory: directory, entry: name + ".raw", vendor: vendor, computeUsage: computeUsage)
     }
 
+    /// Throws `permissionDenied` when `directory` (or `entry` in it) exists but this process may
+    /// not look at it: `all` and `find` treat an unreadable entry as no image, which would turn
+    /// a 0700 pool into an empty one for a user who is not root. Missing is fine.
+    static func requireReadable(_ directory: String, entry: String? = nil) throws {
+        do {
+            if let entry {
+                _ = try FileStatus.lstatIfPresent(directory == "/" ? "/" + entry : directory + "/" + entry)
+            } else if try FileStatus.lstatIfPresent(directory) != nil {
+                _ = try FileSystem.entries(directory)
+            }
+        } catch {
+            if error.errno == .permissionDenied || error.errno == .notPermitted {
+                throw ImageStore.Error.permissionDenied(directory)
+            }
+            if error.errno == .notDirectory { return }
+            throw error
+        }
+    }
+
     /// Every image in `directory` (none when it does not exist).
     static func all(in directory: String, vendor: Bool, computeUsage: Bool = true) -> [Image] {
         guard let entries = try? FileSystem.entries(directory) else { return [] }

@@ -14,6 +14,8 @@ enum ImageArgument {
         let reference: ImageLookup.Reference
         do {
             reference = try ImageLookup.resolve(argument, root: store.explicitRoot)
+        } catch ImageStore.Error.permissionDenied(let pool) {
+            throw ImageStore.Error.permissionDenied(pool)
         } catch {
             let pools = ImageLookup.searchPath(root: store.explicitRoot).map(\.path)
             throw CommandFailure(message: "no image \(argument): not a path and not in \(pools.joined(separator: ", "))")
@@ -22,7 +24,9 @@ enum ImageArgument {
         case .image(let image):
             return image.path
         case .path(let path):
-            guard FileManager.default.fileExists(atPath: path) else {
+            // lstat rather than fileExists: a file in a directory this user may not search is
+            // "permission denied", not "no such file".
+            guard try FileStatus.lstatIfPresent(path) != nil else {
                 throw CommandFailure(message: "\(path): no such file or directory")
             }
             // A FIFO, socket or character device is refused here, before any lock, loop device
