@@ -17,11 +17,25 @@ enum TarImport {
         // SECURE_SYMLINKS checks every component of them: resolve symlinks in the pool path first.
         let directory = URL(fileURLWithPath: temporary).resolvingSymlinksInPath().path
         let policy = TarEntryPolicy(probe: try TreeProbe(path: directory))
+        // libarchive warns once per entry (a non-root import cannot set any owner): one line
+        // says it, each stays available at debug level.
+        var warnings: [String] = []
+        defer { Self.logFolded(warnings) }
         let entries = try TarExtraction.run(
             source: inner, into: directory, check: policy.check, cancelled: job.checkCancelled,
-            warning: { Importer.logger.warning("\($0)") })
+            warning: { warnings.append($0); Importer.logger.debug("\($0)") })
         Importer.logger.debug("extracted", metadata: ["entries": "\(entries)"])
         let digest = try hashing.finish()
         return Importer.Outcome(sha256: digest, format: compression == .none ? "tar" : "tar+\(compression.rawValue)")
+    }
+
+    /// One warning for all of libarchive's: the first, and how many more there were.
+    static func logFolded(_ warnings: [String]) {
+        // The top directory's entry has an empty name: its line starts with ": ".
+        guard let first = warnings.first.map({ $0.hasPrefix(": ") ? String($0.dropFirst(2)) : $0 }) else { return }
+        let more = warnings.count - 1
+        let rest = more == 0 ? "" : " (and \(more) more warning\(more == 1 ? "" : "s") like it; --log-level=debug lists them)"
+        let hint = geteuid() != 0 && first.contains("Can't set user") ? " (not running as root: the archive's owners are not kept)" : ""
+        Importer.logger.warning("\(first)\(rest)\(hint)")
     }
 }

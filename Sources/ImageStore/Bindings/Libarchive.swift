@@ -36,7 +36,8 @@ public struct ArchiveError: Swift.Error, CustomStringConvertible {
     package static func text(of handle: OpaquePointer, fallback: String = "unknown libarchive error") -> String {
         let message = archive_error_string(handle).map { String(cString: $0) } ?? fallback
         let code = archive_errno(handle)
-        guard storageErrors.contains(code) else { return message }
+        // A refused operation (a device node, an owner, as non-root) is said as such too.
+        guard storageErrors.contains(code) || code == EPERM || code == EACCES else { return message }
         let reason = String(cString: strerror(code))
         return message.contains(reason) ? message : "\(message): \(reason)"
     }

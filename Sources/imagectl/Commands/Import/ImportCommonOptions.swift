@@ -4,6 +4,8 @@ import ImageStore
 import Import
 import LinuxSystem
 import ProgressReport
+import Dissect
+import Logging
 
 /// Options every import verb takes.
 struct ImportCommonOptions: ParsableArguments {
@@ -52,11 +54,11 @@ struct ImportCommonOptions: ParsableArguments {
 enum ImportRunner {
     /// The image name: given, or derived from the file name (FORMATS.md section 4).
     static func name(_ given: String?, file: String, derive: (String) -> String) throws -> ImageName {
-        if let given { return try ImageName(validating: given) }
+        if let given { return try NewImageName.validate(given) }
         if file == "-" { throw ValidationError("a NAME is required when reading from standard input") }
         let derived = derive(file)
         do {
-            return try ImageName(validating: derived)
+            return try NewImageName.validate(derived)
         } catch {
             throw CommandFailure(message: "cannot derive an image name from '\(file)' (\(error)); give NAME explicitly", status: 2)
         }
@@ -88,7 +90,36 @@ enum ImportRunner {
             if job.isCancelled {
                 throw CommandFailure(message: "import interrupted; nothing was kept", status: InterruptWatch.interruptedStatus(for: job))
             }
-            throw error
+            throw ImportRunner.withForceHint(error)
+        }
+    }
+
+    /// The store says only that a name is taken; the import and pull verbs have --force to
+    /// replace it (clone and rename have none, so the store cannot say it for them).
+    static func withForceHint(_ error: Error) -> Error {
+        if case ImageStore.Error.exists(let name) = error {
+            return CommandFailure(message: "image '\(name)' already exists (use --force to replace it)")
+        }
+        return error
+    }
+
+    /// import-raw and import-tar take a file; a directory is what import-fs takes, so say that
+    /// instead of a bare "is a directory".
+    static func refuseDirectory(_ file: String) throws {
+        guard file != "-", (try? FileStatus.stat(file))?.kind == .directory else { return }
+        throw CommandFailure(message: "'\(file)' is a directory; to import a directory tree use 'imagectl import-fs \(file)'")
+    }
+
+    /// import-raw takes any bytes, as systemd-import does; but bytes with neither a partition
+    /// table nor a file system (a text file, a wrong download) are worth a word before someone
+    /// tries to run them.
+    static func warnIfNotADiskImage(_ image: Image) {
+        do {
+            _ = try Dissector.dissect(path: image.path, options: DissectOptions(requireRoot: false, loadSignaturePartitions: false))
+        } catch Dissector.Error.noPartitionTableOrFilesystem {
+            Logger(label: "imagectl").warning("\(image.path) has neither a partition table nor a file system that imagectl recognises; imported anyway")
+        } catch {
+            // Anything else (an odd table) is for dissect to report when the image is used.
         }
     }
 }

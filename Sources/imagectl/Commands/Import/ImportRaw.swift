@@ -24,11 +24,14 @@ struct ImportRaw: AsyncParsableCommand {
     var name: String?
 
     func run() async throws {
+        try ImportRunner.refuseDirectory(file)
         let imageName = try ImportRunner.name(name, file: file, derive: LocalName.forRaw)
         let options = try common.importOptions()
         let source: ImportSource = file == "-" ? .standardInput : .file(file)
         try await ImportRunner.run(store: store, output: output, source: file) { store, job in
-            try await Importer.importRaw(from: source, as: imageName, into: store, options: options, job: job)
+            let image = try await Importer.importRaw(from: source, as: imageName, into: store, options: options, job: job)
+            ImportRunner.warnIfNotADiskImage(image)
+            return image
         }
     }
 }

@@ -25,6 +25,7 @@ struct ImportTar: AsyncParsableCommand {
     var name: String?
 
     func run() async throws {
+        try ImportRunner.refuseDirectory(file)
         let imageName = try ImportRunner.name(name, file: file, derive: LocalName.forTar)
         let options = try common.importOptions()
         let source: ImportSource = file == "-" ? .standardInput : .file(file)

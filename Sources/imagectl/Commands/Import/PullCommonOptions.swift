@@ -74,11 +74,11 @@ enum PullRunner {
         let options = try common.pullOptions()
         let imageName: ImageName
         if let given {
-            imageName = try ImageName(validating: given)
+            imageName = try NewImageName.validate(given)
         } else {
             let derived = Puller.localName(for: url, payload: payload)
             do {
-                imageName = try ImageName(validating: derived)
+                imageName = try NewImageName.validate(derived)
             } catch {
                 throw CommandFailure(message: "cannot derive an image name from '\(url)' (\(error)); give NAME explicitly", status: 2)
             }
@@ -111,7 +111,7 @@ enum PullRunner {
                 throw CommandFailure(message: "pull interrupted; no image was created (the partial download is kept to resume)",
                                      status: InterruptWatch.interruptedStatus(for: job))
             }
-            throw error
+            throw ImportRunner.withForceHint(error)
         }
     }
 }
