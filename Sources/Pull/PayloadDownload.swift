@@ -202,8 +202,10 @@ final class PayloadDownload: ByteSource, @unchecked Sendable {
         var first = true
         var stalled = 0
         let isFile = url.lowercased().hasPrefix("file:")
+        var attempts = 0
         while true {
             if isAborted || job.isCancelled { throw PullError.interrupted }
+            attempts += 1
             let request = CurlTransfer(url: url)
             request.maximumSize = maximumSize
             if first, let ifNoneMatch { request.headers.append("If-None-Match: \(ifNoneMatch)") }
@@ -368,6 +370,11 @@ final class PayloadDownload: ByteSource, @unchecked Sendable {
                     throw PullError.tooLarge("the download", limit: maximumSize)
                 }
                 guard curlFailure.isTransient else { throw PullError.transfer(url, detail: curlFailure.message) }
+                // The first request of this pull never connected: said once, not retried
+                // (systemd-pull does not retry either); a broken transfer is resumed below.
+                if curlFailure.isConnectionFailure && attempts == 1 {
+                    throw PullError.connectionFailed(url, detail: curlFailure.message)
+                }
                 if writeOffset > startOffset { stalled = 0 } else { stalled += 1 }
                 if stalled > backoff.count {
                     if curlFailure.isPartialFile || writeOffset > 0 {
@@ -387,7 +394,8 @@ final class PayloadDownload: ByteSource, @unchecked Sendable {
                     try file.truncate(to: 0)
                     publish(available: 0)
                 }
-                progress.note("download interrupted after \(writeOffset) bytes; resuming with a range request")
+                progress.note(writeOffset > 0 ? "download interrupted after \(writeOffset) bytes; resuming with a range request"
+                                               : "download interrupted before any byte arrived; retrying")
                 continue
             }
             // Complete: the length must be what the server announced.

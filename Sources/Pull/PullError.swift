@@ -9,6 +9,8 @@ public enum PullError: Swift.Error, CustomStringConvertible, Sendable {
     case unauthorized(String, status: Int)
     case httpStatus(String, status: Int)
     case transfer(String, detail: String)
+    /// No connection to the server (refused, unreachable, unknown host); nothing was received.
+    case connectionFailed(String, detail: String)
     /// Writing the download to the pool failed (ENOSPC, EDQUOT, EIO): the download file is not
     /// kept (it is what filled the disk) and another mirror would not help.
     case storing(String, detail: String)
@@ -45,6 +47,8 @@ public enum PullError: Swift.Error, CustomStringConvertible, Sendable {
             return "\(url): the server answered HTTP \(status)"
         case .transfer(let url, let detail):
             return "\(url): download failed: \(detail)"
+        case .connectionFailed(let url, let detail):
+            return "\(url): connection failed: \(detail)"
         case .storing(let url, let detail):
             return "\(url): cannot store the download: \(detail)"
         case .tlsVerification(let url, let detail):
@@ -99,7 +103,7 @@ public enum PullError: Swift.Error, CustomStringConvertible, Sendable {
     /// Failures after which the bytes already downloaded are still good to resume from.
     var keepsPartialDownload: Bool {
         switch self {
-        case .transfer, .truncated, .interrupted, .httpStatus, .tlsVerification: true
+        case .transfer, .connectionFailed, .truncated, .interrupted, .httpStatus, .tlsVerification: true
         default: false
         }
     }

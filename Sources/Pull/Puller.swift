@@ -146,7 +146,12 @@ public enum Puller {
             throw error
         }
         var keepPartial = false
-        defer { if !keepPartial { try? FileSystem.removeFileIfPresent(partialPath) } }
+        defer {
+            // An empty download file has nothing to resume from (a connection that never came).
+            if !keepPartial || (try? FileStatus.lstat(partialPath))?.size == 0 {
+                try? FileSystem.removeFileIfPresent(partialPath)
+            }
+        }
         do {
             progress.begin(.download, url)
             let start = try await BlockingWork.run { try download.begin() }

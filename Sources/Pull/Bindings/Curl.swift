@@ -42,6 +42,11 @@ final class CurlTransfer {
              CURLE_OPERATION_TIMEDOUT, CURLE_GOT_NOTHING, CURLE_HTTP2, CURLE_HTTP2_STREAM,
              CURLE_COULDNT_RESOLVE_HOST, CURLE_SSL_CONNECT_ERROR].map { Int32($0.rawValue) }.contains(code)
         }
+        /// No connection was made at all (refused, unreachable, name not resolved): retrying
+        /// at once would only repeat it.
+        var isConnectionFailure: Bool {
+            [CURLE_COULDNT_CONNECT, CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY].map { Int32($0.rawValue) }.contains(code)
+        }
         var isPartialFile: Bool { code == Int32(CURLE_PARTIAL_FILE.rawValue) }
         var isFileNotFound: Bool { code == Int32(CURLE_FILE_COULDNT_READ_FILE.rawValue) }
         var isTLSVerification: Bool {
@@ -215,4 +220,12 @@ private func curlProgressCallback(_ context: UnsafeMutableRawPointer?, _ total: 
     guard let context else { return 1 }
     let transfer = Unmanaged<CurlTransfer>.fromOpaque(context).takeUnretainedValue()
     return transfer.progress(total: Int64(total), now: Int64(now)) ? 0 : 1
+}
+
+extension Puller {
+    /// Why libcurl cannot be loaded (it is dlopen()ed on first use), or nil when it can:
+    /// `imagectl --version` reports it.
+    public static var libcurlUnavailableReason: String? {
+        img_curl_load_error().map { String(cString: $0) }
+    }
 }
