@@ -12,6 +12,7 @@ struct CommandFailure: Error {
     static func status(for error: Error) -> Int32 {
         if let busy = error as? BusyReporting, busy.isBusy { return 16 }
         if error is ImageName.Error { return 2 }
+        if let usage = error as? UsageReporting, usage.isUsageError { return 2 }
         return 1
     }
 }
@@ -31,4 +32,8 @@ enum Terminal {
     /// True when standard output is a terminal (tables get headers and colour only then).
     static var outputIsTerminal: Bool { isatty(STDOUT_FILENO) == 1 }
     static var errorIsTerminal: Bool { isatty(STDERR_FILENO) == 1 }
+}
+
+extension CommandFailure: CustomStringConvertible {
+    var description: String { message }
 }

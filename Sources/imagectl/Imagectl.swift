@@ -17,8 +17,12 @@ struct Imagectl: AsyncParsableCommand {
         discussion: """
             The image pool lives in /var/lib/machines unless --root or IMAGECTL_ROOT names \
             another directory. Exit status: 0 success, 1 failure, 2 usage error, 16 image busy.
+
+            --log-level=LEVEL before the verb sets which messages are printed: emerg, alert, \
+            crit, err, warning, notice (the default), info, debug, or 0-7; $SYSTEMD_LOG_LEVEL \
+            sets it too.
             """,
-        version: "0.1.0",
+        version: Diagnostics.version,
         subcommands: CommandRegistry.subcommands
     )
 
@@ -29,13 +33,26 @@ struct Imagectl: AsyncParsableCommand {
             Terminal.standardError("error: argument \(position) is not valid UTF-8: \(ProcessArguments.escaped(bytes))\n")
             Foundation.exit(2)
         }
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = ProcessInfo.processInfo.environment["IMAGECTL_LOG"].flatMap(Logger.Level.init(rawValue:)) ?? .notice
-            return handler
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        let level: Logger.Level
+        do {
+            let (chosen, warnings) = try Diagnostics.logLevel(arguments: arguments, environment: ProcessInfo.processInfo.environment)
+            level = chosen
+            for warning in warnings { Terminal.standardError("warning: \(warning)\n") }
+        } catch {
+            exit(reporting: error)
+        }
+        LoggingSystem.bootstrap { _ in PlainLogHandler(logLevel: level) }
+        if let unknown = Diagnostics.unknownVerb(arguments: arguments) { exit(reporting: unknown) }
+        // Before the parser, whose --version prints a fixed string: this one looks at the system.
+        if arguments[..<(Diagnostics.verbIndex(in: arguments) ?? arguments.count)].contains("--version") {
+            Terminal.standardOutput(Diagnostics.versionText())
+            Foundation.exit(0)
         }
         do {
-            var command = try parseAsRoot(BooleanFlagArgument.rewrite(JSONArgument.rewrite(Array(CommandLine.arguments.dropFirst()))))
+            // --log-level was applied above; the parser sees the rest (a root option there
+            // would also be taken after the verb, where it would be silently ignored).
+            var command = try parseAsRoot(BooleanFlagArgument.rewrite(JSONArgument.rewrite(Diagnostics.removingRootOption("--log-level", from: arguments))))
             if var asyncCommand = command as? AsyncParsableCommand {
                 try await asyncCommand.run()
             } else {
@@ -60,10 +77,12 @@ struct Imagectl: AsyncParsableCommand {
             Self.exit(withError: error)  // --help, --version
         case .validationFailure:
             // Unknown option, missing argument, ValidationError from validate(): usage errors.
-            Terminal.standardError("error: \(message(for: error))\n")
+            var text = message(for: error)
+            if text.contains("'--log-level'") { text += " (--log-level goes before the verb: imagectl --log-level=LEVEL VERB ...)" }
+            Terminal.standardError("error: \(text)\n")
             Foundation.exit(2)
         default:
-            Terminal.standardError("error: \(String(describing: error))\n")
+            Terminal.standardError("error: \(Diagnostics.message(for: error))\n")
             Foundation.exit(CommandFailure.status(for: error))
         }
     }

@@ -108,6 +108,12 @@ public enum DMVerity {
         }
     }
 
+    /// Why libcryptsetup cannot be loaded (it is dlopen()ed on first use), or nil when it can:
+    /// `imagectl --version` reports it.
+    public static var libcryptsetupUnavailableReason: String? {
+        img_crypt_load_error().map { String(cString: $0) }
+    }
+
     /// True when the kernel has device-mapper: /dev/mapper/control exists AND the kernel
     /// registered the device (/proc/misc lists "device-mapper"). The node alone is no proof:
     /// libdevmapper creates it by itself, even on a kernel without device-mapper.

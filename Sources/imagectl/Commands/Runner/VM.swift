@@ -117,7 +117,7 @@ struct VMCommand: AsyncParsableCommand {
     @Option(name: .customLong("console"), help: ArgumentHelp("interactive: the serial console on this terminal (default); read-only: its output only; native: qemu's serial+monitor mux (Ctrl-A x quits); headless: none.", valueName: "mode"))
     var console: String?
 
-    @Option(name: .customLong("background"), help: ArgumentHelp("Terminal background colour while the VM runs, an ANSI SGR code such as 40 or 48;2;0;0;80 (only when standard output is a terminal).", valueName: "color"))
+    @Option(name: .customLong("background"), help: ArgumentHelp("Terminal background colour while the VM runs, an ANSI SGR code such as 40 or 48;2;0;0;80 (only when standard output is a terminal and colour is not turned off by $NO_COLOR or $SYSTEMD_COLORS=0).", valueName: "color"))
     var background: String?
 
     @Flag(name: .customLong("print-command"), help: "Print the qemu command line (shell-quoted) and exit; temporary files it names (overlay, initrd, NVRAM copy, ssh key) are not made.")
@@ -339,7 +339,7 @@ struct VMCommand: AsyncParsableCommand {
             if let key = vm.sshPrivateKey { Terminal.standardError("SSH private key for root: \(key) (removed when the VM ends).\n") }
             if VirtualMachine.relaysConsole(vm.spec) { Terminal.standardError(VirtualMachine.consoleHint + "\n") }
         }
-        let outcome = try VirtualMachine.run(vm, background: background, addresses: network?.containerAddress.map { ["\($0.address)"] }) { pid in
+        let outcome = try VirtualMachine.run(vm, background: Diagnostics.coloursEnabled(for: STDOUT_FILENO) ? background : nil, addresses: network?.containerAddress.map { ["\($0.address)"] }) { pid in
             if let network, case .tap(let interface) = vm.spec.network { try network.attachTap(interface) }
         } warn: { Terminal.standardError("warning: \($0)\n") }
         if let failure = outcome.failure { throw CommandFailure(message: failure, status: outcome.exitStatus) }
