@@ -18,6 +18,8 @@ packages=(
   dnsmasq-base nftables iproute2
   # imagectl run/shell console tests: a terminal (tmux) to drive the pty relay
   tmux
+  # the man page test renders it (man -l)
+  man-db groff-base
   # imagectl vm: qemu, a Debian kernel+initrd for direct boot, UEFI firmware (descriptors in
   # /usr/share/qemu/firmware), ssh-keygen for --pass-ssh-key, systemd-boot for the ESP fixture,
   # swtpm for --tpm

@@ -26,6 +26,9 @@ fi
 command -v swift >/dev/null || { echo "error: swift not found (expected /opt/swift/usr/bin/swift)" >&2; exit 1; }
 phase "build ($(swift --version 2>/dev/null | head -n1))"
 swift build --build-tests
+# The generate-manual plugin builds its tool beside imagectl, where the man page test runs it.
+phase "man page tool"
+swift package generate-manual --configuration debug >/dev/null
 phase "tests"
 if [ $# -gt 0 ]; then exec swift test --skip-build "$@"; fi
 swift test --skip-build

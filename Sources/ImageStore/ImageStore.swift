@@ -155,6 +155,12 @@ public actor ImageStore {
     /// Every image on the search path (a name shadowed by an earlier directory is listed once),
     /// sorted by name; hidden images only with `includeHidden`.
     public func list(includeHidden: Bool) throws -> [Image] {
+        try Self.list(searchPath, includeHidden: includeHidden)
+    }
+
+    /// `list` without the actor, for callers that cannot wait (a shell completion request) and
+    /// change nothing.
+    public static func list(_ searchPath: [SearchDirectory], includeHidden: Bool) throws -> [Image] {
         var seen = Set<String>()
         var result: [Image] = []
         for directory in searchPath {

@@ -51,7 +51,7 @@ enum Diagnostics {
     }
 
     /// The root options that take a value (written before the verb).
-    static let rootOptionsWithValue: Set<String> = ["--log-level"]
+    static let rootOptionsWithValue: Set<String> = ["--log-level", "--generate-completion-script"]
 
     /// The value of a root option (`--name=V` or `--name V`) given before the verb.
     static func rootOptionValue(_ name: String, in arguments: [String]) -> String? {
@@ -113,6 +113,9 @@ enum Diagnostics {
     /// A usage error for an unknown verb, or for `help` of one, naming the nearest verb; nil
     /// when the verb is known (the parser takes it from there).
     static func unknownVerb(arguments: [String]) -> CommandFailure? {
+        // The parser's own entry points: completion requests from the shell scripts, the tool
+        // description that generate-manual reads.
+        if let first = arguments.first, first.hasPrefix("---") || first == "--experimental-dump-help" { return nil }
         guard let index = verbIndex(in: arguments) else { return nil }
         let names = verbNames
         let verb = arguments[index]

@@ -16,11 +16,12 @@ struct Imagectl: AsyncParsableCommand {
         abstract: "Import, store, dissect, verify and boot OS disk images.",
         discussion: """
             The image pool lives in /var/lib/machines unless --root or IMAGECTL_ROOT names \
-            another directory. Exit status: 0 success, 1 failure, 2 usage error, 16 image busy.
-
+            another directory. Exit status: 0 success, 1 failure, 2 usage error, 16 image busy. \
             --log-level=LEVEL before the verb sets which messages are printed: emerg, alert, \
             crit, err, warning, notice (the default), info, debug, or 0-7; $SYSTEMD_LOG_LEVEL \
-            sets it too.
+            sets it too. Colour is off with $NO_COLOR or $SYSTEMD_COLORS=0. Other variables: \
+            $IMAGECTL_LOCK_DIR, $IMAGECTL_RUNTIME_DIR, $IMAGECTL_MOUNT_RECORDS, \
+            $IMAGECTL_TMP_MOUNTS, $IMAGECTL_VM_TMPDIR, $IMAGECTL_NETWORK_POOL (see the README).
             """,
         version: Diagnostics.version,
         subcommands: CommandRegistry.subcommands

@@ -16,7 +16,7 @@ struct LoginCommand: ParsableCommand {
             no container of that name is running or it has no login program.
             """)
 
-    @Argument(help: "Name of the running container (see imagectl machines).")
+    @Argument(help: "Name of the running container (see imagectl machines).", completion: Completions.machineNames)
     var name: String
 
     @Flag(name: [.customShort("q"), .customLong("quiet")], help: "Print no status messages.")

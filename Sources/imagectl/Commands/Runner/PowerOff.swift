@@ -15,7 +15,7 @@ struct PowerOffCommand: ParsableCommand {
             timeout. Exit status 1 when no machine of that name is running.
             """)
 
-    @Argument(help: "Name of the running machine (see imagectl machines).")
+    @Argument(help: "Name of the running machine (see imagectl machines).", completion: Completions.machineNames)
     var name: String
 
     @Flag(name: [.customShort("q"), .customLong("quiet")], help: "Print no status message.")
@@ -41,7 +41,7 @@ struct RebootCommand: ParsableCommand {
             1 when no machine of that name is running.
             """)
 
-    @Argument(help: "Name of the running machine (see imagectl machines).")
+    @Argument(help: "Name of the running machine (see imagectl machines).", completion: Completions.machineNames)
     var name: String
 
     @Flag(name: [.customShort("q"), .customLong("quiet")], help: "Print no status message.")
@@ -65,7 +65,7 @@ struct TerminateCommand: ParsableCommand {
             cleaned up. Exit status 1 when no machine of that name is running.
             """)
 
-    @Argument(help: "Name of the running machine (see imagectl machines).")
+    @Argument(help: "Name of the running machine (see imagectl machines).", completion: Completions.machineNames)
     var name: String
 
     @Flag(name: [.customShort("q"), .customLong("quiet")], help: "Print no status message.")
@@ -89,7 +89,7 @@ struct KillCommand: ParsableCommand {
             For a VM, all is the leader. Exit status 1 when no machine of that name is running.
             """)
 
-    @Argument(help: "Name of the running machine (see imagectl machines).")
+    @Argument(help: "Name of the running machine (see imagectl machines).", completion: Completions.machineNames)
     var name: String
 
     @Option(name: [.customShort("s"), .customLong("signal")], help: ArgumentHelp("Signal to send: a name (SIGUSR1, USR1, SIGRTMIN+4) or number (default SIGTERM).", valueName: "signal"))

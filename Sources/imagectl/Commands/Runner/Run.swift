@@ -95,7 +95,7 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(name: [.customShort("a"), .customLong("as-pid2")], help: "Run a minimal init as PID 1 that reaps processes and forwards signals; the payload is PID 2.")
     var asPID2 = false
 
-    @Option(name: [.customShort("M"), .customLong("machine")], help: "Machine name (default: the directory's or image's name). Also the default host name. Without -D or -i: the store image to run (locked while it runs).")
+    @Option(name: [.customShort("M"), .customLong("machine")], help: "Machine name (default: the directory's or image's name). Also the default host name. Without -D or -i: the store image to run (locked while it runs).", completion: Completions.imageNames)
     var machine: String?
 
     @Option(name: .customLong("hostname"), help: "Host name inside the container (default: the machine name).")

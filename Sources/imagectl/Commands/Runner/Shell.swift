@@ -21,7 +21,7 @@ struct ShellCommand: ParsableCommand {
             not be started (no such machine, the machine is a VM, command not found).
             """)
 
-    @Argument(help: "Name of the running container (see imagectl machines).")
+    @Argument(help: "Name of the running container (see imagectl machines).", completion: Completions.machineNames)
     var name: String
 
     @Option(name: [.customShort("u"), .customLong("user")], help: "User to run as: a name from the container's /etc/passwd or a numeric UID (default root).")

@@ -18,7 +18,7 @@ struct StatusCommand: ParsableCommand {
             when no machine of that name is running.
             """)
 
-    @Argument(help: "Name of the running machine (see imagectl machines).")
+    @Argument(help: "Name of the running machine (see imagectl machines).", completion: Completions.machineNames)
     var name: String
 
     @OptionGroup var output: OutputOptions

@@ -20,7 +20,7 @@ struct StopCommand: ParsableCommand {
             Exit status 0 either way; 1 when no machine of that name is running.
             """)
 
-    @Argument(help: "Name of the running machine (see imagectl machines).")
+    @Argument(help: "Name of the running machine (see imagectl machines).", completion: Completions.machineNames)
     var name: String
 
     @Option(name: .customLong("timeout"), help: ArgumentHelp("Seconds to wait for the power-off before terminating (default 90; \"s\" suffix allowed).", valueName: "sec"))

@@ -15,7 +15,7 @@ struct StoreClone: AsyncParsableCommand {
 
     @OptionGroup var store: StoreOptions
     @OptionGroup var output: OutputOptions
-    @Argument(help: "The image to copy.")
+    @Argument(help: "The image to copy.", completion: Completions.imageNames)
     var source: String
     @Argument(help: "The name of the new image.")
     var destination: String

@@ -15,7 +15,7 @@ struct StoreExportRaw: AsyncParsableCommand {
 
     @OptionGroup var store: StoreOptions
     @OptionGroup var output: OutputOptions
-    @Argument(help: "The image name.")
+    @Argument(help: "The image name.", completion: Completions.imageNames)
     var name: String
     @Argument(help: "The file to write, or '-' for standard output.")
     var file: String

@@ -15,7 +15,7 @@ struct StoreReadOnly: AsyncParsableCommand {
 
     @OptionGroup var store: StoreOptions
     @OptionGroup var output: OutputOptions
-    @Argument(help: "The image name.")
+    @Argument(help: "The image name.", completion: Completions.imageNames)
     var name: String
     @Argument(help: "yes or no; omit to print the current state.")
     var value: String?

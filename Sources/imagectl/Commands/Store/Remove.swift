@@ -10,7 +10,7 @@ struct StoreRemove: AsyncParsableCommand {
     )
 
     @OptionGroup var store: StoreOptions
-    @Argument(help: "The images to remove.")
+    @Argument(help: "The images to remove.", completion: Completions.imageNames)
     var names: [String]
 
     func validate() throws {

@@ -9,7 +9,7 @@ struct StoreRename: AsyncParsableCommand {
     )
 
     @OptionGroup var store: StoreOptions
-    @Argument(help: "The current name.")
+    @Argument(help: "The current name.", completion: Completions.imageNames)
     var old: String
     @Argument(help: "The new name.")
     var new: String

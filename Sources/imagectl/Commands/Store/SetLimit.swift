@@ -14,7 +14,7 @@ struct StoreSetLimit: AsyncParsableCommand {
     )
 
     @OptionGroup var store: StoreOptions
-    @Argument(help: "The image name.")
+    @Argument(help: "The image name.", completion: Completions.imageNames)
     var name: String
     @Argument(help: "The limit in bytes, with an optional K, M, G or T suffix (powers of 1024); '-' or 'none' removes it.")
     var size: String

@@ -10,7 +10,7 @@ struct StoreShow: AsyncParsableCommand {
 
     @OptionGroup var store: StoreOptions
     @OptionGroup var output: OutputOptions
-    @Argument(help: "The image name.")
+    @Argument(help: "The image name.", completion: Completions.imageNames)
     var name: String
 
     func run() async throws {
