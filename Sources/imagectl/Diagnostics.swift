@@ -5,6 +5,8 @@ import ImageStore
 import LinuxSystem
 import Logging
 import Pull
+import Machines
+import VMRunner
 
 /// What the CLI says about itself before and around a verb: the log level (--log-level=,
 /// SYSTEMD_LOG_LEVEL, IMAGECTL_LOG), log lines without swift-log's time stamps, an unknown
@@ -263,5 +265,33 @@ struct PlainLogHandler: LogHandler {
             text += " " + all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
         }
         Terminal.standardError(text + "\n")
+    }
+}
+
+// Bad argument values that the libraries find when the verb runs: usage errors too.
+
+extension MachineError: UsageReporting {
+    var isUsageError: Bool {
+        if case .invalidMachineName = self { return true }
+        return false
+    }
+}
+
+extension VMError: UsageReporting {
+    var isUsageError: Bool {
+        switch self {
+        case .invalidSize, .invalidValue, .invalidMachineName, .invalidCredential: true
+        default: false
+        }
+    }
+}
+
+extension ImagePolicy.Error: UsageReporting {
+    /// A policy that does not parse; an image that does not comply is no usage error.
+    var isUsageError: Bool {
+        switch self {
+        case .missingEquals, .unknownDesignator, .duplicateDesignator, .duplicateDefault, .unknownFlag: true
+        default: false
+        }
     }
 }

@@ -62,6 +62,19 @@ struct ErrorMessagesCLITests {
         #expect(pool.entries() == ["disk.raw", "web"])
     }
 
+    @Test func badValuesFoundWhenTheVerbRunsAreUsageErrorsToo() throws {
+        let pool = try Pool()
+        let scratch = try TemporaryDirectory(prefix: "imagectl-usage")
+        let environment = ["IMAGECTL_RUNTIME_DIR": scratch.path, "IMAGECTL_VM_TMPDIR": scratch.path]
+        Self.expectError(try Imagectl.run(["stop", "sp ace"], root: pool.path, environment: environment), status: 2, containing: ["invalid machine name"])
+        Self.expectError(try Imagectl.run(["vm", "-i", pool.path + "/disk.raw", "-M", "a b", "--print-command"], root: pool.path, environment: environment),
+                         status: 2, containing: ["invalid machine name"])
+        Self.expectError(try Imagectl.run(["vm", "-i", pool.path + "/disk.raw", "--ram=lots", "--print-command"], root: pool.path, environment: environment),
+                         status: 2, containing: ["--ram"])
+        Self.expectError(try Imagectl.run(["dissect", "--image-policy=bogus", "disk"], root: pool.path), status: 2, containing: ["image policy"])
+        Self.expectError(try Imagectl.run(["pull-tar", "http://example.invalid/"], root: pool.path), status: 2, containing: ["does not end in a file name"])
+    }
+
     // MARK: One name rule
 
     @Test func namesTheRunnerRefusesAreRefusedWhenAnImageIsMade() throws {
