@@ -119,6 +119,20 @@ enum Diagnostics {
         // description that generate-manual reads.
         if let first = arguments.first, first.hasPrefix("---") || first == "--experimental-dump-help" { return nil }
         guard let index = verbIndex(in: arguments) else { return nil }
+        // An option the root does not have (`imagectl --root DIR list`): the parser says so,
+        // rather than taking its value for a verb.
+        let rootFlags: Set<String> = ["--version", "-h", "--help"]
+        var position = 0
+        while position < index {
+            let argument = arguments[position]
+            if rootOptionsWithValue.contains(argument) {
+                position += 2
+            } else if rootFlags.contains(argument) || rootOptionsWithValue.contains(where: { argument.hasPrefix($0 + "=") }) {
+                position += 1
+            } else {
+                return nil
+            }
+        }
         let names = verbNames
         let verb = arguments[index]
         if !names.contains(verb) {

