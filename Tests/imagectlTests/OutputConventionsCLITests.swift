@@ -19,8 +19,18 @@ import TestSupport
         return (tmp, pool)
     }
 
+    /// A sparse disk image: an MBR with one Linux partition from 1 MiB on (so import-raw has no
+    /// "not a disk image" warning to print), holes after it.
     static func sparseFile(_ path: String, size: UInt64) throws {
-        _ = FileManager.default.createFile(atPath: path, contents: Data("not all zeros".utf8))
+        var mbr = Data(count: 512)
+        mbr[446 + 4] = 0x83
+        let sectors = UInt32(size / 512 - 2048)
+        for (offset, value) in [(446 + 8, UInt32(2048)), (446 + 12, sectors)] {
+            for i in 0..<4 { mbr[offset + i] = UInt8(truncatingIfNeeded: value >> (8 * UInt32(i))) }
+        }
+        mbr[510] = 0x55
+        mbr[511] = 0xaa
+        _ = FileManager.default.createFile(atPath: path, contents: mbr)
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
         try handle.truncate(atOffset: size)
         try handle.close()

@@ -67,7 +67,10 @@ enum ImportRunner {
     /// Runs `work` with SIGINT/SIGTERM turned into a clean cancellation and progress shown as
     /// the output options say (phase "import", over the bytes read from `source`; its size is
     /// the total when it is a regular file), then prints where the image went.
+    /// `check` looks at the imported image once its progress line is finished, so that a warning
+    /// it prints starts a line of its own.
     static func run(store options: StoreOptions, output: OutputOptions, source: String,
+                    check: ((Image) -> Void)? = nil,
                     work: @Sendable (ImageStore, ImportJob) async throws -> Image) async throws {
         let store = try ImageStore(root: options.explicitRoot)
         let progress = output.progressReporter(eventsAreOutput: true)
@@ -80,6 +83,7 @@ enum ImportRunner {
             let image = try await work(store, job)
             progress.end("import", "\(source) as \(image.provenance?.format ?? image.type.rawValue)",
                          bytes: total ?? image.usage)
+            check?(image)
             if output.json {
                 progress.result(["name": image.name, "path": image.path])
             } else {

@@ -28,10 +28,8 @@ struct ImportRaw: AsyncParsableCommand {
         let imageName = try ImportRunner.name(name, file: file, derive: LocalName.forRaw)
         let options = try common.importOptions()
         let source: ImportSource = file == "-" ? .standardInput : .file(file)
-        try await ImportRunner.run(store: store, output: output, source: file) { store, job in
-            let image = try await Importer.importRaw(from: source, as: imageName, into: store, options: options, job: job)
-            ImportRunner.warnIfNotADiskImage(image)
-            return image
+        try await ImportRunner.run(store: store, output: output, source: file, check: ImportRunner.warnIfNotADiskImage) { store, job in
+            try await Importer.importRaw(from: source, as: imageName, into: store, options: options, job: job)
         }
     }
 }

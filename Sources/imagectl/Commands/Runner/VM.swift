@@ -235,7 +235,9 @@ struct VMCommand: AsyncParsableCommand {
             }
             return Admission()
         }
-        if (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? UInt64) == 0 {
+        // A regular file only: a FIFO, socket or device is refused by the dissect below in words.
+        if let attributes = try? FileManager.default.attributesOfItem(atPath: path),
+           attributes[.type] as? FileAttributeType == .typeRegular, attributes[.size] as? UInt64 == 0 {
             throw CommandFailure(message: "\(path) is empty (0 bytes): nothing to boot; \(unbootable)")
         }
         let image: DissectedImage
