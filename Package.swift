@@ -189,7 +189,7 @@ let package = Package(
         .testTarget(name: "NetlinkTests", dependencies: ["Netlink", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "RunnerTests", dependencies: ["Runner", "Machines", "Network", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "NetworkTests", dependencies: ["Network", "Netlink", "CShims", "TestSupport"], swiftSettings: strict),
-        .testTarget(name: "VMRunnerTests", dependencies: ["VMRunner", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "VMRunnerTests", dependencies: ["VMRunner", "Machines", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "imagectlTests", dependencies: ["TestSupport", "imagectl"], swiftSettings: strict),
     ]
 )

@@ -23,6 +23,12 @@ public enum QEMUCommand {
         args += consoleArguments(spec.console)
         // wait=off: qemu starts the guest at once and accepts the connection whenever it comes.
         if let qmp = spec.qmpSocket { args += ["-qmp", "unix:" + escapeOptionValue(qmp) + ",server=on,wait=off"] }
+        // The runner's own QMP connection: qemu connects to imagectl's socket as it starts and
+        // waits, paused, for imagectl's `cont`.
+        if let monitor = spec.monitorSocket {
+            args += ["-chardev", "socket,id=imagectl-monitor,path=" + escapeOptionValue(monitor),
+                     "-mon", "chardev=imagectl-monitor,mode=control", "-S"]
+        }
 
         switch spec.boot {
         case .firmware(let firmware):

@@ -109,6 +109,10 @@ public struct VMSpec: Sendable, Equatable {
     /// qemu's QMP control socket (a Unix socket qemu listens on): what `imagectl poweroff`,
     /// `reboot`, `stop` and `terminate` talk to. nil: none (--print-command).
     public var qmpSocket: String?
+    /// The socket `imagectl vm` listens on for its own QMP connection (`QMPMonitor`): qemu
+    /// connects to it while it starts, paused (-S) until the runner has negotiated and sent
+    /// `cont`, so the runner sees every event. nil: none (--print-command).
+    public var monitorSocket: String?
 
     public init(qemuBinary: String = "qemu-system-x86_64", name: String, uuid: UUID, cpus: Int = 1,
                 memoryBytes: UInt64 = 2 << 30, accelerator: Accelerator, root: Drive, boot: Boot) {

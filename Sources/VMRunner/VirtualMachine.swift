@@ -383,17 +383,93 @@ public enum VirtualMachine {
 }
 
 extension VirtualMachine {
+    /// Seconds a SIGTERM/SIGINT to `imagectl vm` waits for the guest to power off (after the
+    /// ACPI power button) before qemu is told to quit: `imagectl stop`'s default and the
+    /// container runner's, systemd's default stop timeout. A second signal quits at once.
+    public static let stopTimeout = MachineControl.defaultStopTimeout
+
+    /// How the guest ended, from qemu's SHUTDOWN event.
+    public enum Ending: Sendable, Equatable {
+        /// The guest powered off (guest-shutdown). Exit status 0.
+        case poweredOff
+        /// The guest rebooted (guest-reset: qemu runs with -no-reboot), or the host reset it
+        /// (QMP system_reset: `byHost`). Exit status 133, as nspawn and vmspawn, for a
+        /// supervisor to start it again.
+        case rebooted(byHost: Bool)
+        /// Ended from the host without the guest shutting down. Exit status 137, as a
+        /// container's SIGKILL.
+        case terminated(Termination)
+        /// The guest said it panicked (guest-panic). Exit status 1.
+        case panicked
+        /// qemu exited 0 without a SHUTDOWN event imagectl knows (the reason it gave, if any).
+        /// Exit status 0: nothing failed, but nothing says the guest powered off either.
+        case unexplained(String?)
+
+        public enum Termination: Sendable, Equatable {
+            /// QMP quit: `imagectl terminate`, `imagectl stop` after its timeout, or imagectl's
+            /// own stop after a signal (see `Outcome.stop`).
+            case quit
+            /// qemu got SIGTERM, SIGINT or SIGHUP itself (`imagectl kill`, say).
+            case qemuSignal
+            /// qemu's own console (^A x in --console=native).
+            case qemuConsole
+            /// ^] pressed three times on the interactive console: qemu was killed.
+            case escape
+        }
+
+        public var exitStatus: Int32 {
+            switch self {
+            case .poweredOff, .unexplained: 0
+            case .rebooted: 133
+            case .terminated: 128 + SIGKILL
+            case .panicked: 1
+            }
+        }
+
+        init(_ cause: QMPShutdownCause?) {
+            switch cause {
+            case .guestPoweroff: self = .poweredOff
+            case .guestReset: self = .rebooted(byHost: false)
+            case .hostReset: self = .rebooted(byHost: true)
+            case .guestPanic: self = .panicked
+            case .hostQuit: self = .terminated(.quit)
+            case .hostSignal: self = .terminated(.qemuSignal)
+            case .hostUI: self = .terminated(.qemuConsole)
+            case .other(let reason): self = .unexplained(reason)
+            case nil: self = .unexplained(nil)
+            }
+        }
+    }
+
+    /// What a SIGTERM/SIGINT/SIGHUP to imagectl did (nil: none came).
+    public enum StopBySignal: Sendable, Equatable {
+        /// The ACPI power button was pressed; the guest ended within the timeout.
+        case poweroffRequested(signal: Int32)
+        /// The guest did not end within `stopTimeout` seconds: qemu was told to quit.
+        case quitAfterTimeout(signal: Int32, seconds: Double)
+        /// A second signal: qemu was told to quit at once.
+        case quitOnSecondSignal(signal: Int32)
+        /// The signal came before the guest started: qemu was told to quit.
+        case quitBeforeStart(signal: Int32)
+
+        /// True when imagectl told qemu to quit.
+        public var quit: Bool {
+            if case .poweroffRequested = self { return false }
+            return true
+        }
+    }
+
     /// How a VM run ended, as imagectl's exit status.
     public struct Outcome: Sendable, Equatable {
-        /// 0 after the guest powered off (or rebooted: qemu runs with -no-reboot); 128+N when
-        /// imagectl was stopped by signal N; qemu's status when qemu failed.
+        /// `ending.exitStatus`, or qemu's status when qemu failed (128+N when it died of
+        /// signal N).
         public var exitStatus: Int32
         /// Set when qemu failed (its own message went to standard error before).
         public var failure: String?
-        /// The signal that stopped the VM from outside, if any.
-        public var receivedSignal: Int32?
-        /// The user pressed ^] three times on the interactive console and qemu was killed.
-        public var escaped = false
+        /// How the guest ended; nil when qemu failed.
+        public var ending: Ending?
+        /// What a signal to imagectl did, if one came.
+        public var stop: StopBySignal?
     }
 
     /// Runs qemu for a prepared VM until it exits; the VM's temporary files are removed on
@@ -403,6 +479,9 @@ extension VirtualMachine {
     /// from its PID 1's start, so that `imagectl machines` lists it; its record names qemu's QMP
     /// socket ($IMAGECTL_RUNTIME_DIR/qmp/PID.sock), through which `imagectl poweroff` presses
     /// the ACPI power button, `reboot` sends ctrl-alt-delete, and `stop` and `terminate` end it.
+    /// imagectl keeps a QMP connection of its own (`QMPMonitor`, a socket in the VM's
+    /// temporary directory), from which it learns how the guest ended and through which a
+    /// SIGTERM/SIGINT to imagectl powers the guest off (`stopTimeout`).
     /// A live machine of the same name is an error (busy); a registry this process cannot write
     /// (not root) only costs those verbs, and is said through `warn`. `started` runs first once
     /// qemu has a PID (the host side of a tap, which qemu has made by then); `addresses` go into
@@ -422,6 +501,14 @@ extension VirtualMachine {
             warn("no QMP socket in \(qmpDirectory): imagectl poweroff, reboot and stop cannot ask the guest")
         }
         defer { if let socket = spec.qmpSocket { unlink(socket) } }
+        let monitor: QMPMonitor
+        do {
+            monitor = try QMPMonitor(listeningAt: vm.workspace.file("monitor.sock"))
+        } catch {
+            throw VMError.setupFailed("imagectl's QMP socket: \(error)")
+        }
+        defer { monitor.close() }
+        spec.monitorSocket = monitor.path
         let started = { [spec] (pid: Int32) throws in
             try hostSide(pid)
             var machine = MachineRecord(
@@ -446,23 +533,40 @@ extension VirtualMachine {
         let outcome: QEMUProcess.Outcome
         var escaped = false
         if relaysConsole(spec) {
-            (outcome, escaped) = try runWithConsoleRelay(arguments, started: started)
+            (outcome, escaped) = try runWithConsoleRelay(arguments, monitor: monitor, started: started)
         } else {
-            outcome = try QEMUProcess.run(arguments, connectStandardInput: connectInput, started: started)
+            outcome = try QEMUProcess.run(arguments, connectStandardInput: connectInput, monitor: monitor,
+                                          stopTimeout: stopTimeout, started: started)
+        }
+        return Self.outcome(outcome, escaped: escaped)
+    }
+
+    /// What qemu's end means for the user.
+    static func outcome(_ process: QEMUProcess.Outcome, escaped: Bool) -> Outcome {
+        var stop: StopBySignal?
+        if let signo = process.receivedSignal {
+            switch process.stop {
+            case .none, .poweroffRequested: stop = .poweroffRequested(signal: signo)
+            case .quitAfterTimeout(let seconds): stop = .quitAfterTimeout(signal: signo, seconds: seconds)
+            case .quitOnSecondSignal: stop = .quitOnSecondSignal(signal: signo)
+            case .quitBeforeStart: stop = .quitBeforeStart(signal: signo)
+            }
         }
         if escaped {
-            return Outcome(exitStatus: 128 + SIGKILL, failure: nil, receivedSignal: nil, escaped: true)
+            return Outcome(exitStatus: 128 + SIGKILL, failure: nil, ending: .terminated(.escape), stop: stop)
         }
-        if let signo = outcome.receivedSignal {
-            return Outcome(exitStatus: 128 + signo, failure: nil, receivedSignal: signo)
-        }
-        switch outcome.termination {
+        switch process.termination {
         case .exited(0):
-            return Outcome(exitStatus: 0, failure: nil, receivedSignal: nil)
+            let ending = Ending(process.shutdown)
+            return Outcome(exitStatus: ending.exitStatus, failure: nil, ending: ending, stop: stop)
         case .exited(let status):
-            return Outcome(exitStatus: status, failure: "qemu-system-x86_64 failed with exit status \(status)", receivedSignal: nil)
+            return Outcome(exitStatus: status, failure: "qemu-system-x86_64 failed with exit status \(status)", ending: nil, stop: stop)
         case .signaled(let signo):
-            return Outcome(exitStatus: 128 + signo, failure: "qemu-system-x86_64 was killed by signal \(signo)", receivedSignal: nil)
+            // SIGKILL after a quit that qemu did not answer is still the stop that was asked for.
+            if signo == SIGKILL, let stop, stop.quit {
+                return Outcome(exitStatus: 128 + SIGKILL, failure: nil, ending: .terminated(.quit), stop: stop)
+            }
+            return Outcome(exitStatus: 128 + signo, failure: "qemu-system-x86_64 was killed by signal \(signo)", ending: nil, stop: stop)
         }
     }
 }
@@ -473,7 +577,7 @@ extension VirtualMachine {
     /// the ConsoleRelay of containers on a thread of its own, with the window size forwarded and ^]
     /// pressed three times within a second killing qemu. qemu's own stdio on the user's
     /// terminal would leave no place for that escape.
-    static func runWithConsoleRelay(_ arguments: [String], started: (Int32) throws -> Void) throws -> (QEMUProcess.Outcome, Bool) {
+    static func runWithConsoleRelay(_ arguments: [String], monitor: QMPMonitor, started: (Int32) throws -> Void) throws -> (QEMUProcess.Outcome, Bool) {
         let pty = try QEMUProcess.openPseudoTerminal()
         defer { QEMUProcess.closeDescriptor(pty.master) }
         let relay = ConsoleRelay(console: FileDescriptor(rawValue: pty.master))
@@ -489,7 +593,8 @@ extension VirtualMachine {
         let outcome: QEMUProcess.Outcome
         var relayStarted = false
         do {
-            outcome = try QEMUProcess.run(arguments, connectStandardInput: true, console: pty.slave) { pid in
+            outcome = try QEMUProcess.run(arguments, connectStandardInput: true, console: pty.slave, monitor: monitor,
+                                          stopTimeout: stopTimeout) { pid in
                 try started(pid)
                 thread.start()
                 relayStarted = true

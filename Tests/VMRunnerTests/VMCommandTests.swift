@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import Machines
 @testable import VMRunner
 
 /// The qemu command line for each VMSpec setting, without qemu.
@@ -150,5 +151,64 @@ import Testing
     @Test func shellQuoting() {
         #expect(QEMUCommand.shellQuoted(["qemu", "-append", "root=x rw", "it's"]) == "qemu -append 'root=x rw' 'it'\\''s'")
         #expect(QEMUCommand.shellQuote("") == "''")
+    }
+}
+
+/// The runner's own QMP connection on the command line, and what qemu's end means for the
+/// user (the SHUTDOWN reason, a signal's stop), without qemu.
+@Suite struct VMLifecycleTests {
+    @Test func runnerMonitorPausesQemuUntilConnected() {
+        var spec = VMCommandTests().directSpec()
+        #expect(!QEMUCommand.arguments(for: spec).contains("-S"))
+        spec.qmpSocket = "/run/imagectl/qmp/42.sock"
+        spec.monitorSocket = "/var/tmp/imagectl-vm-x,y/monitor.sock"
+        let args = QEMUCommand.arguments(for: spec)
+        #expect(VMCommandTests().values(args, "-qmp") == ["unix:/run/imagectl/qmp/42.sock,server=on,wait=off"])
+        // qemu connects to imagectl's socket as a client (no server=on) and waits for `cont`.
+        #expect(VMCommandTests().values(args, "-chardev").contains("socket,id=imagectl-monitor,path=/var/tmp/imagectl-vm-x,,y/monitor.sock"))
+        #expect(VMCommandTests().values(args, "-mon") == ["chardev=imagectl-monitor,mode=control"])
+        #expect(args.contains("-S"))
+    }
+
+    typealias Process = QEMUProcess.Outcome
+
+    @Test func endingFollowsTheShutdownReason() {
+        func ending(_ cause: QMPShutdownCause?) -> VirtualMachine.Outcome {
+            VirtualMachine.outcome(Process(termination: .exited(0), shutdown: cause), escaped: false)
+        }
+        #expect(ending(.guestPoweroff) == VirtualMachine.Outcome(exitStatus: 0, failure: nil, ending: .poweredOff, stop: nil))
+        #expect(ending(.guestReset).exitStatus == 133 && ending(.guestReset).ending == .rebooted(byHost: false))
+        #expect(ending(.hostReset).exitStatus == 133 && ending(.hostReset).ending == .rebooted(byHost: true))
+        #expect(ending(.hostQuit).exitStatus == 137 && ending(.hostQuit).ending == .terminated(.quit))
+        #expect(ending(.hostSignal).exitStatus == 137 && ending(.hostSignal).ending == .terminated(.qemuSignal))
+        #expect(ending(.hostUI).ending == .terminated(.qemuConsole))
+        #expect(ending(.guestPanic).exitStatus == 1)
+        // Nothing said the guest powered off: not reported as one.
+        #expect(ending(nil).ending == .unexplained(nil) && ending(nil).exitStatus == 0)
+        #expect(ending(.other("host-error")).ending == .unexplained("host-error"))
+        // qemu failed: its status, no ending.
+        let failed = VirtualMachine.outcome(Process(termination: .exited(1)), escaped: false)
+        #expect(failed.exitStatus == 1 && failed.ending == nil && failed.failure != nil)
+        let escaped = VirtualMachine.outcome(Process(termination: .signaled(SIGKILL)), escaped: true)
+        #expect(escaped.exitStatus == 137 && escaped.ending == .terminated(.escape) && escaped.failure == nil)
+    }
+
+    @Test func aSignalsStopIsReported() {
+        // SIGTERM, the power button, and the guest powered off: 0, as a power off.
+        let clean = VirtualMachine.outcome(Process(termination: .exited(0), shutdown: .guestPoweroff, receivedSignal: SIGTERM,
+                                                   stop: .poweroffRequested), escaped: false)
+        #expect(clean == VirtualMachine.Outcome(exitStatus: 0, failure: nil, ending: .poweredOff, stop: .poweroffRequested(signal: SIGTERM)))
+        #expect(clean.stop?.quit == false)
+        // The timeout passed: quit.
+        let late = VirtualMachine.outcome(Process(termination: .exited(0), shutdown: .hostQuit, receivedSignal: SIGINT,
+                                                  stop: .quitAfterTimeout(90)), escaped: false)
+        #expect(late.exitStatus == 137 && late.stop == .quitAfterTimeout(signal: SIGINT, seconds: 90) && late.stop?.quit == true)
+        // qemu did not answer the quit and was killed: still the stop that was asked for.
+        let killed = VirtualMachine.outcome(Process(termination: .signaled(SIGKILL), receivedSignal: SIGTERM,
+                                                    stop: .quitOnSecondSignal), escaped: false)
+        #expect(killed.exitStatus == 137 && killed.failure == nil && killed.ending == .terminated(.quit))
+        // A SIGKILL nobody asked for is a failure.
+        let murdered = VirtualMachine.outcome(Process(termination: .signaled(SIGKILL)), escaped: false)
+        #expect(murdered.failure != nil && murdered.exitStatus == 137)
     }
 }

@@ -11,7 +11,7 @@ struct PowerOffCommand: ParsableCommand {
             Sends a container's PID 1 its init's power-off signal (SIGRTMIN+4 for systemd, SIGUSR2 \
             for busybox init, SIGPWR for sysvinit; the kill signal for a plain payload), or presses \
             a VM's ACPI power button (QMP system_powerdown). Returns at once; the machine's \
-            imagectl run exits 0 once it has powered off. See imagectl stop to wait, with a \
+            imagectl run (or imagectl vm) exits 0 once it has powered off. See imagectl stop to wait, with a \
             timeout. Exit status 1 when no machine of that name is running.
             """)
 
@@ -37,8 +37,9 @@ struct RebootCommand: ParsableCommand {
             SIGTERM for busybox init; the kill signal for a plain payload), or ctrl-alt-delete to \
             a VM (QMP send-key). A container's imagectl run then exits 133, as nspawn does, for \
             its supervisor to start it again (imagectl-run@.service restarts on 133); a VM's \
-            qemu runs with -no-reboot, so imagectl vm exits when the guest reboots. Exit status \
-            1 when no machine of that name is running.
+            qemu runs with -no-reboot, so imagectl vm exits 133 when the guest reboots \
+            (imagectl-vm@.service restarts on 133 too). Exit status 1 when no machine of that \
+            name is running.
             """)
 
     @Argument(help: "Name of the running machine (see imagectl machines).", completion: Completions.machineNames)

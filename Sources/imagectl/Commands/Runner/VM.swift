@@ -3,6 +3,7 @@ import Dissect
 import Foundation
 import Network
 import ImageStore
+import Machines
 import VMRunner
 
 /// `imagectl vm -i IMAGE [KERNEL-ARGS...]`: a disk image as a virtual machine under
@@ -19,11 +20,18 @@ struct VMCommand: AsyncParsableCommand {
             Extra arguments are kernel command line words (appended to the direct boot's command \
             line; otherwise passed as the SMBIOS string io.systemd.stub.kernel-cmdline-extra, \
             which systemd-stub reads). The serial console is on ttyS0.
-            Exit status: 0 when the guest powered off (or rebooted: qemu runs with -no-reboot); \
-            128+N when imagectl was stopped by signal N (the VM gets SIGTERM); qemu's status when \
-            qemu failed (its own message is shown); 1 for a VM that could not be set up; 2 for bad \
-            options; 137 when ^] was pressed three times. The guest's EXIT_STATUS= (vsock \
-            notify) is not read.
+            Exit status, from the reason in qemu's SHUTDOWN event (read on a QMP connection of \
+            imagectl's own): 0 when the guest powered off; 133 when it rebooted (qemu runs with \
+            -no-reboot; as nspawn and vmspawn, for a supervisor to start it again: \
+            imagectl-vm@.service restarts on 133); 137 when it was terminated from the host \
+            without shutting down (QMP quit by imagectl terminate or by stop after its timeout, a \
+            signal to qemu, ^] pressed three times); qemu's status when qemu failed (its own \
+            message is shown); 1 for a VM that could not be set up or a guest that panicked; 2 \
+            for bad options. The guest's EXIT_STATUS= (vsock notify) is not read.
+            Stopping: SIGTERM, SIGINT or SIGHUP to imagectl does what imagectl stop does: it \
+            presses the guest's ACPI power button (QMP system_powerdown) and tells qemu to quit \
+            when the guest has not ended after 90 s (systemd's default stop timeout); a second \
+            signal quits at once.
             With --console=interactive on a terminal, the serial line is a pty relayed to the \
             terminal in raw mode (^C goes to the guest; the window size is forwarded); ^] pressed \
             three times within a second kills the VM, as in imagectl run.
@@ -344,16 +352,43 @@ struct VMCommand: AsyncParsableCommand {
         let outcome = try VirtualMachine.run(vm, background: Diagnostics.coloursEnabled(for: STDOUT_FILENO) ? background : nil, addresses: network?.containerAddress.map { ["\($0.address)"] }) { pid in
             if let network, case .tap(let interface) = vm.spec.network { try network.attachTap(interface) }
         } warn: { Terminal.standardError("warning: \($0)\n") }
+        let name = vm.spec.name
+        // How a stop begun by a signal went: said even with -q when it had to quit qemu, as
+        // imagectl run says a container was killed.
+        switch outcome.stop {
+        case .quitAfterTimeout(let signo, let seconds):
+            Terminal.standardError("VM \(name) did not power off within \(Int(seconds)) s of \(Signals.name(signo)); terminated (QMP quit).\n")
+        case .quitOnSecondSignal(let signo):
+            Terminal.standardError("VM \(name) terminated (QMP quit) on a second \(Signals.name(signo)).\n")
+        case .quitBeforeStart(let signo):
+            Terminal.standardError("VM \(name) terminated (QMP quit) on \(Signals.name(signo)) before the guest started.\n")
+        case .poweroffRequested, nil:
+            break
+        }
         if let failure = outcome.failure { throw CommandFailure(message: failure, status: outcome.exitStatus) }
-        if outcome.escaped {
+        switch outcome.ending {
+        case .terminated(.escape):
             // Said even with -q, as imagectl run does: the user ended the VM by force.
-            Terminal.standardError("\nVM \(vm.spec.name) killed: ^] was pressed three times.\n")
-        } else if !quiet {
-            if let signo = outcome.receivedSignal {
-                Terminal.standardError("VM \(vm.spec.name) stopped on signal \(signo).\n")
-            } else {
-                Terminal.standardError("VM \(vm.spec.name) powered off.\n")
+            Terminal.standardError("\nVM \(name) killed: ^] was pressed three times.\n")
+        case .terminated(let how) where outcome.stop?.quit != true:
+            let by = switch how {
+            case .quit: "QMP quit"
+            case .qemuSignal: "qemu got a signal to quit"
+            case .qemuConsole: "from qemu's console"
+            case .escape: "^]"
             }
+            // Even with -q, as imagectl run says a container was killed.
+            Terminal.standardError("VM \(name) terminated (\(by)); the guest did not shut down.\n")
+        case .panicked:
+            throw CommandFailure(message: "the guest of VM \(name) panicked", status: outcome.exitStatus)
+        case .poweredOff:
+            if !quiet { Terminal.standardError("VM \(name) powered off.\n") }
+        case .rebooted(let byHost):
+            if !quiet { Terminal.standardError(byHost ? "VM \(name) was reset by the host (QMP system_reset).\n" : "VM \(name) is being rebooted.\n") }
+        case .unexplained(let reason):
+            if !quiet { Terminal.standardError("VM \(name) ended; qemu did not say the guest powered off (\(reason.map { "shutdown reason \($0)" } ?? "no shutdown event")).\n") }
+        case .terminated, nil:
+            break
         }
         if outcome.exitStatus != 0 { throw ExitCode(outcome.exitStatus) }
     }
