@@ -27,5 +27,12 @@ struct UnitFileTests {
         for line in ["Type=notify", "RestartForceExitStatus=133", "KillMode=mixed", "--notify-ready=yes"] {
             #expect(run.contains(line), "\(line)")
         }
+        // imagectl vm powers the guest off on SIGTERM itself (KillMode=mixed sends it to
+        // imagectl only) and exits 133 after a reboot.
+        let vm = try String(contentsOfFile: units + "/imagectl-vm@.service", encoding: .utf8)
+        for line in ["RestartForceExitStatus=133", "SuccessExitStatus=133", "KillMode=mixed"] {
+            #expect(vm.contains("\n" + line + "\n"), "\(line)")
+        }
+        #expect(!vm.contains("ExecStop="))
     }
 }
