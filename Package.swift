@@ -171,6 +171,14 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // libFuzzer targets for the parsers of untrusted bytes (fuzz/README.md). scripts/fuzz.sh
+        // builds it with -sanitize=fuzzer,address; a plain build replays inputs through a target.
+        .executableTarget(
+            name: "imagectl-fuzz",
+            dependencies: ["Dissect", "Import", "LinuxSystem", "Pull", "Runner"],
+            path: "fuzz/Sources/imagectl-fuzz",
+            swiftSettings: strict
+        ),
 
         // Shared test helpers: privileged-test gating, fixtures, running the CLI.
         .target(

@@ -37,7 +37,7 @@ import Foundation
 /// bit 62 = 0, bit 63 "copied".
 /// L2 entry, compressed (bit 62 = 1): with x = 62 - (cluster_bits - 8), bits 0..x-1 are the host
 /// byte offset and bits x..61 the number of additional 512-byte sectors the data spans.
-struct QCOW2Image {
+package struct QCOW2Image {
     enum Error: Swift.Error, CustomStringConvertible {
         case truncatedHeader
         case badMagic
@@ -82,7 +82,7 @@ struct QCOW2Image {
 
     let version: UInt32
     let clusterBits: UInt32
-    let virtualSize: UInt64
+    package let virtualSize: UInt64
     let l1Size: UInt32
     let l1TableOffset: UInt64
     let compression: CompressionType
@@ -95,7 +95,7 @@ struct QCOW2Image {
     private static let offsetMask: UInt64 = 0x00FF_FFFF_FFFF_FE00
 
     /// Reads and checks the header of the qcow2 image in `file`.
-    init(file: InputFile, fileSize: UInt64, maximumVirtualSize: UInt64) throws {
+    package init(file: InputFile, fileSize: UInt64, maximumVirtualSize: UInt64) throws {
         var head = [UInt8](repeating: 0, count: 112)
         let got = try file.read(into: &head, count: 112, at: 0)
         guard got >= 72 else { throw Error.truncatedHeader }
@@ -183,7 +183,7 @@ struct QCOW2Image {
     /// The tables form a fixed two-level tree walked once in virtual order, so a hostile image
     /// cannot make it loop: entries pointing at the same host cluster, at the header or at another
     /// table only produce odd data, and the output never exceeds the checked virtual size.
-    func convert(file: InputFile, to writer: SparseWriter, cancelled: () throws -> Void) throws {
+    package func convert(file: InputFile, to writer: SparseWriter, cancelled: () throws -> Void) throws {
         let clusterSize = Int(self.clusterSize)
         let perL1 = self.clusterSize * l2Entries
         let needed = Int(virtualSize / perL1 + (virtualSize % perL1 == 0 ? 0 : 1))

@@ -5,14 +5,14 @@ import Foundation
 /// exactly the blocks holding data; systemd-import seeks over zero runs of 64 bytes or more, which
 /// allocates the same blocks at the file system's 4 KiB granularity. The final size is set with
 /// ftruncate, so trailing zeros cost nothing either.
-final class SparseWriter {
+package final class SparseWriter {
     static let blockSize = 4096
 
     private let file: OutputFile
-    private(set) var size: UInt64 = 0
+    package private(set) var size: UInt64 = 0
     private(set) var dataBytes: UInt64 = 0
 
-    init(file: OutputFile) { self.file = file }
+    package init(file: OutputFile) { self.file = file }
 
     /// Copies `source` to the file from the current position until the source ends.
     func copy(from source: ByteSource, chunkSize: Int = 4 << 20) throws {
@@ -72,7 +72,7 @@ final class SparseWriter {
     func skip(_ count: UInt64) { size += count }
 
     /// Sets the final size (holes at the end included) and flushes to disk.
-    func finish() throws {
+    package func finish() throws {
         try file.truncate(to: size)
         try file.sync()
     }

@@ -6,9 +6,9 @@ import Foundation
 /// Unlike Debian's systemd-import 252, which strips a leading `/` and extracts such entries,
 /// imagectl refuses an archive with an absolute path: a well-made OS tarball never has one, and
 /// one that does was made carelessly or with intent.
-struct TarEntryPolicy {
+package struct TarEntryPolicy {
     /// systemd's bound for directory nesting in an extracted tree.
-    static let maximumDepth = 128
+    package static let maximumDepth = 128
 
     enum Error: Swift.Error, CustomStringConvertible {
         case absolutePath(String)
@@ -36,9 +36,11 @@ struct TarEntryPolicy {
 
     let probe: TreeProbe
 
+    package init(probe: TreeProbe) { self.probe = probe }
+
     /// Returns the entry's normalised relative path (and hard link target), or throws to refuse
     /// the whole archive.
-    func check(_ header: TarEntryHeader) throws -> (path: [UInt8], hardlink: [UInt8]?) {
+    package func check(_ header: TarEntryHeader) throws -> (path: [UInt8], hardlink: [UInt8]?) {
         let path = try Self.normalise(header.path)
         if path.isEmpty && header.kind != .directory { throw Error.emptyPath }
         try refuseSymlinkParents(of: path, entry: path)
@@ -60,7 +62,7 @@ struct TarEntryPolicy {
 
     /// Splits on `/`, drops empty and `.` components; refuses a leading `/`, any `..`, and more
     /// than `maximumDepth` components.
-    static func normalise(_ path: [UInt8]) throws -> [UInt8] {
+    package static func normalise(_ path: [UInt8]) throws -> [UInt8] {
         let slash = UInt8(ascii: "/")
         if path.first == slash { throw Error.absolutePath(show(path)) }
         var components: [ArraySlice<UInt8>] = []

@@ -12,7 +12,7 @@ import Foundation
 ///
 /// Anything else (comments, lines for other files, a digest not at the start of a line) is
 /// ignored; two different digests for the same name are refused.
-struct ChecksumFile {
+package struct ChecksumFile {
     let name: String
     private var entries: [String: String] = [:]
     private var conflicting: Set<String> = []
@@ -23,7 +23,7 @@ struct ChecksumFile {
             || name == "SHA256SUMS.gpg" || name == "SHA256SUMS.asc"
     }
 
-    init(name: String, contents: [UInt8]) {
+    package init(name: String, contents: [UInt8]) {
         self.name = name
         for rawLine in contents.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: true) {
             var line = Array(rawLine)
@@ -42,14 +42,14 @@ struct ChecksumFile {
     }
 
     /// The expected digest for `file`, or an error saying why there is none.
-    func digest(for file: String) throws -> String {
+    package func digest(for file: String) throws -> String {
         if conflicting.contains(file) { throw PullError.conflictingChecksumEntries(file: file, checksumFile: name) }
         guard let hex = entries[file] else { throw PullError.noChecksumEntry(file: file, checksumFile: name) }
         return hex
     }
 
     /// The digest for `file` if the checksum file has a line for it.
-    func optionalDigest(for file: String) throws -> String? {
+    package func optionalDigest(for file: String) throws -> String? {
         if conflicting.contains(file) { throw PullError.conflictingChecksumEntries(file: file, checksumFile: name) }
         return entries[file]
     }

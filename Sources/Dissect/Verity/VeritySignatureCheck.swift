@@ -120,7 +120,7 @@ public enum VeritySignatureCheck {
     /// is re-encoded with the combined identifier and parameter-less digests. Certificates and
     /// everything else are copied byte for byte. Anything that does not have the expected shape is
     /// passed on unchanged and left to CMS to refuse.
-    static func normalizingSignatureAlgorithm(_ der: [UInt8]) -> [UInt8] {
+    package static func normalizingSignatureAlgorithm(_ der: [UInt8]) -> [UInt8] {
         guard let root = try? DER.parse(der) else { return der }
         var serializer = DER.Serializer()
         do {

@@ -4,14 +4,14 @@ import Glibc
 import LinuxSystem
 
 /// An open directory and lstat-like questions about paths beneath it.
-final class TreeProbe {
-    enum Kind { case directory, symlink, other }
+package final class TreeProbe {
+    package enum Kind { case directory, symlink, other }
 
     private let fd: Int32
     let path: String
 
     /// Opens `path` as a directory (open(2), O_RDONLY|O_DIRECTORY|O_NOFOLLOW|O_CLOEXEC).
-    init(path: String) throws {
+    package init(path: String) throws {
         fd = try systemCall("open", path: path) { open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) }
         self.path = path
     }
@@ -21,7 +21,7 @@ final class TreeProbe {
     /// fstatat(2) with AT_SYMLINK_NOFOLLOW on a relative path: nil when nothing is there.
     /// Callers ask about each prefix of a path in order, so no symlink is ever followed on the way
     /// to a component they ask about (an earlier answer `.symlink` stops them).
-    func kind(of relative: [UInt8]) -> Kind? {
+    package func kind(of relative: [UInt8]) -> Kind? {
         var st = stat()
         let result = (relative + [0]).withUnsafeBytes { raw in
             fstatat(fd, raw.baseAddress!.assumingMemoryBound(to: CChar.self), &st, AT_SYMLINK_NOFOLLOW)
