@@ -2,9 +2,10 @@ import Foundation
 import Testing
 import TestSupport
 
-/// A full file system under the pool (issue 16): import-raw, import-tar and clone fail with one
-/// `error:` line that names the cause, and leave the pool as it was, whether the space runs out
-/// at the start, half-way or near the end.
+/// A full file system under the pool (issue 16): import-raw, import-tar, import-fs, pull-raw,
+/// pull-tar and clone fail with one `error:` line that names the cause, and leave the pool as it
+/// was, whether the space runs out at the start, half-way or near the end. A btrfs qgroup limit
+/// on the pool's subvolume gives EDQUOT, named "Disk quota exceeded".
 @Suite("ENOSPC", .serialized)
 struct NoSpaceCLITests {
     /// Bytes each verb writes into the pool.
@@ -23,7 +24,7 @@ struct NoSpaceCLITests {
         try FileManager.default.contentsOfDirectory(atPath: pool).filter { !$0.hasSuffix(".lck") }.sorted()
     }
 
-    @Test("a full file system: one error line naming 'No space left on device', the pool unchanged", arguments: ["import-raw", "import-tar", "clone"])
+    @Test("a full file system: one error line naming 'No space left on device', the pool unchanged", arguments: ["import-raw", "import-tar", "import-fs", "pull-raw", "pull-tar", "clone"])
     func fullFileSystem(verb: String) throws {
         try Privileged.require(.root, .loopDevices, .tool("mkfs.ext4"), .tool("fallocate"), .tool("tar"))
         let inputs = try TemporaryDirectory(prefix: "imagectl-enospc-input")
@@ -42,6 +43,15 @@ struct NoSpaceCLITests {
         case "import-tar":
             try Self.sh("tar -C \(tree) -cf \(inputs.appending("tree.tar")) .")
             arguments = ["import-tar", inputs.appending("tree.tar"), "tree"]
+        case "import-fs":
+            arguments = ["import-fs", tree, "tree"]
+        // The pulls read file:// URLs (libcurl, as for http), so no server is needed.
+        case "pull-raw":
+            try Self.sh("cat \(tree)/f* > \(inputs.appending("disk.raw"))")
+            arguments = ["pull-raw", "--verify=no", "file://\(inputs.appending("disk.raw"))", "disk"]
+        case "pull-tar":
+            try Self.sh("tar -C \(tree) -cf \(inputs.appending("tree.tar")) .")
+            arguments = ["pull-tar", "--verify=no", "file://\(inputs.appending("tree.tar"))", "tree"]
         default:
             try Self.sh("cp -a \(tree) \(pool)/source")
             arguments = ["clone", "source", "copy"]
@@ -60,5 +70,34 @@ struct NoSpaceCLITests {
         try FileManager.default.removeItem(atPath: fs.appending("filler"))
         let result = try Imagectl.run(arguments, root: pool)
         #expect(result.status == 0, "\(result.stderr)")
+    }
+
+    /// EDQUOT: the pool is a btrfs subvolume whose qgroup limit (8 MiB) is below what a raw
+    /// import or pull writes into it (images that are subvolumes of their own are not counted in
+    /// the pool's qgroup, so the raw verbs are the ones that meet the limit). Root is bound by
+    /// qgroup limits, unlike ext4 quotas, which CAP_SYS_RESOURCE bypasses.
+    @Test("a btrfs qgroup limit: one error line naming 'Disk quota exceeded', the pool unchanged", arguments: ["import-raw", "pull-raw"])
+    func quotaExceeded(verb: String) throws {
+        try Privileged.require(.root, .btrfs, .loopDevices, .tool("btrfs"))
+        let inputs = try TemporaryDirectory(prefix: "imagectl-edquot-input")
+        let fs = try BtrfsScratch()
+        defer { fs.unmount() }
+        let pool = fs.appending("pool")
+        try Self.sh("btrfs -q subvolume create \(pool) && btrfs quota enable \(fs.mountPoint) && btrfs qgroup limit 8M \(pool)")
+        try Self.sh("head -c \(Self.payload) /dev/urandom > \(inputs.appending("disk.raw"))")
+        let arguments = verb == "import-raw"
+            ? ["import-raw", inputs.appending("disk.raw"), "disk"]
+            : ["pull-raw", "--verify=no", "file://\(inputs.appending("disk.raw"))", "disk"]
+        let before = try Self.entries(pool)
+        let result = try Imagectl.run(arguments, root: pool)
+        #expect(result.status == 1, "status \(result.status) \(result.stderr)")
+        let lines = result.stderr.split(separator: "\n")
+        #expect(lines.count == 1 && lines.first?.hasPrefix("error: ") == true, "\(result.stderr)")
+        #expect(result.stderr.contains("Disk quota exceeded"), "\(result.stderr)")
+        #expect(try Self.entries(pool) == before, "\(verb) over the quota left something")
+        // With the limit lifted the same command works.
+        try Self.sh("btrfs qgroup limit none \(pool)")
+        let again = try Imagectl.run(arguments, root: pool)
+        #expect(again.status == 0, "\(again.stderr)")
     }
 }
