@@ -24,7 +24,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
-        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        // 4.x: 3.12.3 freed an RSA public key twice when its DER did not parse (a certificate in a
+        // verity signature is untrusted input; fuzz/corpus/verity-cms/regression-rsa-key-freed-twice).
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
         // Next minor only: Dissect uses its CMS API, which is SPI (@_spi(CMS)) and may change in
         // any minor release.
         .package(url: "https://github.com/apple/swift-certificates", .upToNextMinor(from: "1.21.1")),

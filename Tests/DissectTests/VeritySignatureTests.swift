@@ -104,6 +104,27 @@ import TestSupport
         #expect(signer.contains("trusted-signer"))
     }
 
+    /// Found by the verity-cms fuzz target: the signature's certificate carries an RSA public
+    /// key whose DER does not parse. swift-crypto 3.12.3 freed the key object twice on that path
+    /// (heap corruption; AddressSanitizer aborts in the fuzz build, where this input is a seed,
+    /// so scripts/fuzz.sh replays it under ASan on every run). Here: the plain build's answer, a
+    /// signature that is not trusted, with the reason, and no trust from an empty keyring.
+    @Test("a certificate whose RSA key does not parse: not trusted, the reason given")
+    func malformedRSAKey() async throws {
+        let path = Fixtures.repositoryPath("../fuzz/corpus/verity-cms/regression-rsa-key-freed-twice")
+        let der = try #require(FileManager.default.contents(atPath: path).map { Array($0) }, "\(path) missing")
+        let dir = try TemporaryDirectory(prefix: "verity-bad-key")
+        let keyring = try Self.keyring([], in: dir)
+        for _ in 0..<3 {  // the same object path again, as a long-running caller would
+            let verdict = await VeritySignatureCheck.evaluate(rootHashHex: Self.rootHash, pkcs7DER: der, keyringDirectory: keyring)
+            guard case .untrusted(_, let reason) = verdict else {
+                Issue.record("trusted with an empty keyring: \(verdict)")
+                return
+            }
+            #expect(!reason.isEmpty)
+        }
+    }
+
     @Test("a signature by a certificate not in the keyring is refused")
     func untrustedSigner() async throws {
         try Privileged.require(.tool("openssl"))
