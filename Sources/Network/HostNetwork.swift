@@ -58,10 +58,10 @@ public final class HostNetwork {
     /// on first use, and this machine's address in it), so that the container's
     /// /etc/resolv.conf can name the DNS server (`dnsServer`) before the clone.
     ///
-    /// For a container's own veth (`forTap` false) the pair is made here too, its container end
-    /// under a temporary name in this namespace, and the link's dnsmasq starts on a thread of its
-    /// own: its start-up (the longest step of the host side) overlaps the container's clone and
-    /// set-up, and `attach` moves the end in as host0. A VM's tap is made by qemu (`attachTap`).
+    /// For a container's own veth (`forTap` false) its masquerade and port forwards are added here
+    /// on a thread of their own, overlapping the clone. The veth itself waits for the container's
+    /// namespace: a peer created there costs far less than one moved in (a move waits for an RCU
+    /// grace period, about 20 ms). A VM's tap is made by qemu (`attachTap`).
     public static func prepare(_ settings: NetworkSettings, machine: String, pool: AddressPool? = nil,
                                runtimeDirectory: String? = nil, forTap: Bool = false) throws -> HostNetwork {
         let network = HostNetwork(machine: machine, settings: settings, state: NetworkState(runtimeDirectory: runtimeDirectory))
@@ -144,11 +144,9 @@ public final class HostNetwork {
     private var hostMAC: MACAddress?
     private var containerMAC: MACAddress?
     private var machineID: [UInt8] = []
-    /// The veth made by `prepare`: its host end, and the container end's temporary name.
-    private var earlyVeth: (host: String, peer: String)?
-    /// The dnsmasq of that veth, starting.
+    /// The dnsmasq of the machine's own veth, starting.
     private var dnsmasqStart: BackgroundJob<Int32>?
-    /// Its masquerade and port forwards, being added.
+    /// Its masquerade and port forwards, being added (started by `prepare`).
     private var firewallStart: BackgroundJob<Void>?
 
     private func reserve(pool: AddressPool, makeVeth: Bool) throws {
@@ -186,30 +184,14 @@ public final class HostNetwork {
         }
         try save()
         if makeVeth, settings.zone == nil, settings.bridge == nil, let subnet, let containerAddress {
-            try makeOwnVeth(subnet: subnet, containerAddress: containerAddress)
+            try startFirewall(subnet: subnet, containerAddress: containerAddress)
         }
     }
 
-    /// A veth of the machine's own, before the container exists: the pair with the container
-    /// end under a temporary name ("vc-" where the host end has "ve-"), the host end addressed
-    /// and up; its dnsmasq and its nftables elements are started in the background (forwards to
-    /// an address nobody has yet fail as they would to a container not yet listening).
-    private func makeOwnVeth(subnet: Subnet, containerAddress: InterfaceAddress) throws {
-        let hostName = InterfaceNames.hostVeth(machine: machine, bridged: false)
-        let peer = "vc-" + hostName.dropFirst(3)
-        record.createdLinks.append(hostName)
-        try save()
-        let host = try RouteSocket.open()
-        try host.createVeth(hostName, mac: hostMAC, peer: peer, peerMAC: containerMAC)
-        earlyVeth = (hostName, peer)
-        addAlternativeName(host, hostName, bridged: false)
-        try host.addAddress(subnet.hostAddress, to: hostName)
-        try host.setUp(hostName)
-        record.dnsmasqInterface = hostName
-        try save()
-        let dns = DnsmasqConfiguration(interface: hostName, subnet: subnet, stateDirectory: state.directory)
-        let member = DnsmasqConfiguration.Member(name: machine, mac: containerMAC!.description, address: containerAddress.address.description)
-        dnsmasqStart = BackgroundJob { try Dnsmasq.start(dns, members: [member]) }
+    /// The nftables elements of a veth of the machine's own, added in the background before the
+    /// container exists (forwards to an address nobody has yet fail as they would to a container
+    /// not yet listening).
+    private func startFirewall(subnet: Subnet, containerAddress: InterfaceAddress) throws {
         let elements = FirewallRules(masquerade: subnet, ports: settings.ports, target: containerAddress.address).elements
         record.firewallElements = elements
         try save()
@@ -234,19 +216,24 @@ public final class HostNetwork {
         let inside = try RouteSocket.open(in: namespace)
 
         if settings.hasVeth {
-            if let earlyVeth {
-                // Made by `prepare`, with its dnsmasq and rules on their way meanwhile.
-                try host.move(earlyVeth.peer, to: .namespace(namespace), newName: "host0")
-            } else {
-                let hostName = InterfaceNames.hostVeth(machine: machine, bridged: settings.bridge != nil || settings.zone != nil)
-                record.createdLinks.append(hostName)
+            let bridged = settings.bridge != nil || settings.zone != nil
+            let hostName = InterfaceNames.hostVeth(machine: machine, bridged: bridged)
+            record.createdLinks.append(hostName)
+            try save()
+            try host.createVeth(hostName, mac: hostMAC, peer: "host0", peerMAC: containerMAC, peerNamespace: .namespace(namespace))
+            addAlternativeName(host, hostName, bridged: bridged)
+            if let bridge = settings.bridge ?? settings.zone.map(InterfaceNames.zoneBridge) {
+                try host.setMaster(hostName, bridge: bridge)
+                try host.setUp(hostName)
+            } else if let subnet, let containerAddress, let containerMAC {
+                try host.addAddress(subnet.hostAddress, to: hostName)
+                try host.setUp(hostName)
+                record.dnsmasqInterface = hostName
                 try save()
-                try host.createVeth(hostName, mac: hostMAC, peer: "host0", peerMAC: containerMAC, peerNamespace: .namespace(namespace))
-                addAlternativeName(host, hostName, bridged: settings.bridge != nil || settings.zone != nil)
-                if let bridge = settings.bridge ?? settings.zone.map(InterfaceNames.zoneBridge) {
-                    try host.setMaster(hostName, bridge: bridge)
-                    try host.setUp(hostName)
-                }
+                // dnsmasq (it daemonizes once its sockets are bound) starts while host0 is set up.
+                let dns = DnsmasqConfiguration(interface: hostName, subnet: subnet, stateDirectory: state.directory)
+                let member = DnsmasqConfiguration.Member(name: machine, mac: containerMAC.description, address: containerAddress.address.description)
+                dnsmasqStart = BackgroundJob { try Dnsmasq.start(dns, members: [member]) }
             }
             if configureContainer {
                 if let subnet, let containerAddress {
@@ -279,8 +266,8 @@ public final class HostNetwork {
             try host.move(pair.host, to: .namespace(namespace), newName: pair.container == pair.host ? nil : pair.container)
         }
 
-        if earlyVeth != nil {
-            try firewallStart?.wait()
+        if let firewallStart {
+            try firewallStart.wait()
         } else {
             // A bridge's or zone's member: the forwards only (the zone masquerades its subnet).
             let rules = FirewallRules(masquerade: nil, ports: settings.ports, target: containerAddress?.address)

@@ -204,7 +204,7 @@ struct RunNetworkCLITests {
         let r = try scene.host("""
             "$IMAGECTL" run -q -D "$TREE" -M killed -n -p 8085 sleep 30 &
             pid=$!
-            for i in $(seq 50); do sleep 0.1; nft list ruleset | grep -q "tcp . 808[57]" && break; done
+            for i in $(seq 100); do sleep 0.1; "$IMAGECTL" machines | grep -q killed && nft list ruleset | grep -q "tcp . 808[57]" && break; done
             kill -9 $pid
             sleep 0.5
             dnsmasq=$(cat "$IMAGECTL_RUNTIME_DIR/network/ve-killed.dnsmasq.pid")
@@ -232,7 +232,7 @@ struct RunNetworkCLITests {
         let r = try scene.host("""
             "$IMAGECTL" run -q -D "$TREE" -M killed -n -p 8087 sleep 30 &
             pid=$!
-            for i in $(seq 50); do sleep 0.1; nft list ruleset | grep -q "tcp . 808[57]" && break; done
+            for i in $(seq 100); do sleep 0.1; "$IMAGECTL" machines | grep -q killed && nft list ruleset | grep -q "tcp . 808[57]" && break; done
             kill -9 $pid
             sleep 0.5
             cp -a "$TREE" "$TREE-2"
