@@ -186,7 +186,14 @@ struct MachineLifecycleCLITests {
         try Privileged.require(.root, .fixture("debian-tree"))
         let machine = try Self.start(["-b"], fixture: "debian-tree")
         // Booted: systemd says its start-up is over (running, or degraded without a network).
-        let booted = try Imagectl.run(["shell", machine.name, "/bin/systemctl", "is-system-running", "--wait"], environment: machine.environment)
+        // The machine is registered before systemd has made its private bus socket, so
+        // systemctl may first fail to connect; asked again, as a user would.
+        var booted = try Imagectl.run(["shell", machine.name, "/bin/systemctl", "is-system-running", "--wait"], environment: machine.environment)
+        let bootDeadline = Date().addingTimeInterval(60)
+        while booted.stderr.contains("Failed to connect to bus"), Date() < bootDeadline {
+            usleep(200_000)
+            booted = try Imagectl.run(["shell", machine.name, "/bin/systemctl", "is-system-running", "--wait"], environment: machine.environment)
+        }
         #expect(["running", "degraded"].contains(booted.stdout.trimmingCharacters(in: .whitespacesAndNewlines)), "\(booted.stdout)\(booted.stderr)")
         let start = Date()
         let stop = try Imagectl.run(["stop", "--timeout=5", machine.name], environment: machine.environment)
