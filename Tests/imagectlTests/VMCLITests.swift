@@ -401,8 +401,10 @@ import TestSupport
             let status = try Imagectl.run(["status", "--json", name], environment: env)
             record = status.status == 0 ? (try? JSONSerialization.jsonObject(with: status.stdoutData)) as? [String: Any] : nil
         }
+        // terminate, not stop: the guest waits for a root it cannot find and would not act on
+        // the power button before stop's 90 s fall-back.
         if process.isRunning {
-            #expect(try Imagectl.run(["stop", name], environment: env).status == 0)
+            #expect(try Imagectl.run(["terminate", name], environment: env).status == 0)
         }
         process.waitUntilExit()
         #expect(record?["class"] as? String == "vm", "\(String(describing: record))")
