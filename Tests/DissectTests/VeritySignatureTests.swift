@@ -125,6 +125,25 @@ import TestSupport
         }
     }
 
+    /// Found by the verity-cms fuzz target: a certificate time with 61 seconds (which swift-asn1
+    /// accepts) made swift-certificates 1.21.1 trap on an assert while turning it into a date,
+    /// so a hostile signature partition crashed a debug build. The input is the fixture's
+    /// signature with its certificate's notBefore seconds set to 61, kept as a fuzz seed.
+    @Test("a certificate time of 61 seconds: refused with the reason, no trap")
+    func certificateTimeOf61Seconds() async throws {
+        try Privileged.require(.tool("openssl"))
+        let path = Fixtures.repositoryPath("../fuzz/corpus/verity-cms/regression-certificate-time-61-seconds")
+        let der = try #require(FileManager.default.contents(atPath: path).map { Array($0) }, "\(path) missing")
+        let dir = try TemporaryDirectory(prefix: "verity-61-seconds")
+        let (cert, _) = try Self.makeCertificate(in: dir, name: "some-signer")
+        let keyring = try Self.keyring([cert], in: dir)
+        await #expect(throws: VeritySignatureCheck.Error.invalidSignature("a certificate time (261203102361Z) has 61 seconds")) {
+            try await VeritySignatureCheck.check(rootHashHex: Self.rootHash, pkcs7DER: der, keyringDirectory: keyring)
+        }
+        let verdict = await VeritySignatureCheck.evaluate(rootHashHex: Self.rootHash, pkcs7DER: der, keyringDirectory: keyring)
+        #expect(verdict == .untrusted(signer: nil, reason: "root hash signature is invalid: a certificate time (261203102361Z) has 61 seconds"))
+    }
+
     @Test("a signature by a certificate not in the keyring is refused")
     func untrustedSigner() async throws {
         try Privileged.require(.tool("openssl"))

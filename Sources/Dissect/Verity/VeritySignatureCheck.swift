@@ -58,6 +58,9 @@ public enum VeritySignatureCheck {
             }
         }
         let content = Array(rootHashHex.lowercased().utf8)
+        if let time = CertificateTimeGuard.unconvertibleTime(in: pkcs7DER) {
+            throw Error.invalidSignature("a certificate time (\(time)) has 61 seconds")
+        }
         let signatureBytes = Self.normalizingSignatureAlgorithm(pkcs7DER)
         let result = await CMS.isValidSignature(dataBytes: content, signatureBytes: signatureBytes,
                                                 trustRoots: CertificateStore(trusted.map(\.certificate))) {
@@ -101,6 +104,7 @@ public enum VeritySignatureCheck {
     /// The signer's subject as the signature names it (validated against nothing): only for
     /// messages about a signature that is not trusted.
     static func signerSubject(rootHashHex: String, pkcs7DER: [UInt8]) async -> String? {
+        guard CertificateTimeGuard.unconvertibleTime(in: pkcs7DER) == nil else { return nil }
         let result = await CMS.isValidSignature(dataBytes: Array(rootHashHex.lowercased().utf8),
                                                 signatureBytes: normalizingSignatureAlgorithm(pkcs7DER),
                                                 trustRoots: CertificateStore([])) { VeritySigningPolicy() }
@@ -143,7 +147,8 @@ public enum VeritySignatureCheck {
         for name in names.sorted() where !name.hasPrefix(".") {
             let path = directory + "/" + name
             guard let bytes = try? VerityDiscovery.readSidecar(path, limit: 1 << 20) else { continue }
-            for certificate in parseCertificates(bytes) {
+            // A keyring file is the administrator's, but still must not trap (CertificateTimeGuard).
+            for certificate in parseCertificates(bytes) where !hasUnconvertibleTime(certificate) {
                 guard let fingerprint = try? derFingerprint(certificate) else { continue }
                 result.append(TrustedCertificate(certificate: certificate, path: path, fingerprint: fingerprint))
             }
@@ -160,6 +165,12 @@ public enum VeritySignatureCheck {
         }
         if let certificate = try? Certificate(derEncoded: bytes) { return [certificate] }
         return []
+    }
+
+    static func hasUnconvertibleTime(_ certificate: Certificate) -> Bool {
+        var serializer = DER.Serializer()
+        guard (try? serializer.serialize(certificate)) != nil else { return true }
+        return CertificateTimeGuard.unconvertibleTime(in: serializer.serializedBytes) != nil
     }
 
     /// SHA-256 of the certificate's DER encoding.
