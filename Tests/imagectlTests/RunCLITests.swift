@@ -250,9 +250,10 @@ struct RunCLITests {
             try process.run()
             return (process, URL(fileURLWithPath: err))
         }
-        // Default kill signal: SIGKILL to PID 1, reported as 128+9 with a message.
+        // Default kill signal: SIGKILL to PID 1, reported as 128+9 with a message. The signal
+        // goes once the payload runs (imagectl handles signals from before the clone on).
         let (a, aErr) = try start([])
-        Thread.sleep(forTimeInterval: 1.5)
+        #expect(ProcessTree.waitForDescendant(of: a.processIdentifier, named: "sleep"))
         a.terminate()
         a.waitUntilExit()
         #expect(a.terminationReason == .exit)
@@ -260,7 +261,7 @@ struct RunCLITests {
         #expect(try String(contentsOf: aErr, encoding: .utf8).contains("terminated by signal SIGKILL"))
         // -a forwards the kill signal to the payload, which dies of it.
         let (b, _) = try start(["-a", "--kill-signal=SIGTERM"])
-        Thread.sleep(forTimeInterval: 1.5)
+        #expect(ProcessTree.waitForDescendant(of: b.processIdentifier, named: "sleep"))
         b.terminate()
         b.waitUntilExit()
         #expect(b.terminationStatus == 128 + 15)
@@ -300,7 +301,8 @@ struct RunCLITests {
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
-        Thread.sleep(forTimeInterval: 3)
+        // Once journald runs, systemd is in its main loop and acts on SIGRTMIN+4.
+        #expect(ProcessTree.waitForDescendant(of: process.processIdentifier, named: "systemd-journal", timeout: 60))
         process.terminate()
         process.waitUntilExit()
         #expect(process.terminationReason == .exit)
