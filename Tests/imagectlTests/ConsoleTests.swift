@@ -70,9 +70,14 @@ struct ConsoleTests {
         #expect(tmux.waitFor("/dev/pts/0\n"), "\(tmux.screen)")
         #expect(tmux.waitFor("\nconsole-is-the-pty"), "\(tmux.screen)")
         try tmux.resize(columns: 120, rows: 40)
-        usleep(300_000)
-        try tmux.send("stty size", "Enter")
-        #expect(tmux.waitFor("40 120"), "\(tmux.screen)")
+        // The new size travels tmux -> SIGWINCH -> imagectl -> the container's pty: asked again
+        // until it has arrived (a busy machine may take longer than one question).
+        var resized = false
+        for _ in 0..<10 where !resized {
+            try tmux.send("stty size", "Enter")
+            resized = tmux.waitFor("40 120", seconds: 2)
+        }
+        #expect(resized, "\(tmux.screen)")
         try tmux.send("C-]", "C-]", "C-]")
         #expect(Self.waitForFile(exit) == "137\n")
         #expect(tmux.waitFor("Container ctree killed: ^] was pressed three times."), "\(tmux.screen)")
