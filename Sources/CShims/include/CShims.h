@@ -86,3 +86,6 @@ static const unsigned long img_BTRFS_IOC_FS_INFO = BTRFS_IOC_FS_INFO;
 
 // Network namespaces for the Netlink module (setns/unshare with CLONE_NEWNET, per thread).
 #include "CShimsNamespaces.h"
+
+// Helpers started in a mount namespace of their own (VMRunner's virtiofsd).
+#include "CShimsSpawn.h"
