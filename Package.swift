@@ -156,7 +156,7 @@ let package = Package(
         .target(
             name: "VMRunner",
             dependencies: [
-                "CShims", "LinuxSystem", "Dissect", "Machines",
+                "CShims", "LinuxSystem", "Dissect", "Machines", "CArchive",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             exclude: ["README.md"],

@@ -45,9 +45,10 @@ public enum QEMUCommand {
             args += ["-append", directKernelCommandLine(rootPartitionUUID: rootUUID, extra: spec.kernelArguments)]
         }
 
-        for drive in [spec.root] + spec.extraDrives {
+        for drive in [spec.root].compactMap({ $0 }) + spec.extraDrives {
             args += ["-drive", driveArgument(drive)]
         }
+        args += virtiofsArguments(for: spec)
 
         switch spec.network {
         case .none: break
@@ -89,13 +90,15 @@ public enum QEMUCommand {
         }
     }
 
-    /// root=, rw, the serial console, then the user's words (a user root= wins).
+    /// root=, rw (unless the words say ro), the serial console, then the user's words (a user
+    /// root= wins).
     public static func directKernelCommandLine(rootPartitionUUID: UUID?, extra: [String]) -> String {
         var words: [String] = []
         if let rootPartitionUUID, !extra.contains(where: { $0.hasPrefix("root=") }) {
             words.append("root=PARTUUID=" + rootPartitionUUID.uuidString.lowercased())
         }
-        words.append("rw")
+        // A read-only root (--read-only, verity) says "ro" among the extra words.
+        if !extra.contains("ro") { words.append("rw") }
         words.append("console=ttyS0")
         return (words + extra).joined(separator: " ")
     }

@@ -92,13 +92,16 @@ public struct VMSpec: Sendable, Equatable {
     public var cpus: Int
     public var memoryBytes: UInt64
     public var accelerator: Accelerator
-    public var root: Drive
+    /// The image's drive; nil when the root is a virtiofs share (`vm -D`).
+    public var root: Drive?
     public var extraDrives: [Drive] = []
     public var boot: Boot
     /// Positional arguments: appended to -append with direct boot, else the SMBIOS
     /// io.systemd.stub.kernel-cmdline-extra string.
     public var kernelArguments: [String] = []
     public var credentials: [Credential] = []
+    /// Directories shared through virtiofsd (VirtiofsShare.swift): -D's root, --bind.
+    public var shares: [Share] = []
     public var network: Network = .none
     /// The MAC address of the VM's NIC on a tap (the one its static DHCP lease is for); nil:
     /// qemu's default.
@@ -115,7 +118,7 @@ public struct VMSpec: Sendable, Equatable {
     public var monitorSocket: String?
 
     public init(qemuBinary: String = "qemu-system-x86_64", name: String, uuid: UUID, cpus: Int = 1,
-                memoryBytes: UInt64 = 2 << 30, accelerator: Accelerator, root: Drive, boot: Boot) {
+                memoryBytes: UInt64 = 2 << 30, accelerator: Accelerator, root: Drive?, boot: Boot) {
         self.qemuBinary = qemuBinary
         self.name = name
         self.uuid = uuid

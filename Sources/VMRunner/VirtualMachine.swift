@@ -1,3 +1,4 @@
+import CShims
 import Dissect
 import Foundation
 import LinuxSystem
@@ -7,8 +8,14 @@ import SystemPackage
 
 /// What the user asked `imagectl vm` for, before any file is made.
 public struct VMRequest: Sendable {
-    /// The image file (a store name is resolved by the CLI).
+    /// The image file (a store name is resolved by the CLI), or with `directory` the tree.
     public var image: String
+    /// -D: `image` is a directory tree, booted with its root on virtiofs (DirectoryBoot.swift).
+    public var directory = false
+    /// --read-only: the tree shared read-only, "ro" on the kernel command line (-D only).
+    public var readOnly = false
+    /// --bind=/--bind-ro=: directories shared through virtiofs.
+    public var binds: [VMSpec.BindRequest] = []
     public var ephemeral = false
     public var extraDrives: [String] = []
     public var discardDisk = true
@@ -55,6 +62,8 @@ public final class PreparedVM: @unchecked Sendable {
     public var verityTrust: [VerityTrust] = []
     let workspace: Workspace
     var swtpm: Process?
+    /// One per share, stopped by cleanUp() (they also end once qemu has gone).
+    var virtiofsds: [Virtiofsd] = []
 
     init(spec: VMSpec, image: String, warnings: [String], sshPrivateKey: String?, workspace: Workspace, swtpm: Process?) {
         self.spec = spec
@@ -70,6 +79,9 @@ public final class PreparedVM: @unchecked Sendable {
     public func cleanUp() {
         if let swtpm { PreparedVM.stop(swtpm) }
         swtpm = nil
+        for daemon in virtiofsds { daemon.stop() }
+        if !virtiofsds.isEmpty { img_spawn_guard_clear() }
+        virtiofsds = []
         workspace.remove()
     }
 
@@ -131,12 +143,18 @@ public enum VirtualMachine {
         guard let qemu = findTool("qemu-system-x86_64") else { throw VMError.toolMissing("qemu-system-x86_64") }
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: request.image, isDirectory: &isDirectory) else { throw VMError.imageNotFound(request.image) }
-        guard !isDirectory.boolValue else { throw VMError.imageNotUsable(path: request.image, reason: "is a directory; imagectl vm boots disk images (raw or qcow2)") }
-        // Every file handed to qemu or read here is checked on an O_NONBLOCK descriptor first: a
-        // FIFO or character device would hang the format probe (or qemu) instead of failing.
-        try checkFileType(request.image, accepting: .image)
+        if request.directory {
+            guard isDirectory.boolValue else { throw VMError.imageNotUsable(path: request.image, reason: "is not a directory (-D boots a directory tree)") }
+        } else {
+            guard !isDirectory.boolValue else { throw VMError.imageNotUsable(path: request.image, reason: "is a directory; imagectl vm boots disk images (raw or qcow2), or directory trees with -D") }
+            if request.readOnly { throw VMError.invalidValue(option: "--read-only", value: "", expected: "-D (a disk image is made read-only with -x)") }
+            // Every file handed to qemu or read here is checked on an O_NONBLOCK descriptor first: a
+            // FIFO or character device would hang the format probe (or qemu) instead of failing.
+            try checkFileType(request.image, accepting: .image)
+        }
         let imagePath = URL(fileURLWithPath: request.image).standardizedFileURL.path
-        if !request.ephemeral && !FileManager.default.isWritableFile(atPath: imagePath) {
+        let virtiofsd = try checkShares(request)
+        if !request.ephemeral && !request.readOnly && !FileManager.default.isWritableFile(atPath: imagePath) {
             throw VMError.imageNotUsable(path: imagePath, reason: "is read-only; use -x/--ephemeral to boot it on a throw-away overlay")
         }
         for drive in request.extraDrives {
@@ -186,7 +204,7 @@ public enum VirtualMachine {
 
         // Firmware descriptor (UEFI boot only).
         var descriptor: FirmwareDescriptor?
-        if request.linux == nil {
+        if request.linux == nil && !request.directory {
             if let path = request.firmwareDescriptor {
                 descriptor = try FirmwareDescriptor.load(path: path)
                 if let secureBoot = request.secureBoot, descriptor?.secureBoot != secureBoot {
@@ -204,8 +222,8 @@ public enum VirtualMachine {
 
         // The root partition's UUID, for direct boot (unless the user gave root=).
         var rootUUID: UUID?
-        let imageFormat = VMOptions.detectFormat(path: imagePath)
-        if request.linux != nil && !request.kernelArguments.contains(where: { $0.hasPrefix("root=") }) {
+        let imageFormat = request.directory ? .raw : VMOptions.detectFormat(path: imagePath)
+        if request.linux != nil && !request.directory && !request.kernelArguments.contains(where: { $0.hasPrefix("root=") }) {
             guard imageFormat == .raw else {
                 throw VMError.imageNotUsable(path: imagePath, reason: "is qcow2, whose partitions imagectl cannot read; give root=... as an argument")
             }
@@ -222,9 +240,10 @@ public enum VirtualMachine {
         // From here on files are made; any failure removes them.
         let workspace = try Workspace(create: !dryRun)
         var swtpm: Process?
+        var virtiofsds: [Virtiofsd] = []
         do {
-            var rootDrive = VMSpec.Drive(path: imagePath, format: imageFormat, discard: request.discardDisk)
-            if request.ephemeral {
+            var rootDrive: VMSpec.Drive? = request.directory ? nil : VMSpec.Drive(path: imagePath, format: imageFormat, discard: request.discardDisk)
+            if request.ephemeral && !request.directory {
                 let overlay = workspace.file("overlay.qcow2")
                 if !dryRun {
                     try runTool("qemu-img", ["create", "-q", "-f", "qcow2", "-F", imageFormat.rawValue, "-b", imagePath, overlay])
@@ -233,7 +252,9 @@ public enum VirtualMachine {
             }
 
             let boot: VMSpec.Boot
-            if let linux = request.linux {
+            if request.directory {
+                boot = try directoryBoot(request, tree: imagePath, workspace: workspace, dryRun: dryRun)
+            } else if let linux = request.linux {
                 var initrd: String?
                 if request.initrds.count == 1 {
                     initrd = request.initrds[0]
@@ -269,7 +290,8 @@ public enum VirtualMachine {
                 let absolute = URL(fileURLWithPath: path).standardizedFileURL.path
                 return VMSpec.Drive(path: absolute, format: VMOptions.detectFormat(path: absolute), discard: request.discardDisk)
             }
-            spec.kernelArguments = request.kernelArguments
+            spec.shares = plannedShares(request, tree: request.directory ? imagePath : nil)
+            spec.kernelArguments = VirtiofsShares.kernelWords(spec.shares) + request.kernelArguments
             spec.credentials = request.credentials
             spec.network = request.network
             spec.networkMAC = request.networkMAC
@@ -312,10 +334,16 @@ public enum VirtualMachine {
                 }
                 spec.tpm = VMSpec.TPM(socketPath: socket)
             }
+            if !dryRun, let virtiofsd {
+                virtiofsds = try startShares(spec.shares, ephemeralRoot: request.ephemeral, binary: virtiofsd, workspace: workspace)
+            }
             let prepared = PreparedVM(spec: spec, image: imagePath, warnings: warnings, sshPrivateKey: sshKey, workspace: workspace, swtpm: swtpm)
             prepared.verityTrust = request.verityTrust
+            prepared.virtiofsds = virtiofsds
             return prepared
         } catch {
+            for daemon in virtiofsds { daemon.stop() }
+            if !virtiofsds.isEmpty { img_spawn_guard_clear() }
             if let swtpm { PreparedVM.stop(swtpm) }
             workspace.remove()
             throw error

@@ -40,12 +40,40 @@ struct VMCommand: AsyncParsableCommand {
             of it exits 16; without -i, -M NAME names the pool image to boot. An image with \
             nothing to boot (0 bytes, no partition table or file system, a qcow2 of size 0) is \
             refused before qemu starts.
-            Not available: -D/--directory (a directory tree as a VM), --forward-journal, \
-            --bind, --private-users, the vsock notify socket.
+            -D DIR boots a directory tree (or -M NAME a tree of the pool) with its root file system \
+            on virtiofs, as systemd-vmspawn does: virtiofsd (/usr/lib/qemu/virtiofsd) serves the \
+            tree as the tag "root" (root=root rootfstype=virtiofs on the command line), started \
+            before qemu and stopped when the VM ends. The tree's own newest kernel \
+            (/boot/vmlinuz-VERSION, /usr/lib/modules/VERSION/vmlinuz) boots directly with its own \
+            initrd, after which imagectl appends a small cpio archive with the tree's virtiofs \
+            module and an initramfs-tools boot script (boot=virtiofs), so that a stock Debian tree \
+            can mount its root over virtiofs. With -x the tree is shared through a throw-away \
+            overlay (a tmpfs upper layer that exists only in virtiofsd's mount namespace) and left \
+            unchanged; with --read-only it is shared read-only and booted with ro.
+            --bind=SRC[:DST[:OPTIONS]] and --bind-ro= share a host directory through a virtiofsd of \
+            its own, mounted in the guest at DST (default: SRC) through \
+            systemd.mount-extra=TAG:DST:virtiofs:OPTIONS on the kernel command line (the SMBIOS \
+            io.systemd.stub.kernel-cmdline-extra string without direct boot). systemd reads that \
+            from version 254 on; with -D the appended initrd mounts them too, so an older guest \
+            (Debian 12 has 252) gets them as well. Shares need root.
+            Not available: --forward-journal (the guest's journal over vsock), --private-users \
+            (Debian 12's virtiofsd has no ID mapping), the vsock notify socket.
             """)
 
     @Option(name: [.customShort("i"), .customLong("image")], help: ArgumentHelp("Disk image to boot: a raw or qcow2 file, or the name of a raw image in the pool.", valueName: "image"))
     var image: String?
+
+    @Option(name: [.customShort("D"), .customLong("directory")], help: ArgumentHelp("Directory tree to boot with its root file system on virtiofs (its own kernel and initrd).", valueName: "path"))
+    var directory: String?
+
+    @Flag(name: .customLong("read-only"), help: "With -D: share the tree read-only and boot with ro.")
+    var readOnly = false
+
+    @Option(name: .customLong("bind"), help: ArgumentHelp("Share a host directory with the guest over virtiofs, mounted at DST (default: SRC) with OPTIONS (repeatable).", valueName: "src[:dst[:options]]"))
+    var bind: [String] = []
+
+    @Option(name: .customLong("bind-ro"), help: ArgumentHelp("Like --bind, read-only.", valueName: "src[:dst[:options]]"))
+    var bindReadOnly: [String] = []
 
     @OptionGroup var store: StoreOptions
     /// --json, --no-legend, -l, --no-pager for --firmware=list (-q is the VM's own, below).
@@ -138,8 +166,12 @@ struct VMCommand: AsyncParsableCommand {
     var kernelArguments: [String] = []
 
     /// Everything but the image's resolution, from the options.
-    func makeRequest(imagePath: String) throws(VMError) -> VMRequest {
+    func makeRequest(imagePath: String, directory: Bool = false) throws(VMError) -> VMRequest {
         var r = VMRequest(image: imagePath)
+        r.directory = directory
+        r.readOnly = readOnly
+        r.binds = try bind.map { (text: String) throws(VMError) in try VirtiofsShares.parseBind(text, readOnly: false) }
+            + bindReadOnly.map { (text: String) throws(VMError) in try VirtiofsShares.parseBind(text, readOnly: true) }
         r.ephemeral = ephemeral
         r.extraDrives = extraDrive
         if let discardDisk { r.discardDisk = try VMOptions.parseBoolean(discardDisk, option: "--discard-disk") }
@@ -193,11 +225,11 @@ struct VMCommand: AsyncParsableCommand {
 
     /// A path (anything with a "/" or an existing file) is used as is; otherwise a pool image
     /// (ImageLookup, as every verb finds it).
-    func resolveImage(_ text: String) throws -> String {
+    func resolveImage(_ text: String) throws -> (path: String, directory: Bool) {
         let image: Image
         do {
             switch try ImageLookup.resolve(text, root: store.explicitRoot) {
-            case .path(let path): return path
+            case .path(let path): return (path, false)
             case .image(let found): image = found
             }
         } catch {
@@ -208,9 +240,13 @@ struct VMCommand: AsyncParsableCommand {
             if image.readOnly && !ephemeral {
                 throw VMError.imageNotUsable(path: image.path, reason: "is a read-only pool image; use -x/--ephemeral to boot it on a throw-away overlay")
             }
-            return image.path
+            return (image.path, false)
         case .directory, .subvolume:
-            throw VMError.imageNotUsable(path: image.path, reason: "is a directory image; imagectl vm boots disk images (use imagectl run)")
+            // A tree of the pool boots as -D does.
+            if image.readOnly && !ephemeral && !readOnly {
+                throw VMError.imageNotUsable(path: image.path, reason: "is a read-only pool image; use -x/--ephemeral or --read-only")
+            }
+            return (image.path, true)
         }
     }
 
@@ -310,17 +346,28 @@ struct VMCommand: AsyncParsableCommand {
             }
             return
         }
-        // As vmspawn: without -i, the machine name names the image (found as every verb finds one).
-        guard let image = image ?? machine else { throw ValidationError("no image given (-i IMAGE, or -M NAME of a pool image)") }
-        let path = try resolveImage(image)
+        if image != nil && directory != nil { throw ValidationError("-i and -D name the same thing: give one") }
+        let path: String
+        let isTree: Bool
+        if let directory {
+            guard ImageArgument.isDirectory(directory) else {
+                throw CommandFailure(message: "-D \(directory): not a directory")
+            }
+            (path, isTree) = (URL(fileURLWithPath: directory).standardizedFileURL.path, true)
+        } else {
+            // As vmspawn: without -i, the machine name names the image (found as every verb finds one).
+            guard let image = image ?? machine else { throw ValidationError("no image given (-i IMAGE, -D DIR, or -M NAME of a pool image)") }
+            (path, isTree) = try resolveImage(image)
+        }
+        if readOnly && !isTree { throw ValidationError("--read-only needs a directory tree (-D); a disk image boots read-only with -x") }
         // Locked while the VM runs, as run locks a tree or image: exclusive, as the guest writes
         // to it; shared under -x, where only the overlay is written.
         var lock: ImageLock?
         defer { lock?.release() }
         if !printCommand, FileManager.default.fileExists(atPath: path) {
-            lock = try ImageLock.lock(path: path, kind: ephemeral ? .shared : .exclusive)
+            lock = try ImageLock.lock(path: path, kind: ephemeral || (isTree && readOnly) ? .shared : .exclusive)
         }
-        var request = try makeRequest(imagePath: path)
+        var request = try makeRequest(imagePath: path, directory: isTree)
         // The tap's host side is prepared now (its /28, the NIC's MAC) and attached once qemu
         // made the tap; undone when the VM ends.
         var network: HostNetwork?
@@ -342,6 +389,7 @@ struct VMCommand: AsyncParsableCommand {
         }
         if !quiet {
             let how: String = switch vm.spec.boot {
+            case .direct where isTree: "direct kernel boot, root on virtiofs"
             case .direct: "direct kernel boot"
             case .firmware(let files): "UEFI firmware \(files.code)"
             }

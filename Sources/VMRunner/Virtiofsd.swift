@@ -1,0 +1,192 @@
+import CShims
+import Foundation
+import LinuxSystem
+import SystemPackage
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One virtiofsd (Debian's qemu ships the C one as /usr/lib/qemu/virtiofsd) serving one share,
+/// started by imagectl before qemu and stopped when the VM ends.
+///
+/// Each runs in a mount namespace of its own (`img_spawn_with_mounts`). What it serves is
+/// attached there only: for -x an overlay of the tree under a tmpfs upper layer, for a
+/// read-only share a read-only clone of the tree (this virtiofsd has no read-only option of its
+/// own: the guest's writes fail with EROFS on that mount). Both are made here as detached mounts
+/// (fsmount, open_tree) and exist in no other namespace, so they vanish with virtiofsd on every
+/// exit path, a kill -9 of imagectl included: the same throw-away layer `run -x` gives a
+/// container (a tmpfs upper layer in the container's namespace).
+final class Virtiofsd: @unchecked Sendable {
+    // @unchecked: touched only by the thread that prepares, runs and cleans up the VM.
+    let pid: pid_t
+    let socketPath: String
+    private var running = true
+
+    static let defaultBinary = "/usr/lib/qemu/virtiofsd"
+
+    /// The binary: $IMAGECTL_VIRTIOFSD, else Debian's path, else virtiofsd on PATH.
+    static func findBinary() -> String? {
+        if let path = ProcessInfo.processInfo.environment["IMAGECTL_VIRTIOFSD"], !path.isEmpty { return path }
+        if FileManager.default.isExecutableFile(atPath: defaultBinary) { return defaultBinary }
+        return VirtualMachine.findTool("virtiofsd")
+    }
+
+    private init(pid: pid_t, socketPath: String) {
+        self.pid = pid
+        self.socketPath = socketPath
+    }
+
+    /// Starts virtiofsd for `share` and waits until its socket exists. `attachPoint` is an
+    /// empty directory where the overlay or read-only clone is attached in virtiofsd's
+    /// namespace; `log` receives its messages (shown when it fails to start).
+    static func start(_ share: VMSpec.Share, ephemeral: Bool, binary: String, attachPoint: String, log: String) throws(VMError) -> Virtiofsd {
+        var mounts: [FileDescriptor] = []
+        // The overlay holds its layers: imagectl's descriptors can go once virtiofsd has them.
+        defer { for fd in mounts { try? fd.close() } }
+        var source = share.source
+        do {
+            if ephemeral {
+                mounts.append(try overlay(of: share.source, readOnly: share.readOnly))
+            } else if share.readOnly {
+                let fd = img_open_tree_readonly(share.source)
+                guard fd >= 0 else { throw VMError.setupFailed("cannot make a read-only clone of \(share.source): \(String(cString: strerror(errno)))") }
+                mounts.append(FileDescriptor(rawValue: fd))
+            }
+        } catch let error as VMError {
+            throw error
+        } catch {
+            throw .setupFailed("cannot make the throw-away overlay of \(share.source): \(error)")
+        }
+        if !mounts.isEmpty {
+            do {
+                try FileManager.default.createDirectory(atPath: attachPoint, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
+            } catch {
+                throw .setupFailed("cannot create \(attachPoint): \(error.localizedDescription)")
+            }
+            source = attachPoint
+        }
+        unlink(share.socketPath)
+        // cache=auto: what the guest reads is checked again after a second, so host changes to
+        // a --bind directory show up in the guest during the same boot.
+        let arguments = [binary, "--socket-path=" + share.socketPath, "-o", "source=" + source, "-o", "cache=auto",
+                         "-o", "log_level=warn"]
+        let output = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+        guard output >= 0 else { throw .setupFailed("cannot create \(log): \(String(cString: strerror(errno)))") }
+        defer { close(output) }
+        var errorFD: Int32 = -1
+        let pid: pid_t = withCStrings(arguments) { argv in
+            withCStrings(mounts.isEmpty ? [] : [attachPoint]) { targets in
+                let fds = mounts.map(\.rawValue)
+                return fds.withUnsafeBufferPointer { fdBuffer in
+                    targets.withMemoryRebound(to: UnsafePointer<CChar>?.self) { constTargets in
+                        img_spawn_with_mounts(binary, argv.baseAddress, fdBuffer.baseAddress, constTargets.baseAddress,
+                                              fds.count, output, &errorFD)
+                    }
+                }
+            }
+        }
+        guard pid > 0 else { throw .setupFailed("cannot start \(binary): \(String(cString: strerror(errno)))") }
+        let daemon = Virtiofsd(pid: pid, socketPath: share.socketPath)
+        if let failure = awaitExec(errorFD: errorFD) {
+            daemon.reap()
+            throw .toolFailed(tool: "virtiofsd", message: failure)
+        }
+        // virtiofsd makes its socket, then waits for qemu; qemu fails if it is not there yet.
+        let deadline = Date(timeIntervalSinceNow: 10)
+        while !FileManager.default.fileExists(atPath: share.socketPath) {
+            if daemon.hasExited() || Date() > deadline {
+                daemon.stop()
+                let text = (FileManager.default.contents(atPath: log)).map { String(decoding: $0, as: UTF8.self) } ?? ""
+                let message = text.split(separator: "\n").suffix(3).joined(separator: "; ")
+                throw .toolFailed(tool: "virtiofsd", message: message.isEmpty ? "its socket \(share.socketPath) did not appear" : message)
+            }
+            usleep(5_000)
+        }
+        return daemon
+    }
+
+    /// The -x overlay: the tree as the lower layer under a fresh tmpfs (upper and work
+    /// directories), both detached. The upper directory takes the tree root's owner and mode,
+    /// which the merged root shows.
+    static func overlay(of tree: String, readOnly: Bool) throws -> FileDescriptor {
+        let upperLayer = try DetachedMount(fstype: "tmpfs", source: "tmpfs", options: [("mode", "0755")], readOnly: false, attributes: 0)
+        defer { upperLayer.close() }
+        guard let base = upperLayer.descriptor else { throw VMError.setupFailed("tmpfs for the overlay") }
+        var status = stat()
+        guard stat(tree, &status) == 0 else { throw VMError.setupFailed("\(tree): \(String(cString: strerror(errno)))") }
+        guard mkdirat(base.rawValue, "upper", status.st_mode & 0o7777) == 0, mkdirat(base.rawValue, "work", 0o700) == 0,
+              fchownat(base.rawValue, "upper", status.st_uid, status.st_gid, 0) == 0,
+              fchmodat(base.rawValue, "upper", status.st_mode & 0o7777, 0) == 0 else {
+            throw VMError.setupFailed("overlay layers: \(String(cString: strerror(errno)))")
+        }
+        let layers = "/proc/self/fd/\(base.rawValue)/"
+        // overlayfs separates lower layers by ":" and reads "\" as an escape.
+        let lower = tree.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: ":", with: "\\:")
+        let merged = try DetachedMount(fstype: "overlay", source: "overlay",
+                                       options: [("lowerdir", lower), ("upperdir", layers + "upper"), ("workdir", layers + "work")],
+                                       readOnly: readOnly, attributes: 0)
+        guard let fd = merged.descriptor else { throw VMError.setupFailed("overlay") }
+        // Handed over as a plain descriptor: `merged` must not close it on deinit.
+        let copy = dup(fd.rawValue)
+        merged.close()
+        guard copy >= 0 else { throw VMError.setupFailed("dup: \(String(cString: strerror(errno)))") }
+        _ = fcntl(copy, F_SETFD, FD_CLOEXEC)
+        return FileDescriptor(rawValue: copy)
+    }
+
+    /// EOF on the child's error pipe: exec'd. Otherwise the step that failed.
+    private static func awaitExec(errorFD: Int32) -> String? {
+        defer { close(errorFD) }
+        var report = img_container_error()
+        let expected = MemoryLayout<img_container_error>.size
+        var got = 0
+        withUnsafeMutableBytes(of: &report) { raw in
+            while got < expected {
+                let n = read(errorFD, raw.baseAddress! + got, expected - got)
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { break }
+                got += n
+            }
+        }
+        guard got > 0 else { return nil }
+        let step = withUnsafeBytes(of: report.step) { raw in String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self) }
+        return "\(step): \(String(cString: strerror(report.error_number)))"
+    }
+
+    private func hasExited() -> Bool {
+        guard running else { return true }
+        var status: Int32 = 0
+        if waitpid(pid, &status, WNOHANG) == pid { running = false }
+        return !running
+    }
+
+    private func reap() {
+        guard running else { return }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        running = false
+    }
+
+    /// SIGTERM, SIGKILL when it is still there after two seconds; then its socket is removed.
+    /// virtiofsd also ends by itself once qemu has gone (its connection closes).
+    func stop() {
+        if running {
+            kill(pid, SIGTERM)
+            let deadline = Date(timeIntervalSinceNow: 2)
+            while !hasExited() && Date() < deadline { usleep(10_000) }
+            if running { kill(pid, SIGKILL) }
+            reap()
+        }
+        unlink(socketPath)
+    }
+
+    deinit { stop() }
+}
+
+/// `body` with a NULL-terminated C array of `strings`.
+func withCStrings<R>(_ strings: [String], _ body: (UnsafeMutableBufferPointer<UnsafeMutablePointer<CChar>?>) -> R) -> R {
+    var pointers: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) }
+    pointers.append(nil)
+    defer { for p in pointers { free(p) } }
+    return pointers.withUnsafeMutableBufferPointer { body($0) }
+}
