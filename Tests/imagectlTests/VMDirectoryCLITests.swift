@@ -63,6 +63,36 @@ import TestSupport
         print("vm -D -x with two binds: \(String(format: "%.1f", seconds)) s")
     }
 
+    /// SIGTERM to imagectl (sent until it ends: the first presses the power button of a guest
+    /// still starting) ends the VM and its virtiofsd processes, and removes their sockets and
+    /// the temporary directory.
+    @Test(.timeLimit(.minutes(3)))
+    func sigtermEndsVirtiofsdWithTheVM() throws {
+        try Privileged.require(.root, .tool("qemu-system-x86_64"), .tool("/usr/lib/qemu/virtiofsd"), .fixture("vm-debian-tree"))
+        let tree = try #require(Fixtures.path("vm-debian-tree"))
+        let vmTemp = try TemporaryDirectory(prefix: "imagectl-vm-tmp", under: "/var/tmp")
+        let runtime = try TemporaryDirectory(prefix: "imagectl-vm-run")
+        let shared = try TemporaryDirectory(prefix: "imagectl-vm-rw")
+        let run = try MachineCLITests.Background(["vm", "-x", "-D", tree, "--kvm=no", "--tpm=no", "--console=read-only",
+                                                  "--bind=\(shared.path):/mnt/rw"],
+                                                 environment: ["IMAGECTL_VM_TMPDIR": vmTemp.path, "IMAGECTL_RUNTIME_DIR": runtime.path],
+                                                 scratch: runtime)
+        // Both virtiofsd (root and bind) and qemu run.
+        #expect(Poll.until(timeout: 60, interval: 0.1) {
+            Self.processes(mentioning: runtime.path + "/vfs/").count >= 3 || !run.process.isRunning
+        }, "\(Self.processes(mentioning: runtime.path))\n\(run.text.suffix(2000))")
+        try #require(run.process.isRunning, "\(run.text.suffix(2000))")
+        #expect(Poll.until(timeout: 60, interval: 0.5) {
+            if run.process.isRunning { kill(run.process.processIdentifier, SIGTERM) }
+            return !run.process.isRunning
+        })
+        #expect(run.wait(seconds: 5) == 137, "\(run.text.suffix(2000))")
+        #expect(Poll.until(timeout: 10, interval: 0.1) { Self.processes(mentioning: runtime.path).isEmpty },
+                "left running: \(Self.processes(mentioning: runtime.path))")
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: runtime.path + "/vfs")) ?? []).isEmpty)
+        #expect(VMCLITests.leftovers(vmTemp).isEmpty)
+    }
+
     /// The qemu command line of -D: the tree's kernel with the appended initrd, one
     /// vhost-user-fs device per share on shared memory, no disk, and the kernel command line
     /// words; --read-only adds ro (and no rw).
