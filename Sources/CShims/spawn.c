@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -25,6 +26,7 @@ struct spawn_args {
     const int *mount_fds;
     const char *const *targets;
     size_t count;
+    const struct img_spawn_overlay *overlay;
     int output_fd;
 };
 
@@ -38,6 +40,17 @@ static int spawn_child(void *raw) {
         if (syscall(SYS_move_mount, a->mount_fds[i], "", AT_FDCWD, a->targets[i], MOVE_MOUNT_F_EMPTY_PATH) < 0)
             img_child_die("move_mount", a->targets[i]);
     }
+    const struct img_spawn_overlay *o = a->overlay;
+    if (o) {
+        if (mount("tmpfs", o->layers, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0700") < 0) img_child_die("mount tmpfs", o->layers);
+        if (mkdir(o->upper, (mode_t)o->mode) < 0) img_child_die("mkdir", o->upper);
+        if (chown(o->upper, o->uid, o->gid) < 0) img_child_die("chown", o->upper);
+        if (chmod(o->upper, (mode_t)o->mode) < 0) img_child_die("chmod", o->upper);
+        if (mkdir(o->work, 0700) < 0) img_child_die("mkdir", o->work);
+        if (mkdir(o->merged, 0755) < 0) img_child_die("mkdir", o->merged);
+        if (mount("overlay", o->merged, "overlay", o->read_only ? MS_RDONLY : 0, o->options) < 0)
+            img_child_die("mount overlay", o->merged);
+    }
     int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (null < 0) img_child_die("open", "/dev/null");
     if (dup2(null, 0) < 0 || dup2(a->output_fd, 1) < 0 || dup2(a->output_fd, 2) < 0) img_child_die("dup2", NULL);
@@ -49,8 +62,8 @@ static int spawn_child(void *raw) {
 }
 
 pid_t img_spawn_with_mounts(const char *path, char *const argv[], const int *mount_fds, const char *const *targets,
-                            size_t count, int output_fd, int *error_fd) {
-    struct spawn_args args = {path, argv, mount_fds, targets, count, output_fd};
+                            size_t count, const struct img_spawn_overlay *overlay, int output_fd, int *error_fd) {
+    struct spawn_args args = {path, argv, mount_fds, targets, count, overlay, output_fd};
     return img_child_clone(spawn_child, CLONE_NEWNS | SIGCHLD, &args, error_fd);
 }
 

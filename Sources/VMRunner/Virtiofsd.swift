@@ -10,12 +10,13 @@ import Glibc
 /// started by imagectl before qemu and stopped when the VM ends.
 ///
 /// Each runs in a mount namespace of its own (`img_spawn_with_mounts`). What it serves is
-/// attached there only: for -x an overlay of the tree under a tmpfs upper layer, for a
-/// read-only share a read-only clone of the tree (this virtiofsd has no read-only option of its
-/// own: the guest's writes fail with EROFS on that mount). Both are made here as detached mounts
-/// (fsmount, open_tree) and exist in no other namespace, so they vanish with virtiofsd on every
-/// exit path, a kill -9 of imagectl included: the same throw-away layer `run -x` gives a
-/// container (a tmpfs upper layer in the container's namespace).
+/// mounted there only: for -x an overlay of the tree under a tmpfs upper layer (made by the
+/// child before it execs virtiofsd), for a read-only share a read-only clone of the tree (a
+/// detached open_tree clone made here and attached there; this virtiofsd has no read-only
+/// option of its own: the guest's writes fail with EROFS on that mount). They exist in no other
+/// namespace, so they vanish with virtiofsd on every exit path, a kill -9 of imagectl included:
+/// the same throw-away layer `run -x` gives a container (a tmpfs upper layer in the container's
+/// namespace).
 final class Virtiofsd: @unchecked Sendable {
     // @unchecked: touched only by the thread that prepares, runs and cleans up the VM.
     let pid: pid_t
@@ -41,29 +42,26 @@ final class Virtiofsd: @unchecked Sendable {
     /// namespace; `log` receives its messages (shown when it fails to start).
     static func start(_ share: VMSpec.Share, ephemeral: Bool, binary: String, attachPoint: String, log: String) throws(VMError) -> Virtiofsd {
         var mounts: [FileDescriptor] = []
-        // The overlay holds its layers: imagectl's descriptors can go once virtiofsd has them.
         defer { for fd in mounts { try? fd.close() } }
         var source = share.source
-        do {
-            if ephemeral {
-                mounts.append(try overlay(of: share.source, readOnly: share.readOnly))
-            } else if share.readOnly {
-                let fd = img_open_tree_readonly(share.source)
-                guard fd >= 0 else { throw VMError.setupFailed("cannot make a read-only clone of \(share.source): \(String(cString: strerror(errno)))") }
-                mounts.append(FileDescriptor(rawValue: fd))
-            }
-        } catch let error as VMError {
-            throw error
-        } catch {
-            throw .setupFailed("cannot make the throw-away overlay of \(share.source): \(error)")
-        }
-        if !mounts.isEmpty {
+        if ephemeral || share.readOnly {
             do {
                 try FileManager.default.createDirectory(atPath: attachPoint, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
             } catch {
                 throw .setupFailed("cannot create \(attachPoint): \(error.localizedDescription)")
             }
             source = attachPoint
+        }
+        var overlay: OverlayPlan?
+        if ephemeral {
+            var status = stat()
+            guard stat(share.source, &status) == 0 else { throw .setupFailed("\(share.source): \(String(cString: strerror(errno)))") }
+            overlay = OverlayPlan(tree: share.source, layers: attachPoint, owner: status, readOnly: share.readOnly)
+            source = attachPoint + "/merged"
+        } else if share.readOnly {
+            let fd = img_open_tree_readonly(share.source)
+            guard fd >= 0 else { throw .setupFailed("cannot make a read-only clone of \(share.source): \(String(cString: strerror(errno)))") }
+            mounts.append(FileDescriptor(rawValue: fd))
         }
         unlink(share.socketPath)
         // cache=auto: what the guest reads is checked again after a second, so host changes to
@@ -79,8 +77,14 @@ final class Virtiofsd: @unchecked Sendable {
                 let fds = mounts.map(\.rawValue)
                 return fds.withUnsafeBufferPointer { fdBuffer in
                     targets.withMemoryRebound(to: UnsafePointer<CChar>?.self) { constTargets in
-                        img_spawn_with_mounts(binary, argv.baseAddress, fdBuffer.baseAddress, constTargets.baseAddress,
-                                              fds.count, output, &errorFD)
+                        guard let overlay else {
+                            return img_spawn_with_mounts(binary, argv.baseAddress, fdBuffer.baseAddress, constTargets.baseAddress,
+                                                         fds.count, nil, output, &errorFD)
+                        }
+                        return overlay.withCStruct { plan in
+                            img_spawn_with_mounts(binary, argv.baseAddress, fdBuffer.baseAddress, constTargets.baseAddress,
+                                                  fds.count, plan, output, &errorFD)
+                        }
                     }
                 }
             }
@@ -105,33 +109,39 @@ final class Virtiofsd: @unchecked Sendable {
         return daemon
     }
 
-    /// The -x overlay: the tree as the lower layer under a fresh tmpfs (upper and work
-    /// directories), both detached. The upper directory takes the tree root's owner and mode,
-    /// which the merged root shows.
-    static func overlay(of tree: String, readOnly: Bool) throws -> FileDescriptor {
-        let upperLayer = try DetachedMount(fstype: "tmpfs", source: "tmpfs", options: [("mode", "0755")], readOnly: false, attributes: 0)
-        defer { upperLayer.close() }
-        guard let base = upperLayer.descriptor else { throw VMError.setupFailed("tmpfs for the overlay") }
-        var status = stat()
-        guard stat(tree, &status) == 0 else { throw VMError.setupFailed("\(tree): \(String(cString: strerror(errno)))") }
-        guard mkdirat(base.rawValue, "upper", status.st_mode & 0o7777) == 0, mkdirat(base.rawValue, "work", 0o700) == 0,
-              fchownat(base.rawValue, "upper", status.st_uid, status.st_gid, 0) == 0,
-              fchmodat(base.rawValue, "upper", status.st_mode & 0o7777, 0) == 0 else {
-            throw VMError.setupFailed("overlay layers: \(String(cString: strerror(errno)))")
+    /// The -x overlay, made by the child in virtiofsd's namespace (`img_spawn_overlay`): the
+    /// tree as the lower layer under a tmpfs on `layers` (upper, work, merged), the upper
+    /// directory with the tree root's owner and mode, which the merged root shows.
+    struct OverlayPlan {
+        var tree: String
+        var layers: String
+        var owner: stat
+        var readOnly: Bool
+
+        /// overlayfs's mount options separate by "," (and lower layers by ":"); "\" escapes.
+        static func escape(_ path: String) -> String {
+            var out = ""
+            for c in path {
+                if c == "\\" || c == "," || c == ":" { out.append("\\") }
+                out.append(c)
+            }
+            return out
         }
-        let layers = "/proc/self/fd/\(base.rawValue)/"
-        // overlayfs separates lower layers by ":" and reads "\" as an escape.
-        let lower = tree.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: ":", with: "\\:")
-        let merged = try DetachedMount(fstype: "overlay", source: "overlay",
-                                       options: [("lowerdir", lower), ("upperdir", layers + "upper"), ("workdir", layers + "work")],
-                                       readOnly: readOnly, attributes: 0)
-        guard let fd = merged.descriptor else { throw VMError.setupFailed("overlay") }
-        // Handed over as a plain descriptor: `merged` must not close it on deinit.
-        let copy = dup(fd.rawValue)
-        merged.close()
-        guard copy >= 0 else { throw VMError.setupFailed("dup: \(String(cString: strerror(errno)))") }
-        _ = fcntl(copy, F_SETFD, FD_CLOEXEC)
-        return FileDescriptor(rawValue: copy)
+
+        var options: String {
+            "lowerdir=\(Self.escape(tree)),upperdir=\(Self.escape(layers + "/upper")),workdir=\(Self.escape(layers + "/work"))"
+        }
+
+        func withCStruct<R>(_ body: (UnsafePointer<img_spawn_overlay>) -> R) -> R {
+            let names: [String] = [layers, layers + "/upper", layers + "/work", layers + "/merged", options]
+            let strings: [UnsafeMutablePointer<CChar>?] = names.map { strdup($0) }
+            defer { for p in strings { free(p) } }
+            var plan = img_spawn_overlay(layers: UnsafePointer(strings[0]), upper: UnsafePointer(strings[1]), work: UnsafePointer(strings[2]),
+                                         merged: UnsafePointer(strings[3]), options: UnsafePointer(strings[4]),
+                                         uid: owner.st_uid, gid: owner.st_gid, mode: UInt32(owner.st_mode & 0o7777),
+                                         read_only: readOnly ? 1 : 0)
+            return withUnsafePointer(to: &plan) { body($0) }
+        }
     }
 
     /// EOF on the child's error pipe: exec'd. Otherwise the step that failed.

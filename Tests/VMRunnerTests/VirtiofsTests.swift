@@ -99,6 +99,14 @@ struct VirtiofsTests {
         #expect(r.stdout == "mount -t virtiofs bind0 /root/mnt/x\nmount -t virtiofs -o ro,noatime bind1 /root/srv/y\n", "\(r.stdout)")
     }
 
+    /// overlayfs reads "," and ":" in its options as separators: a tree path holding them is
+    /// escaped.
+    @Test func overlayOptionsEscapeSeparators() {
+        #expect(Virtiofsd.OverlayPlan.escape("/srv/a,b:c\\d") == "/srv/a\\,b\\:c\\\\d")
+        let plan = Virtiofsd.OverlayPlan(tree: "/t,1", layers: "/w/share-root", owner: stat(), readOnly: false)
+        #expect(plan.options == "lowerdir=/t\\,1,upperdir=/w/share-root/upper,workdir=/w/share-root/work")
+    }
+
     @Test func kernelVersionsCompareAsVersions() {
         #expect(TreeKernel.compareVersions("6.1.0-9-amd64", "6.1.0-10-amd64"))
         #expect(!TreeKernel.compareVersions("6.10.0-1-amd64", "6.9.0-1-amd64"))
