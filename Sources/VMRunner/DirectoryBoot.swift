@@ -30,6 +30,18 @@ extension VirtualMachine {
         return binary
     }
 
+    /// Warnings for --bind targets a read-only tree lacks: nothing in the guest can make their
+    /// mount points there.
+    static func shareWarnings(_ request: VMRequest, tree: String) -> [String] {
+        guard request.directory && request.readOnly else { return [] }
+        return request.binds.compactMap { bind in
+            var isDirectory: ObjCBool = false
+            let path = tree + bind.target
+            if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && isDirectory.boolValue { return nil }
+            return "\(bind.target) is no directory in the read-only tree \(tree): the guest cannot mount \(bind.source) there"
+        }
+    }
+
     /// The shares of a request: the tree as the root (tag "root") with -D, then one per bind.
     /// Their sockets are in $IMAGECTL_RUNTIME_DIR/vfs, named after this imagectl.
     static func plannedShares(_ request: VMRequest, tree: String?) -> [VMSpec.Share] {

@@ -178,6 +178,7 @@ public enum VirtualMachine {
         var warnings: [String] = []
         let (accelerator, kvmWarning) = try VMOptions.chooseAccelerator(request.kvm, host: host)
         if let kvmWarning { warnings.append(kvmWarning) }
+        warnings += shareWarnings(request, tree: imagePath)
 
         let vhostVsock = FileManager.default.fileExists(atPath: "/dev/vhost-vsock")
         var vsockCID: UInt32?
