@@ -52,7 +52,7 @@ enum JSONArgument {
 enum BooleanFlagArgument {
     /// The switches of each verb that take a value in the systemd tools' manuals.
     static let flags: [String: Set<String>] = [
-        "vm": ["--pass-ssh-key", "--ephemeral", "--network-user-mode", "--network-tap", "--quiet"],
+        "vm": ["--pass-ssh-key", "--ephemeral", "--network-user-mode", "--network-tap", "--quiet", "--read-only"],
     ]
 
     static func rewrite(_ arguments: [String]) throws -> [String] {

@@ -120,7 +120,7 @@ import TestSupport
         // Nothing started: no virtiofsd, no socket.
         #expect(Self.processes(mentioning: runtime.path).isEmpty)
         // A read-only tree cannot get a mount point made: a bind target it lacks is warned about.
-        let ro = try Imagectl.run(["vm", "-D", tree, "--read-only", "--kvm=no", "--tpm=no", "--print-command",
+        let ro = try Imagectl.run(["vm", "-D", tree, "--read-only=yes", "--kvm=no", "--tpm=no", "--print-command",
                                    "--bind=\(shared.path):/srv", "--bind=\(shared.path):/mnt/none"], environment: env)
         #expect(ro.status == 0, "\(ro.stderr)")
         #expect(ro.stderr == "warning: /mnt/none is no directory in the read-only tree \(tree): the guest cannot mount \(shared.path) there\n", "\(ro.stderr)")
