@@ -16,6 +16,9 @@ packages=(
   # container networking: dnsmasq (DHCP and DNS per veth or zone), nft (NAT and port forwards),
   # and iproute2/busybox for the tests that look at links from inside
   dnsmasq-base nftables iproute2
+  # pull-oci/push-oci tests: a local distribution registry (started by the tests on 127.0.0.1),
+  # skopeo to put images into it and copy them back, umoci to build and unpack OCI layouts
+  docker-registry skopeo umoci
   # imagectl run/shell console tests: a terminal (tmux) to drive the pty relay
   tmux
   # the man page test renders it (man -l)
