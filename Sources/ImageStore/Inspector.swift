@@ -8,7 +8,7 @@ import LinuxSystem
 enum Inspector {
     /// The image whose file in `directory` is `entry`, or nil when the entry is not an image.
     static func image(directory: String, entry: String, vendor: Bool, computeUsage: Bool = true) -> Image? {
-        if entry.hasPrefix(".#") { return nil }
+        if entry.hasPrefix(".#") || entry == OCILayerCache.directoryName { return nil }
         let path = directory == "/" ? "/" + entry : directory + "/" + entry
         guard let status = try? FileStatus.lstat(path) else { return nil }
         var name = entry

@@ -10,7 +10,7 @@ public enum SideFiles {
     public static let metadataSuffix = ".imagectl.json"
 
     /// Every suffix that moves with an image.
-    public static let suffixes = [".nspawn", ".roothash", ".roothash.p7s", ".usrhash", ".usrhash.p7s", ".verity", metadataSuffix]
+    public static let suffixes = [".nspawn", ".roothash", ".roothash.p7s", ".usrhash", ".usrhash.p7s", ".verity", metadataSuffix, OCIMetadata.suffix]
 
     /// The side files of `image` that exist, as (suffix, path).
     public static func present(for image: Image) -> [(suffix: String, path: String)] {

@@ -211,7 +211,7 @@ extension ImageStore {
 
     /// One thing `clean` removed (or, in a dry run, would remove).
     public struct CleanedEntry: Sendable, Codable, Equatable {
-        public enum Kind: String, Sendable, Codable { case temporary, lock, hiddenImage = "hidden-image" }
+        public enum Kind: String, Sendable, Codable { case temporary, lock, hiddenImage = "hidden-image", ociLayer = "oci-layer" }
         public var path: String
         public var kind: Kind
         /// The image the entry belongs to, when known.
@@ -219,7 +219,8 @@ extension ImageStore {
     }
 
     /// Removes `.#` leftovers of interrupted imports and clones (and stale lock files) from the
-    /// pool; with `all`, hidden images too. Anything whose image lock is held is left alone.
+    /// pool, and cached OCI layers no image uses; with `all`, hidden images too. Anything whose
+    /// image lock is held is left alone.
     public func clean(all: Bool, dryRun: Bool) throws -> [CleanedEntry] {
         guard FileSystem.exists(poolPath) else { return [] }
         let entries = try FileSystem.entries(poolPath).sorted()
@@ -278,6 +279,10 @@ extension ImageStore {
                 cleaned.append(CleanedEntry(path: image.path, kind: .hiddenImage, name: image.name))
             }
         }
+        // After the hidden images: the layers only they used go too.
+        for path in try OCILayerCache.prune(pool: poolPath, dryRun: dryRun) {
+            cleaned.append(CleanedEntry(path: path, kind: .ociLayer, name: nil))
+        }
         return cleaned
     }
 
@@ -318,7 +323,8 @@ extension ImageStore {
             verity: VerityInfo.discover(for: image),
             locked: locked,
             lockHolders: holders,
-            limit: limit(of: image)
+            limit: limit(of: image),
+            oci: OCIMetadata.read(for: image)
         )
     }
 }
@@ -335,8 +341,10 @@ public struct ImageDetails: Sendable, Equatable, Encodable {
     public var lockHolders: [Int32]
     /// The btrfs qgroup limit on referenced bytes, when one is set.
     public var limit: UInt64?
+    /// Where an image pulled from an OCI registry came from, and its run config.
+    public var oci: OCIMetadata?
 
-    enum CodingKeys: String, CodingKey { case sideFiles, verity, locked, lockHolders, limit }
+    enum CodingKeys: String, CodingKey { case sideFiles, verity, locked, lockHolders, limit, oci }
 
     /// The image's own fields at the top level, then the details.
     public func encode(to encoder: Encoder) throws {
@@ -347,6 +355,7 @@ public struct ImageDetails: Sendable, Equatable, Encodable {
         try container.encode(locked, forKey: .locked)
         try container.encode(lockHolders, forKey: .lockHolders)
         try container.encodeIfPresent(limit, forKey: .limit)
+        try container.encodeIfPresent(oci, forKey: .oci)
     }
 }
 

@@ -34,6 +34,8 @@ final class PayloadDownload: ByteSource, @unchecked Sendable {
     let job: ImportJob
     /// Retries of a transfer that made no progress, and the waits before them (seconds).
     let backoff: [Double]
+    /// Extra request headers (a registry's Authorization).
+    let headers: [String]
 
     /// Written by the download thread before `start` is published; read after `waitForStart`.
     private(set) var etag: String?
@@ -46,7 +48,8 @@ final class PayloadDownload: ByteSource, @unchecked Sendable {
     private var readOffset: UInt64 = 0
 
     init(url: String, partialPath: String, maximumSize: UInt64, ifNoneMatch: String?, progress: ProgressReporter,
-         job: ImportJob, backoff: [Double] = [0.5, 1, 2]) throws {
+         job: ImportJob, backoff: [Double] = [0.5, 1, 2], headers: [String] = []) throws {
+        self.headers = headers
         self.url = url
         self.file = try PartialFile(path: partialPath)
         self.maximumSize = maximumSize
@@ -208,6 +211,7 @@ final class PayloadDownload: ByteSource, @unchecked Sendable {
             attempts += 1
             let request = CurlTransfer(url: url)
             request.maximumSize = maximumSize
+            request.headers = headers
             if first, let ifNoneMatch { request.headers.append("If-None-Match: \(ifNoneMatch)") }
             if offset > 0 {
                 request.rangeStart = offset

@@ -3,6 +3,7 @@ import ProgressReport
 /// The phases of a pull, as the progress reporter names them.
 enum PullPhase: String, Sendable {
     case checksum, signature, download, sideFiles = "side-files", verify, commit
+    case manifest, config, layer, pack, upload
 }
 
 extension ProgressReporter {

@@ -181,7 +181,7 @@ enum Diagnostics {
     /// form; a missing feature is followed by why, and what needs it.
     static func versionText() -> String {
         let features: [(String, String?, String)] = [
-            ("CURL", Puller.libcurlUnavailableReason, "pull-raw, pull-tar"),
+            ("CURL", Puller.libcurlUnavailableReason, "pull-raw, pull-tar, pull-oci"),
             ("LIBCRYPTSETUP", DMVerity.libcryptsetupUnavailableReason, "kernel dm-verity for mount, run -i and vm"),
             ("DEVICE_MAPPER", DMVerity.isAvailable ? nil : "the kernel has no device-mapper (/dev/mapper/control, /proc/misc)",
              "kernel dm-verity; without it verity is checked in userspace"),

@@ -159,12 +159,14 @@ final class TarExtraction {
     /// Reads entries from `source` (already decompressed by our own decoders; libarchive's filters
     /// stay enabled for anything else) and writes them under `directory`, an absolute path with no
     /// symlinks in it. `check` returns the entry's path relative to the directory (normalised) and
-    /// its hard link target, or throws to refuse the whole archive. `cancelled` is polled between
-    /// entries and data blocks.
+    /// its hard link target, nil to skip the entry (an OCI whiteout, which the check applied
+    /// itself), or throws to refuse the whole archive. `cancelled` is polled between entries and
+    /// data blocks. `extraFlags` are added to `diskFlags`; `allowEmpty` accepts an archive
+    /// without entries (an OCI layer may be one).
     static func run(source: ByteSource, into directory: String,
-                    check: (TarEntryHeader) throws -> (path: [UInt8], hardlink: [UInt8]?),
+                    check: (TarEntryHeader) throws -> (path: [UInt8], hardlink: [UInt8]?)?,
                     cancelled: () throws -> Void,
-                    warning: (String) -> Void) throws -> Int {
+                    warning: (String) -> Void, extraFlags: Int32 = 0, allowEmpty: Bool = false) throws -> Int {
         let reader: ArchiveReader
         do {
             reader = try ArchiveReader(source: source) { handle in
@@ -177,7 +179,7 @@ final class TarExtraction {
         }
         guard let disk = archive_write_disk_new() else { throw ArchiveError(message: "cannot allocate a libarchive writer") }
         defer { archive_write_free(disk) }
-        archive_write_disk_set_options(disk, diskFlags)
+        archive_write_disk_set_options(disk, diskFlags | extraFlags)
         // Owners stay numeric (the image's own /etc/passwd is what counts, not the host's), as
         // `tar --numeric-owner` does: each entry's user and group names are dropped before it is
         // written. The lookup is still installed because GNU tar stores ACL entries by name only
@@ -200,7 +202,11 @@ final class TarExtraction {
             }
             guard let entry else { throw ArchiveError(message: "libarchive returned no entry") }
             let header = describe(entry)
-            let checked = try check(header)
+            guard let checked = try check(header) else {
+                if archive_read_data_skip(reader.handle) != ArchiveStatus.ok { throw reader.failure() }
+                entries += 1
+                continue
+            }
             let prefix = Array(directory.utf8) + [UInt8(ascii: "/")]
             (prefix + checked.path + [0]).withUnsafeBytes { raw in
                 archive_entry_copy_pathname(entry, raw.baseAddress!.assumingMemoryBound(to: CChar.self))
@@ -234,7 +240,7 @@ final class TarExtraction {
         if archive_write_close(disk) != ArchiveStatus.ok {
             throw ArchiveError(message: "cannot finish extraction: \(ArchiveReader.message(disk))")
         }
-        if entries == 0 { throw ArchiveError(message: "the tar archive has no entries") }
+        if entries == 0 && !allowEmpty { throw ArchiveError(message: "the tar archive has no entries") }
         return entries
     }
 

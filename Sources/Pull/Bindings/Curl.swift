@@ -66,6 +66,14 @@ final class CurlTransfer {
     /// Refuse a response announcing more bytes than this (CURLOPT_MAXFILESIZE_LARGE).
     var maximumSize: UInt64 = UInt64(Int64.max)
 
+    /// The request: GET (the default), HEAD (no body), POST with an empty body, or PUT of
+    /// `uploadSize` bytes handed out by `onUpload` (the registry upload protocol needs these).
+    enum Method: Sendable { case get, head, post, put }
+    var method: Method = .get
+    var uploadSize: UInt64 = 0
+    /// Fills the buffer with the next bytes to upload; 0 at the end. Throwing aborts.
+    var onUpload: (UnsafeMutableRawBufferPointer) -> Int = { _ in 0 }
+
     /// Called once the final response's headers are in (not for redirects); false aborts.
     var onHeaders: (Response) -> Bool = { _ in true }
     /// Called with each piece of the body of the final response; false aborts.
@@ -138,6 +146,22 @@ final class CurlTransfer {
                 img_curl_setopt_pointer(handle, CURLOPT_XFERINFODATA, context),
                 img_curl_setopt_xferinfo_callback(handle, curlProgressCallback),
         ]
+        var methodChecks: [CURLcode] = []
+        switch method {
+        case .get: break
+        case .head: methodChecks.append(img_curl_setopt_long(handle, CURLOPT_NOBODY, 1))
+        case .post:
+            methodChecks.append(img_curl_setopt_long(handle, CURLOPT_POST, 1))
+            methodChecks.append(img_curl_setopt_long(handle, CURLOPT_POSTFIELDSIZE, 0))
+        case .put:
+            methodChecks.append(img_curl_setopt_long(handle, CURLOPT_UPLOAD, 1))
+            methodChecks.append(img_curl_setopt_offset(handle, CURLOPT_INFILESIZE_LARGE, curl_off_t(uploadSize)))
+            methodChecks.append(img_curl_setopt_pointer(handle, CURLOPT_READDATA, context))
+            methodChecks.append(img_curl_setopt_data_callback(handle, CURLOPT_READFUNCTION, curlReadCallback))
+        }
+        if let bad = methodChecks.first(where: { $0 != CURLE_OK }) {
+            throw Failure(code: Int32(bad.rawValue), message: String(cString: img_curl_easy_strerror(bad)))
+        }
         if rangeStart > 0 && !isFile {
             let setRange = img_curl_setopt_string(handle, CURLOPT_RANGE, "\(rangeStart)-")
             if setRange != CURLE_OK {
@@ -196,6 +220,8 @@ final class CurlTransfer {
         return onData(bytes)
     }
 
+    fileprivate func upload(_ buffer: UnsafeMutableRawBufferPointer) -> Int { onUpload(buffer) }
+
     fileprivate func progress(total: Int64, now: Int64) -> Bool {
         onProgress(UInt64(max(0, total)), UInt64(max(0, now)))
     }
@@ -213,6 +239,13 @@ private func curlWriteCallback(_ data: UnsafeMutablePointer<CChar>?, _ size: Int
     let transfer = Unmanaged<CurlTransfer>.fromOpaque(context).takeUnretainedValue()
     let length = size * count
     return transfer.data(UnsafeRawBufferPointer(start: data, count: length)) ? length : 0
+}
+
+private func curlReadCallback(_ data: UnsafeMutablePointer<CChar>?, _ size: Int, _ count: Int, _ context: UnsafeMutableRawPointer?) -> Int {
+    guard let data, let context else { return Int(CURL_READFUNC_ABORT) }
+    let transfer = Unmanaged<CurlTransfer>.fromOpaque(context).takeUnretainedValue()
+    let n = transfer.upload(UnsafeMutableRawBufferPointer(start: data, count: size * count))
+    return n < 0 ? Int(CURL_READFUNC_ABORT) : n
 }
 
 private func curlProgressCallback(_ context: UnsafeMutableRawPointer?, _ total: curl_off_t, _ now: curl_off_t,

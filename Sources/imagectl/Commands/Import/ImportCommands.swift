@@ -8,5 +8,6 @@ enum ImportCommands {
         ImportFs.self,
         PullRaw.self,
         PullTar.self,
+        PullOci.self,
     ]
 }

@@ -7,7 +7,7 @@ import Runner
 struct StoreClean: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "clean",
-        abstract: "Remove leftovers of interrupted imports and clones.",
+        abstract: "Remove leftovers of interrupted imports and clones, and cached OCI layers no image uses.",
         discussion: "Removes '.#' temporaries and stale lock files from the pool; never anything whose image is locked by a running process."
     )
 
@@ -35,6 +35,7 @@ struct StoreClean: AsyncParsableCommand {
             case .temporary: "temporary"
             case .lock: "stale lock"
             case .hiddenImage: "hidden image"
+            case .ociLayer: "unused OCI layer"
             }
             text += "\(verb) \(what) \(entry.path)\n"
         }

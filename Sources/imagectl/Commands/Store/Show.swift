@@ -58,6 +58,7 @@ struct StoreShow: AsyncParsableCommand {
             lines.append(("Locked", "no"))
         }
         lines.append(("Limit", Output.size(details.limit)))
+        if let oci = details.oci { lines += Self.ociLines(oci) }
 
         let width = lines.map(\.0.count).max() ?? 0
         var text = ""
@@ -70,5 +71,29 @@ struct StoreShow: AsyncParsableCommand {
             }
         }
         Terminal.standardOutput(text)
+    }
+
+    /// The OCI image config of a pulled image, as podman inspect names its fields.
+    static func ociLines(_ oci: OCIMetadata) -> [(String, String)] {
+        func words(_ list: [String]?) -> String {
+            guard let list, !list.isEmpty else { return "-" }
+            return list.map { $0.contains(" ") || $0.isEmpty ? "'\($0)'" : $0 }.joined(separator: " ")
+        }
+        let config = oci.config
+        var lines: [(String, String)] = [
+            ("OCI reference", oci.reference),
+            ("OCI manifest", oci.manifestDigest),
+            ("OCI platform", oci.platform ?? "-"),
+            ("OCI layers", "\(oci.layers.count)"),
+            ("Entrypoint", words(config.entrypoint)),
+            ("Cmd", words(config.cmd)),
+            ("Env", (config.env ?? []).isEmpty ? "-" : (config.env ?? []).joined(separator: "\n")),
+            ("WorkingDir", config.workingDir.flatMap { $0.isEmpty ? nil : $0 } ?? "-"),
+            ("User", config.user.flatMap { $0.isEmpty ? nil : $0 } ?? "-"),
+            ("ExposedPorts", (config.exposedPorts ?? []).isEmpty ? "-" : (config.exposedPorts ?? []).joined(separator: " ")),
+        ]
+        let labels = (config.labels ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+        lines.append(("Labels", labels.isEmpty ? "-" : labels.joined(separator: "\n")))
+        return lines
     }
 }
