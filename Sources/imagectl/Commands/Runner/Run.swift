@@ -11,6 +11,9 @@ struct RunCommand: AsyncParsableCommand {
         commandName: "run",
         abstract: "Run a command or boot an OS tree in a container (like systemd-nspawn).",
         discussion: """
+            An image pulled with pull-oci runs its Entrypoint+Cmd when no command is given (a \
+            command replaces Cmd), with the image's Env, WorkingDir and User unless -E, --chdir or \
+            --user say otherwise. \
             The payload runs as PID 1 (or PID 2 with --as-pid2) in new mount, PID, UTS, IPC and \
             cgroup namespaces, with /proc (/proc/sys read-only; kallsyms, kcore, keys, \
             sysrq-trigger and timer_list masked), read-only /sys, a private /dev, /run and /tmp on \
@@ -222,6 +225,7 @@ struct RunCommand: AsyncParsableCommand {
         if template != nil && ephemeral { throw RunnerError.conflictingOptions("--template and --ephemeral cannot be combined") }
         try imageOptions.apply(to: &c, directory: directory, template: template)
         try applySettingsFile(to: &c, report: &report)
+        applyOCIConfig(to: &c)
         try RunNetworkOptions.finish(&c)
         // nspawn's rule: -x without a chosen name gets a random suffix. -M alone names the
         // pool image to run, not the machine, so it gets one too.
@@ -260,6 +264,30 @@ struct RunCommand: AsyncParsableCommand {
         // The checks RunImageOptions made before the file could change these settings.
         if c.mounts.volatile != .no && c.ephemeral { throw RunnerError.conflictingOptions("--volatile (Volatile=) and --ephemeral (Ephemeral=) cannot be combined") }
         if template != nil && c.ephemeral { throw RunnerError.conflictingOptions("--template and --ephemeral (Ephemeral=) cannot be combined") }
+    }
+
+    /// The run settings of an image pulled from an OCI registry (`NAME.oci.json`), as podman
+    /// applies them: with no command, Entrypoint+Cmd runs; a command on the line replaces Cmd
+    /// (and still goes after the Entrypoint); Env comes before -E (which wins), WorkingDir and
+    /// User apply unless --chdir or --user say otherwise. Only for `-M NAME` of a pool image and
+    /// not with --boot. Of a `user:group` User only the user is taken (its primary group applies).
+    func applyOCIConfig(to c: inout ContainerConfiguration) {
+        guard !c.boot, !c.asPID2, let name = c.mounts.storeImage,
+              let image = try? ImageLookup.find(name, root: imageOptions.store.explicitRoot),
+              let oci = OCIMetadata.read(for: image) else { return }
+        let config = oci.config
+        let entrypoint = config.entrypoint ?? []
+        let payload = command.first == "--" ? Array(command.dropFirst()) : command
+        if !payload.isEmpty {
+            c.command = entrypoint + payload
+        } else if c.command.isEmpty {
+            c.command = entrypoint + (config.cmd ?? [])
+        }
+        c.environment = (config.env ?? []) + c.environment
+        if c.workingDirectory == nil, let directory = config.workingDir, !directory.isEmpty { c.workingDirectory = directory }
+        if c.user == nil, let user = config.user, !user.isEmpty {
+            c.user = String(user.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false).first ?? "")
+        }
     }
 
     /// Where a store image named `name` is (ImageLookup, as RootSession finds it to run it), as
