@@ -50,7 +50,7 @@ public enum LayerImport {
             throw ArchiveError(message: "the layer is \(compression.rawValue)-compressed; OCI layers are tar, tar+gzip or tar+zstd")
         }
         let decoded = HashingSource(try compression.decoder(outer))
-        let inner = LimitedSource(decoded, limit: maximumSize, what: "the decompressed layer")
+        let inner = LimitedSource(TarTailPadding(decoded), limit: maximumSize, what: "the decompressed layer")
         let directory = URL(fileURLWithPath: temporary).resolvingSymlinksInPath().path
         let probe = try TreeProbe(path: directory)
         let policy = LayerEntryPolicy(policy: TarEntryPolicy(probe: probe), probe: probe, directory: directory)
@@ -63,6 +63,35 @@ public enum LayerImport {
                                   extraFlags: Int32(ARCHIVE_EXTRACT_UNLINK_FLAG), allowEmpty: true)
         let digest = try decoded.finish()
         return Outcome(format: compression == .none ? "tar" : "tar+\(compression.rawValue)", diffID: "sha256:" + digest)
+    }
+}
+
+/// Ends a layer's tar stream with the padding of its last block and an end-of-archive marker
+/// (zeros), which some layer writers leave out (umoci insert 0.4.7 does: its layers stop right
+/// after the last file's data). Go's archive/tar, and so docker, containerd and umoci, accept
+/// such layers; libarchive would refuse them as truncated. The layer's bytes are already checked
+/// against its digest (and the DiffID is taken before this), so only missing zeros are added; a
+/// tar that ends properly is read to its marker and the extra zeros are never looked at.
+final class TarTailPadding: ByteSource {
+    private let upstream: ByteSource
+    private var count: UInt64 = 0
+    private var padding: Int?
+
+    init(_ upstream: ByteSource) { self.upstream = upstream }
+
+    func read(into buffer: inout [UInt8]) throws -> Int {
+        if padding == nil {
+            let n = try upstream.read(into: &buffer)
+            if n > 0 {
+                count += UInt64(n)
+                return n
+            }
+            padding = Int((512 - count % 512) % 512) + 1024
+        }
+        let n = min(padding ?? 0, buffer.count)
+        for i in 0..<n { buffer[i] = 0 }
+        padding = (padding ?? 0) - n
+        return n
     }
 }
 

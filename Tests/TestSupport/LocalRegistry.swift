@@ -142,6 +142,46 @@ public struct OCILayout: Sendable {
         try Self.sh("umoci unpack --image \(path):\(base) \(bundle) >/dev/null && (cd \(bundle)/rootfs && \(change)) && umoci repack --image \(path):\(tag) \(bundle) && rm -rf \(bundle)")
     }
 
+    /// `umoci insert` of `source` (a file or directory) at `target` into a new tag `tag` made of
+    /// `base` plus that layer; `opaque` hides what lower layers have under `target`.
+    public func insert(into base: String, as tag: String, source: String, target: String, opaque: Bool = false) throws {
+        try Self.sh("umoci insert --image \(path):\(base) --tag \(tag) \(opaque ? "--opaque " : "")\(source) \(target)")
+    }
+
+    /// A new tag `tag` made of `base` plus the uncompressed tar `layer`, added verbatim
+    /// (`umoci raw add-layer`): hostile layers are made this way.
+    public func addRawLayer(to base: String, as tag: String, layer: String) throws {
+        try Self.sh("umoci raw add-layer --image \(path):\(base) --tag \(tag) \(layer)")
+    }
+
+    /// The manifest bytes of `tag` and the digests of its config and layers.
+    public func manifest(_ tag: String) throws -> (bytes: Data, digest: String, config: String, layers: [String]) {
+        struct Index: Decodable {
+            struct Entry: Decodable {
+                var digest: String
+                var annotations: [String: String]?
+            }
+            var manifests: [Entry]
+        }
+        struct Manifest: Decodable {
+            struct Descriptor: Decodable { var digest: String }
+            var config: Descriptor
+            var layers: [Descriptor]
+        }
+        let index = try JSONDecoder().decode(Index.self, from: Data(contentsOf: URL(fileURLWithPath: path + "/index.json")))
+        guard let entry = index.manifests.last(where: { $0.annotations?["org.opencontainers.image.ref.name"] == tag }) else {
+            throw Failure(description: "no tag \(tag) in \(path)")
+        }
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: blobPath(entry.digest)))
+        let manifest = try JSONDecoder().decode(Manifest.self, from: bytes)
+        return (bytes, entry.digest, manifest.config.digest, manifest.layers.map(\.digest))
+    }
+
+    /// Where the blob `sha256:HEX` is in the layout.
+    public func blobPath(_ digest: String) -> String {
+        path + "/blobs/sha256/" + digest.dropFirst("sha256:".count)
+    }
+
     /// `umoci config` on `tag` (arguments such as `--config.entrypoint=/bin/sh`).
     public func configure(_ tag: String, _ arguments: [String]) throws {
         let quoted = arguments.map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ")
