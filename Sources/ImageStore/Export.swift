@@ -9,8 +9,10 @@ extension ImageStore {
     /// under a `.#` name beside it and renamed into place when complete; an existing file is not
     /// replaced.
     /// `progress` is told the bytes of file data read (the caller begins and ends its phase).
+    /// `reproducible`: without access and change times (and gzip's time stamp), so that the same
+    /// tree gives the same bytes (push-oci's layers).
     public func exportTar(_ name: String, to file: String, compression: ExportCompression? = nil,
-                          progress: ProgressReporter? = nil) async throws {
+                          progress: ProgressReporter? = nil, reproducible: Bool = false) async throws {
         let (image, lock) = try self.lock(named: name, kind: .shared)
         defer { lock.release() }
         guard image.type == .directory || image.type == .subvolume else {
@@ -20,7 +22,7 @@ extension ImageStore {
         let path = image.targetPath
         try await Blocking.run {
             try Self.writeOutput(file) { fd in
-                let exporter = try ArchiveExporter(fd: fd.rawValue, format: "pax", compression: chosen)
+                let exporter = try ArchiveExporter(fd: fd.rawValue, format: "pax", compression: chosen, reproducible: reproducible)
                 exporter.progress = progress
                 try exporter.writeTree(path)
                 try exporter.finish()

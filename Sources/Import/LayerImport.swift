@@ -42,6 +42,17 @@ public enum LayerImport {
         }
     }
 
+    /// The DiffID (`sha256:` of the uncompressed tar) of a layer blob at `path` (for push-oci,
+    /// whose config lists it).
+    public static func diffID(ofLayer path: String, job: ImportJob) async throws -> String {
+        try await BlockingThread.run {
+            let outer = PeekSource(CancellableSource(try InputFile(path: path), job: job))
+            let compression = Compression.detect(try outer.peek(6))
+            let decoded = HashingSource(try compression.decoder(outer))
+            return "sha256:" + (try decoded.finish())
+        }
+    }
+
     static func apply(layerPath: String, directory temporary: String, maximumSize: UInt64, job: ImportJob) throws -> Outcome {
         let input = try InputFile(path: layerPath)
         let outer = PeekSource(CancellableSource(LimitedSource(input, limit: maximumSize, what: "the layer"), job: job))

@@ -213,6 +213,41 @@ struct OCIPullCLITests {
         #expect(!FileManager.default.fileExists(atPath: "/escaped"))
     }
 
+    @Test("push-oci, then skopeo copy back into an OCI layout and umoci unpack: the same tree; pushing again uploads nothing")
+    func pushRoundTrip() throws {
+        let world = try Self.world()
+        let pool = try Pool()
+        guard let busybox = Fixtures.path("busybox-tree") else { throw Failure(text: "busybox-tree missing") }
+        #expect(try Imagectl.run(["import-fs", busybox, "plain"], root: pool.path).status == 0)
+        #expect(try Self.pull(world.registry.reference(Self.repository, tag: "configured"), "app", pool, ["-q"]).status == 0)
+        let back = try OCILayout(path: pool.dir.appending("back"))
+        // umoci 0.4.7 cannot unpack zstd layers: gzip for the round trip, zstd pushed too.
+        for (name, format) in [("plain", "gzip"), ("app", "gzip"), ("app", "zstd")] {
+            let tag = "\(name)-\(format)"
+            let push = try Imagectl.run(["push-oci", "--format=\(format)", name, world.registry.reference("test/pushed", tag: tag)], root: pool.path)
+            #expect(push.status == 0, "\(push.stderr)")
+            #expect(push.stdout.contains("Pushed \(name) as 127.0.0.1:\(world.registry.port)/test/pushed:\(tag)@sha256:"), "\(push.stdout)")
+            try world.registry.pull(repository: "test/pushed", tag: tag, into: back.path, as: tag)
+            #expect(try back.manifest(tag).layers.count == 1)
+            guard format == "gzip" else { continue }
+            let bundle = pool.dir.appending("bundle-\(tag)")
+            try back.unpack(tag, into: bundle)
+            #expect(try Self.listing(bundle + "/rootfs") == (try Self.listing(pool.path + "/" + name)), "\(name)")
+            if name == "app" {
+                // The pulled image's config went with it: umoci's runtime config runs Entrypoint+Cmd.
+                let runtime = try String(contentsOfFile: bundle + "/config.json", encoding: .utf8)
+                #expect(runtime.contains("from-cmd") && runtime.contains("FOO=bar"), "\(runtime)")
+            }
+        }
+        // The same image again: every blob is there already (HEAD), only the manifest is put.
+        let uploads = { (try? String(contentsOfFile: world.registry.logPath, encoding: .utf8))?.components(separatedBy: "\"PUT /v2/test/pushed/blobs/uploads/").count ?? 0 }
+        let before = uploads()
+        let again = try Imagectl.run(["push-oci", "--format=gzip", "app", world.registry.reference("test/pushed", tag: "app-gzip")], root: pool.path)
+        #expect(again.status == 0, "\(again.stderr)")
+        #expect(again.stdout.contains("0 blobs uploaded, 2 already there"), "\(again.stdout)")
+        #expect(uploads() == before)
+    }
+
     // MARK: - a hostile registry (the test HTTP server serving files named as the API asks)
 
     /// Serves `tags` of the layout from a flat directory (tag files hold manifests, blobs are

@@ -33,11 +33,15 @@ final class ArchiveExporter {
     private let zeros = [UInt8](repeating: 0, count: 1 << 16)
     /// Told the bytes of image data read, chunk by chunk.
     var progress: ProgressReporter?
+    /// Leave out what changes when nobody changed the tree (access and change times): the same
+    /// tree then gives the same bytes, which an OCI layer's digest needs to be found again.
+    let reproducible: Bool
 
     /// Opens a writer on `fd` in `format` ("pax" or "raw") with `compression`.
-    init(fd: Int32, format: String, compression: ExportCompression) throws {
+    init(fd: Int32, format: String, compression: ExportCompression, reproducible: Bool = false) throws {
         guard let archive = archive_write_new() else { throw ArchiveError(step: "archive_write_new", message: "out of memory") }
         self.archive = archive
+        self.reproducible = reproducible
         try check(format == "raw" ? archive_write_set_format_raw(archive) : archive_write_set_format_pax(archive), "set format \(format)")
         if format != "raw" {
             // xattrs as SCHILY.xattr only: GNU tar and star read those, and libarchive does too;
@@ -50,7 +54,10 @@ final class ArchiveExporter {
             try check(archive_write_add_filter_xz(archive), "xz filter")
             // Use every core: libarchive passes this to liblzma's multi-threaded encoder.
             _ = archive_write_set_filter_option(archive, "xz", "threads", "0")
-        case .gzip: try check(archive_write_add_filter_gzip(archive), "gzip filter")
+        case .gzip:
+            try check(archive_write_add_filter_gzip(archive), "gzip filter")
+            // The gzip header's time stamp is the time of writing.
+            if reproducible { _ = archive_write_set_filter_option(archive, "gzip", "timestamp", nil) }
         case .zstd: try check(archive_write_add_filter_zstd(archive), "zstd filter")
         case .bzip2: try check(archive_write_add_filter_bzip2(archive), "bzip2 filter")
         }
@@ -135,6 +142,11 @@ final class ArchiveExporter {
             throw ArchiveError(step: "read \(path)", message: ArchiveError.text(of: disk, fallback: "error \(result)"))
         }
         archive_entry_copy_pathname(entry, relative)
+        if reproducible {
+            archive_entry_unset_atime(entry)
+            archive_entry_unset_ctime(entry)
+            archive_entry_unset_birthtime(entry)
+        }
         let status = try FileStatus.lstat(path)
 
         var current: OpaquePointer? = entry

@@ -89,7 +89,9 @@ struct OCIImageConfig: Codable, Sendable {
     init(runConfig: OCIMetadata.RunConfig, diffID: String) {
         architecture = "amd64"
         os = "linux"
-        created = ISO8601DateFormatter().string(from: Date())
+        // No creation time: the same tree and settings give the same config digest, so pushing
+        // again uploads nothing.
+        created = nil
         config = RunConfig(Entrypoint: runConfig.entrypoint, Cmd: runConfig.cmd, Env: runConfig.env, WorkingDir: runConfig.workingDir,
                            User: runConfig.user,
                            ExposedPorts: runConfig.exposedPorts.map { Dictionary(uniqueKeysWithValues: $0.map { ($0, EmptyObject()) }) },

@@ -9,5 +9,6 @@ enum ImportCommands {
         PullRaw.self,
         PullTar.self,
         PullOci.self,
+        PushOci.self,
     ]
 }
