@@ -242,6 +242,17 @@ public enum OCIPuller {
         guard let file = OCILayerCache.fileName(digest: layer.digest) else { throw OCIError.badDigest(layer.digest) }
         let final = cache + "/" + file
         if isCached(layer, cache: cache) { return final }
+        // One download of a blob at a time: another pull fetching the same layer holds this lock,
+        // and its result is taken once it is done.
+        let lockPath = cache + "/.#" + file + ".lck"
+        var blobLock: FileLock?
+        while blobLock == nil {
+            if job.isCancelled { throw PullError.interrupted }
+            blobLock = try FileLock.tryLock(path: lockPath, kind: .exclusive)
+            if blobLock == nil { Thread.sleep(forTimeInterval: 0.2) }
+        }
+        defer { blobLock?.releaseRemovingFile() }
+        if isCached(layer, cache: cache) { return final }
         let partial = cache + "/.#" + file + ".download"
         let url = "\(client.reference.baseURL)/blobs/\(layer.digest)"
         let download = try PayloadDownload(url: url, partialPath: partial, maximumSize: UInt64(layer.size), ifNoneMatch: nil,
