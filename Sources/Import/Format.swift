@@ -76,7 +76,8 @@ public enum PayloadFormat: String, Sendable {
 /// The local image name derived from a file name (FORMATS.md section 4).
 public enum LocalName {
     static let tarSuffixes = [".tar.gz", ".tar.bz2", ".tar.xz", ".tar.zst", ".tgz", ".tbz2", ".txz", ".tzst", ".tar"]
-    static let rawSuffixes = [".xz", ".gz", ".bz2", ".zst", ".raw", ".qcow2", ".img", ".bin"]
+    // ".tar": import-raw also takes a tar holding one disk image (debian-12-genericcloud-amd64.tar.xz).
+    static let rawSuffixes = [".xz", ".gz", ".bz2", ".zst", ".raw", ".qcow2", ".img", ".bin", ".tar"]
 
     /// For a tar: the last path component with one tar suffix removed.
     public static func forTar(_ path: String) -> String {

@@ -123,6 +123,7 @@ struct DecoderTests {
         #expect(LocalName.forRaw("fedora.qcow2.gz") == "fedora")
         #expect(LocalName.forRaw("a.img.bin.zst") == "a")
         #expect(LocalName.forRaw("foo.iso") == "foo.iso")
+        #expect(LocalName.forRaw("debian-12-genericcloud-amd64.tar.xz") == "debian-12-genericcloud-amd64")
         #expect(LocalName.forTar("/x/tree.tar.xz") == "tree")
         #expect(LocalName.forTar("tree.tgz") == "tree")
         #expect(LocalName.forTar("tree.tar.raw") == "tree.tar.raw")

@@ -170,6 +170,48 @@ struct ImportCLITests {
         #expect(box.leftovers().isEmpty, "\(box.leftovers())")
     }
 
+    @Test("import-raw of a tar holding one disk image file (Debian's cloud image layout) takes that file")
+    func rawFromTar() throws {
+        try Privileged.require(.tool("python3"), .tool("tar"))
+        let box = try Box()
+        try FileManager.default.createDirectory(atPath: box.path("in"), withIntermediateDirectories: true)
+        try Self.makeDisk(box.path("in/disk.raw"))
+        // As Debian makes them: GNU format, sparse, xz; a second plain tar with a "./" entry
+        // (directories are passed over), gzip-compressed through a pipe.
+        try Self.sh("tar -C \(box.path("in")) --format=gnu --sparse -cf - disk.raw | xz -T2 -c > \(box.path("cloud.tar.xz"))")
+        try Self.sh("tar -C \(box.path("in")) -cf - . | gzip -c > \(box.path("dotted.tar.gz"))")
+        let ok = try Imagectl.run(["import-raw", box.path("cloud.tar.xz")], root: box.pool)
+        #expect(ok.status == 0, "\(ok.stderr)")
+        try Self.sh("cmp \(box.path("in/disk.raw")) \(box.pool)/cloud.raw")
+        // Written sparse: the 4 MiB of zero holes take no blocks.
+        let blocks = try Self.sh("stat -c %b \(box.pool)/cloud.raw").trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect((Int(blocks) ?? .max) * 512 <= 5 << 20, "allocated \(blocks) blocks")
+        let shown = try Imagectl.run(["show", "cloud", "--json=short"], root: box.pool)
+        #expect(shown.stdout.contains("raw+tar+xz"), "\(shown.stdout)")
+        let piped = try Imagectl.run(["import-raw", "-", "dotted"], root: box.pool, stdin: box.path("dotted.tar.gz"))
+        #expect(piped.status == 0, "\(piped.stderr)")
+        try Self.sh("cmp \(box.path("in/disk.raw")) \(box.pool)/dotted.raw")
+        #expect(box.leftovers().filter { $0.hasSuffix(".raw") || $0.hasPrefix(".#") } == ["cloud.raw", "dotted.raw"], "\(box.leftovers())")
+    }
+
+    @Test("import-raw of a tar with no, several or no regular file: one error line, nothing left")
+    func rawFromBadTar() throws {
+        try Privileged.require(.tool("tar"))
+        let box = try Box()
+        try Self.sh("""
+            cd \(box.dir.path) && mkdir -p two/d only-dir/d link empty &&
+            printf 'disk one' > two/a.raw && printf 'disk two' > two/d/b.raw &&
+            ln -s /etc/os-release link/disk.raw && : > empty/disk.raw &&
+            tar -C two -cf two.tar . && tar -C only-dir -cf only-dir.tar . &&
+            tar -C link -cJf link.tar.xz disk.raw && tar -C empty -cf empty.tar disk.raw
+            """)
+        Self.expectOneErrorLine(try Imagectl.run(["import-raw", box.path("two.tar"), "t"], root: box.pool), containing: "more than one file")
+        Self.expectOneErrorLine(try Imagectl.run(["import-raw", box.path("only-dir.tar"), "t"], root: box.pool), containing: "holds no regular file")
+        Self.expectOneErrorLine(try Imagectl.run(["import-raw", box.path("link.tar.xz"), "t"], root: box.pool), containing: "disk.raw is a symbolic link")
+        Self.expectOneErrorLine(try Imagectl.run(["import-raw", box.path("empty.tar"), "t"], root: box.pool), containing: "no data")
+        #expect(box.leftovers().isEmpty, "\(box.leftovers())")
+    }
+
     @Test("--max-size stops a decompression bomb (SECURITY 6)")
     func bomb() throws {
         let box = try Box()

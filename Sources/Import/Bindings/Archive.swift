@@ -279,3 +279,93 @@ final class TarExtraction {
         Array(UnsafeBufferPointer(start: UnsafeRawPointer(string).assumingMemoryBound(to: UInt8.self), count: strlen(string)))
     }
 }
+
+/// The one disk image file of a tar (Debian's cloud images ship as a tar.xz holding `disk.raw`),
+/// read as a stream straight from libarchive: nothing of the archive is written to disk but that
+/// file's bytes, through the caller's pipeline. Directory entries are passed over; any other
+/// kind of entry, or a second regular file, refuses the archive. A sparse entry reads as zeros in
+/// its holes (archive_read_data fills them), which the SparseWriter turns back into holes.
+final class TarSingleFile: ByteSource {
+    enum Error: Swift.Error, CustomStringConvertible {
+        case noFile
+        case severalFiles(String, String)
+        case notRegular(String, String)
+
+        var description: String {
+            switch self {
+            case .noFile:
+                "the tar archive holds no regular file (import-raw takes a tar holding exactly one disk image file)"
+            case .severalFiles(let first, let second):
+                "the tar archive holds more than one file (\(first), \(second), ...); import-raw takes a tar holding exactly one disk image file"
+            case .notRegular(let name, let kind):
+                "the tar archive's entry \(name) is a \(kind), not a regular file; import-raw takes a tar holding exactly one disk image file"
+            }
+        }
+    }
+
+    private let reader: ArchiveReader
+    /// The file's name in the archive, for messages.
+    let name: String
+    private var dataDone = false
+
+    /// Reads headers up to the first regular file (the caller then reads its bytes).
+    init(source: ByteSource) throws {
+        do {
+            reader = try ArchiveReader(source: source) { handle in
+                archive_read_support_filter_all(handle)
+                archive_read_support_format_tar(handle)
+                archive_read_support_format_gnutar(handle)
+            }
+        } catch let error as ArchiveError {
+            throw ArchiveError(message: "not a tar archive: \(error.message)")
+        }
+        guard let first = try Self.nextEntry(reader, entriesSoFar: 0) else { throw Error.noFile }
+        name = first
+    }
+
+    /// The next regular file's name, passing over directories; nil at the end of the archive.
+    private static func nextEntry(_ reader: ArchiveReader, entriesSoFar: Int) throws -> String? {
+        var entries = entriesSoFar
+        while true {
+            var entry: OpaquePointer?
+            let status = archive_read_next_header(reader.handle, &entry)
+            if status == ArchiveStatus.eof { return nil }
+            if status != ArchiveStatus.ok && status != ArchiveStatus.warn {
+                if entries == 0, reader.failure() is ArchiveError {
+                    throw ArchiveError(message: "not a tar archive: \(ArchiveReader.message(reader.handle))")
+                }
+                throw reader.failure()
+            }
+            guard let entry else { throw ArchiveError(message: "libarchive returned no entry") }
+            entries += 1
+            let name = archive_entry_pathname(entry).map { String(cString: $0) } ?? ""
+            if archive_entry_hardlink(entry) != nil { throw Error.notRegular(name, "hard link") }
+            switch UInt32(archive_entry_filetype(entry)) & ArchiveFileType.mask {
+            case ArchiveFileType.regular: return name
+            case ArchiveFileType.directory: continue
+            case ArchiveFileType.symlink: throw Error.notRegular(name, "symbolic link")
+            case ArchiveFileType.characterDevice, ArchiveFileType.blockDevice: throw Error.notRegular(name, "device node")
+            case ArchiveFileType.fifo: throw Error.notRegular(name, "FIFO")
+            case ArchiveFileType.socket: throw Error.notRegular(name, "socket")
+            default: throw Error.notRegular(name, "special entry")
+            }
+        }
+    }
+
+    func read(into buffer: inout [UInt8]) throws -> Int {
+        if dataDone { return 0 }
+        let count = buffer.count
+        let handle = reader.handle
+        let n = buffer.withUnsafeMutableBytes { raw in archive_read_data(handle, raw.baseAddress, count) }
+        if n < 0 { throw reader.failure() }
+        if n == 0 { dataDone = true }
+        return n
+    }
+
+    /// After the file's bytes: reads the rest of the archive, which may hold directories only.
+    func finish() throws {
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        while try read(into: &buffer) > 0 {}
+        if let second = try Self.nextEntry(reader, entriesSoFar: 1) { throw Error.severalFiles(name, second) }
+    }
+}

@@ -10,7 +10,11 @@ struct ImportRaw: AsyncParsableCommand {
         discussion: """
             The format is detected from the file's content, never from its name. The image is written \
             sparse under a temporary name and renamed to NAME.raw only when complete. NAME defaults \
-            to the file name without .xz .gz .bz2 .zst .raw .qcow2 .img .bin suffixes.
+            to the file name without .xz .gz .bz2 .zst .raw .qcow2 .img .bin .tar suffixes.
+            A tar (plain or compressed) holding exactly one regular file, such as Debian's cloud \
+            images (a tar.xz holding disk.raw), is taken as that file, streamed: only the file is \
+            written (as a bare image would be), directory entries are passed over, and a tar with \
+            no regular file, several, or another kind of entry (a link, a device) is refused.
             """)
 
     @OptionGroup var store: StoreOptions
