@@ -43,6 +43,8 @@ public struct VMRequest: Sendable {
     /// How the image's root and usr are protected (ImageAdmission's outcome), for the machine
     /// record as a container's has it; empty for an image without verity or a qcow2.
     public var verityTrust: [VerityTrust] = []
+    /// --grow-image= (GrowImage.swift): the size, and the option's text for messages.
+    public var growImage: (size: GrowImage.Size, text: String)?
 
     public init(image: String) { self.image = image }
 }
@@ -60,6 +62,8 @@ public final class PreparedVM: @unchecked Sendable {
     public let sshPrivateKey: String?
     /// VMRequest.verityTrust, for the machine record.
     public var verityTrust: [VerityTrust] = []
+    /// Status lines for the user (what --grow-image did), printed unless -q.
+    public internal(set) var notes: [String] = []
     let workspace: Workspace
     var swtpm: Process?
     /// One per share, stopped by cleanUp() (they also end once qemu has gone).
@@ -238,15 +242,28 @@ public enum VirtualMachine {
             rootUUID = uuid
         }
 
+        // --grow-image is checked now (a size below the image's, a qcow2, a damaged GPT), so
+        // bad input leaves nothing behind; the image grows below, with the other files.
+        if let grow = request.growImage {
+            _ = try GrowImage.plan(imagePath, size: grow.size, option: "--grow-image", value: grow.text)
+        }
+
         // From here on files are made; any failure removes them.
         let workspace = try Workspace(create: !dryRun)
         var swtpm: Process?
         var virtiofsds: [Virtiofsd] = []
         do {
             var rootDrive: VMSpec.Drive? = request.directory ? nil : VMSpec.Drive(path: imagePath, format: imageFormat, discard: request.discardDisk)
+            var notes: [String] = []
+            if let grow = request.growImage, !request.ephemeral, !request.directory, !dryRun {
+                notes += GrowImage.describe(try GrowImage.grow(imagePath, to: grow.size, value: grow.text), path: imagePath)
+            }
             if request.ephemeral && !request.directory {
                 let overlay = workspace.file("overlay.qcow2")
-                if !dryRun {
+                if !dryRun, let grow = request.growImage {
+                    let grown = try GrowImage.growOverlay(base: imagePath, overlay: overlay, scratch: workspace.path, to: grow.size, value: grow.text)
+                    notes += GrowImage.describe(grown, path: "the -x overlay")
+                } else if !dryRun {
                     try runTool("qemu-img", ["create", "-q", "-f", "qcow2", "-F", imageFormat.rawValue, "-b", imagePath, overlay])
                 }
                 rootDrive = VMSpec.Drive(path: overlay, format: .qcow2, discard: request.discardDisk)
@@ -341,6 +358,7 @@ public enum VirtualMachine {
             let prepared = PreparedVM(spec: spec, image: imagePath, warnings: warnings, sshPrivateKey: sshKey, workspace: workspace, swtpm: swtpm)
             prepared.verityTrust = request.verityTrust
             prepared.virtiofsds = virtiofsds
+            prepared.notes = notes
             return prepared
         } catch {
             for daemon in virtiofsds { daemon.stop() }

@@ -88,6 +88,9 @@ struct VMCommand: AsyncParsableCommand {
     @Flag(name: [.customShort("x"), .customLong("ephemeral")], help: "Boot on a throw-away qcow2 overlay over the image (made with qemu-img, removed on exit); the image is left unchanged.")
     var ephemeral = false
 
+    @Option(name: .customLong("grow-image"), help: ArgumentHelp("Grow the raw image to SIZE bytes (K, M, G, T suffixes; +SIZE: by that much) before qemu starts, sparse, moving its GPT backup to the new end so that the guest's growpart or systemd-repart can use the space; never shrinks. With -x the overlay grows and the image is left unchanged. qcow2 images are refused.", valueName: "size"))
+    var growImage: String?
+
     @Option(name: .customLong("extra-drive"), help: ArgumentHelp("Another raw or qcow2 disk for the VM, after the image (repeatable).", valueName: "path"))
     var extraDrive: [String] = []
 
@@ -220,6 +223,7 @@ struct VMCommand: AsyncParsableCommand {
             r.console = mode
         }
         if let background { _ = try VMOptions.parseBackground(background) }
+        if let growImage { r.growImage = (try GrowImage.parse(growImage), growImage) }
         return r
     }
 
@@ -393,6 +397,7 @@ struct VMCommand: AsyncParsableCommand {
             case .direct: "direct kernel boot"
             case .firmware(let files): "UEFI firmware \(files.code)"
             }
+            for note in vm.notes { Terminal.standardError(note + "\n") }
             Terminal.standardError("Booting \(path) as VM \(vm.spec.name) (\(vm.spec.accelerator == .kvm ? "KVM" : "TCG"), \(how)).\n")
             if let key = vm.sshPrivateKey { Terminal.standardError("SSH private key for root: \(key) (removed when the VM ends).\n") }
             if VirtualMachine.relaysConsole(vm.spec) { Terminal.standardError(VirtualMachine.consoleHint + "\n") }

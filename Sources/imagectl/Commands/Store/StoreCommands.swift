@@ -9,6 +9,7 @@ enum StoreCommands {
         StoreRename.self,
         StoreRemove.self,
         StoreReadOnly.self,
+        StoreResize.self,
         StoreSetLimit.self,
         StoreClean.self,
         StoreExportTar.self,
