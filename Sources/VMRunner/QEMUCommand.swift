@@ -49,6 +49,7 @@ public enum QEMUCommand {
             args += ["-drive", driveArgument(drive)]
         }
         args += virtiofsArguments(for: spec)
+        args += CloudInitSeed.arguments(seed: spec.cloudInitSeed)
 
         switch spec.network {
         case .none: break

@@ -116,6 +116,9 @@ public struct VMSpec: Sendable, Equatable {
     /// connects to it while it starts, paused (-S) until the runner has negotiated and sent
     /// `cont`, so the runner sees every event. nil: none (--print-command).
     public var monitorSocket: String?
+    /// cloud-init's NoCloud seed volume (CloudInitSeed), attached read-only with the SMBIOS
+    /// serial ds=nocloud; nil: none.
+    public var cloudInitSeed: String?
 
     public init(qemuBinary: String = "qemu-system-x86_64", name: String, uuid: UUID, cpus: Int = 1,
                 memoryBytes: UInt64 = 2 << 30, accelerator: Accelerator, root: Drive?, boot: Boot) {

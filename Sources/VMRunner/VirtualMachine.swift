@@ -45,6 +45,8 @@ public struct VMRequest: Sendable {
     public var verityTrust: [VerityTrust] = []
     /// --grow-image= (GrowImage.swift): the size, and the option's text for messages.
     public var growImage: (size: GrowImage.Size, text: String)?
+    /// --cloud-init data (CloudInitSeed.swift): becomes a vfat volume labelled CIDATA.
+    public var cloudInit: CloudInitData?
 
     public init(image: String) { self.image = image }
 }
@@ -87,6 +89,7 @@ public final class PreparedVM: @unchecked Sendable {
         if !virtiofsds.isEmpty { img_spawn_guard_clear() }
         virtiofsds = []
         workspace.remove()
+        if workspace.created, let seed = spec.cloudInitSeed { unlink(seed) }
     }
 
     /// Ends swtpm: SIGTERM, and SIGKILL when it is still there after two seconds. swtpm blocks
@@ -252,6 +255,7 @@ public enum VirtualMachine {
         let workspace = try Workspace(create: !dryRun)
         var swtpm: Process?
         var virtiofsds: [Virtiofsd] = []
+        var seed: String?
         do {
             var rootDrive: VMSpec.Drive? = request.directory ? nil : VMSpec.Drive(path: imagePath, format: imageFormat, discard: request.discardDisk)
             var notes: [String] = []
@@ -317,6 +321,7 @@ public enum VirtualMachine {
             spec.console = request.console
 
             var sshKey: String?
+            var cloudInit = request.cloudInit
             if request.passSSHKey {
                 let key = workspace.file("ssh-key")
                 var publicKey = "(public key of \(key))"
@@ -329,6 +334,14 @@ public enum VirtualMachine {
                 // reading the credential) installs it for root.
                 spec.credentials.append(VMSpec.Credential(id: "ssh.authorized_keys.root", value: Array(publicKey.utf8)))
                 sshKey = key
+                if var data = cloudInit, data.userDataIsDefault {
+                    data.userData = CloudInitData.defaultUserData(sshPublicKey: publicKey)
+                    cloudInit = data
+                }
+            }
+            if let cloudInit {
+                spec.cloudInitSeed = dryRun ? CloudInitSeed.path : try CloudInitSeed.make(cloudInit)
+                seed = spec.cloudInitSeed
             }
 
             if useTPM, let swtpmPath {
@@ -365,6 +378,7 @@ public enum VirtualMachine {
             if !virtiofsds.isEmpty { img_spawn_guard_clear() }
             if let swtpm { PreparedVM.stop(swtpm) }
             workspace.remove()
+            if let seed, !dryRun { unlink(seed) }
             throw error
         }
     }
@@ -409,12 +423,14 @@ public enum VirtualMachine {
         }
     }
 
-    /// Runs a helper tool to completion; its stderr becomes the error.
-    static func runTool(_ name: String, _ arguments: [String]) throws(VMError) {
+    /// Runs a helper tool to completion; its stderr becomes the error. `environment` is added
+    /// to imagectl's own.
+    static func runTool(_ name: String, _ arguments: [String], environment: [String: String] = [:]) throws(VMError) {
         guard let path = findTool(name) else { throw .toolMissing(name) }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: path)
         process.arguments = arguments
+        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         process.standardInput = FileHandle.nullDevice
         process.standardOutput = FileHandle.nullDevice
         let errors = Pipe()

@@ -3,6 +3,7 @@ import Foundation
 import ImageStore
 import Machines
 import Runner
+import VMRunner
 
 /// `imagectl run -D DIR [COMMAND [ARGS...]]`: a directory tree as a container, with
 /// systemd-nspawn's option names and defaults.
@@ -68,6 +69,13 @@ struct RunCommand: AsyncParsableCommand {
             (so does one whose machine name is taken). The container dies with imagectl, even on \
             kill -9 (an image's mounts then live only in the container's namespace); a -x snapshot \
             or temporary directory a killed run left is removed by the next run.
+            cloud-init (--cloud-init=, --cloud-init-user-data=, with --boot): the NoCloud files \
+            (the same defaults as imagectl vm) are written to $IMAGECTL_RUNTIME_DIR/cloud-init \
+            (default /run/imagectl), bound read-only at /run/host/cloud-init in the container, \
+            and the booted init gets the argument ds=nocloud;s=file:///run/host/cloud-init/, \
+            which cloud-init reads from PID 1's command line in a container. Nothing is written \
+            into the tree for them (cloud-init keeps its own state in /var/lib/cloud, in the -x \
+            layer with -x); they are removed when the container ends.
             """)
 
     @Option(name: [.customShort("D"), .customLong("directory")], help: "Directory to use as the container's root file system.")
@@ -85,6 +93,8 @@ struct RunCommand: AsyncParsableCommand {
 
     @Flag(name: [.customShort("x"), .customLong("ephemeral")], help: "Run on a throw-away overlay over the directory; the directory is left unchanged.")
     var ephemeral = false
+
+    @OptionGroup var cloudInit: CloudInitOptions
 
     @Option(name: .customLong("template"), help: "Directory to copy (or btrfs-snapshot) into the -D directory when that does not exist yet; no effect when it exists.")
     var template: String?
@@ -358,8 +368,10 @@ struct RunCommand: AsyncParsableCommand {
 
     func run() async throws {
         var report = SettingsReport()
-        let configuration = try makeConfiguration(report: &report)
+        var configuration = try makeConfiguration(report: &report)
         guard geteuid() == 0 else { throw CommandFailure(message: "imagectl run needs root (namespaces and mounts)") }
+        let cloudInitSeed = try cloudInit.prepareContainerSeed(&configuration)
+        defer { if cloudInitSeed != nil { CloudInitSeed.removeOwn() } }
         // Shown even with -q, as nspawn does: a setting that was asked for and dropped matters.
         for warning in report.warnings { Terminal.standardError("warning: \(warning)\n") }
         if let template, try Template.materialize(template, at: configuration.directory), !quiet {
@@ -368,6 +380,9 @@ struct RunCommand: AsyncParsableCommand {
         let session = try await imageOptions.openRoot(configuration, quiet: quiet)
         defer { session.close() }
         let plan = try Container.plan(session.configuration, hostEnvironment: ProcessInfo.processInfo.environment)
+        if let cloudInitSeed {
+            try cloudInit.writeContainerSeed(cloudInitSeed, uuid: plan.uuid ?? UUID(), hostname: configuration.hostname ?? plan.machine)
+        }
         if !quiet {
             if configuration.process.console && !configuration.process.consoleReadOnly { Terminal.standardError(ConsoleRelay.hint + "\n") }
             Terminal.standardError("Spawning container \(plan.machine) on \(session.description).\n")

@@ -56,6 +56,13 @@ struct VMCommand: AsyncParsableCommand {
             io.systemd.stub.kernel-cmdline-extra string without direct boot). systemd reads that \
             from version 254 on; with -D the appended initrd mounts them too, so an older guest \
             (Debian 12 has 252) gets them as well. Shares need root.
+            cloud-init (--cloud-init=, --cloud-init-user-data=): the NoCloud files go on a small \
+            vfat volume labelled CIDATA, made in $IMAGECTL_RUNTIME_DIR/cloud-init (default \
+            /run/imagectl) and attached read-only, with the SMBIOS serial ds=nocloud; it is \
+            removed when the VM ends (after a kill -9, by the next imagectl vm or run). The \
+            instance-id is the machine UUID: a -x boot (random UUID) runs cloud-init's \
+            first-boot modules again; a persistent image without --uuid= gets a UUID derived from \
+            its path, the same at every boot, so they run once.
             Not available: --forward-journal (the guest's journal over vsock), --private-users \
             (Debian 12's virtiofsd has no ID mapping), the vsock notify socket.
             """)
@@ -90,6 +97,8 @@ struct VMCommand: AsyncParsableCommand {
 
     @Option(name: .customLong("grow-image"), help: ArgumentHelp("Grow the raw image to SIZE bytes (K, M, G, T suffixes; +SIZE: by that much) before qemu starts, sparse, moving its GPT backup to the new end so that the guest's growpart or systemd-repart can use the space; never shrinks. With -x the overlay grows and the image is left unchanged. qcow2 images are refused.", valueName: "size"))
     var growImage: String?
+
+    @OptionGroup var cloudInit: CloudInitOptions
 
     @Option(name: .customLong("extra-drive"), help: ArgumentHelp("Another raw or qcow2 disk for the VM, after the image (repeatable).", valueName: "path"))
     var extraDrive: [String] = []
@@ -372,6 +381,14 @@ struct VMCommand: AsyncParsableCommand {
             lock = try ImageLock.lock(path: path, kind: ephemeral || (isTree && readOnly) ? .shared : .exclusive)
         }
         var request = try makeRequest(imagePath: path, directory: isTree)
+        if cloudInit.requested || cloudInit.sshKey != nil {
+            // instance-id is the machine UUID, so it is fixed now rather than by prepare: random
+            // for -x (a new instance), derived from the image's path for a persistent image.
+            let uuid = request.uuid ?? (ephemeral ? UUID() : CloudInitData.stableUUID(for: path))
+            request.uuid = uuid
+            request.cloudInit = try cloudInit.load(instanceID: uuid, hostname: request.machineName ?? VirtualMachine.defaultName(for: path),
+                                                   sshPublicKey: try cloudInit.publicKey())
+        }
         // The tap's host side is prepared now (its /28, the NIC's MAC) and attached once qemu
         // made the tap; undone when the VM ends.
         var network: HostNetwork?
