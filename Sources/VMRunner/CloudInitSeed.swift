@@ -65,7 +65,8 @@ public enum CloudInitSeed {
     }
 
     /// Seeds of imagectl processes that no longer exist (killed with -9: nothing removed them).
-    static func removeStale() {
+    /// Every `imagectl vm` and `imagectl run` calls it, with cloud-init data or not.
+    public static func removeStale() {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return }
         for name in names {
             let stem = name.hasSuffix(".img") ? String(name.dropLast(4)) : name.hasSuffix(".d") ? String(name.dropLast(2)) : ""

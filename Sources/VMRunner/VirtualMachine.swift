@@ -252,6 +252,7 @@ public enum VirtualMachine {
         }
 
         // From here on files are made; any failure removes them.
+        if !dryRun { CloudInitSeed.removeStale() }
         let workspace = try Workspace(create: !dryRun)
         var swtpm: Process?
         var virtiofsds: [Virtiofsd] = []

@@ -370,6 +370,7 @@ struct RunCommand: AsyncParsableCommand {
         var report = SettingsReport()
         var configuration = try makeConfiguration(report: &report)
         guard geteuid() == 0 else { throw CommandFailure(message: "imagectl run needs root (namespaces and mounts)") }
+        CloudInitSeed.removeStale()
         let cloudInitSeed = try cloudInit.prepareContainerSeed(&configuration)
         defer { if cloudInitSeed != nil { CloudInitSeed.removeOwn() } }
         // Shown even with -q, as nspawn does: a setting that was asked for and dropped matters.
