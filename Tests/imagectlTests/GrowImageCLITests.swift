@@ -117,7 +117,8 @@ import TestSupport
         try Self.sh("qemu-img convert -f raw -O qcow2 \(image) \(box.appending("disk.qcow2"))")
         for (arguments, message) in [(["-i", image, "--grow-image=10M"], "not shrunk"),
                                      (["-i", image, "--grow-image=+1X"], "invalid size"),
-                                     (["-x", "-i", box.appending("disk.qcow2"), "--grow-image=+1G"], "grows raw images only")] {
+                                     (["-x", "-i", box.appending("disk.qcow2"), "--grow-image=+1G"], "grows raw images only"),
+                                     (["-D", box.path, "--grow-image=+1G"], "a directory tree (-D) has no size to grow")] {
             let r = try Imagectl.run(["vm", "--console=read-only", "--kvm=no"] + arguments, environment: environment)
             Self.expectOneErrorLine(r, containing: message)
         }

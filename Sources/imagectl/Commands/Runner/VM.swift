@@ -373,6 +373,7 @@ struct VMCommand: AsyncParsableCommand {
             (path, isTree) = try resolveImage(image)
         }
         if readOnly && !isTree { throw ValidationError("--read-only needs a directory tree (-D); a disk image boots read-only with -x") }
+        if growImage != nil && isTree { throw ValidationError("--grow-image grows a raw disk image; a directory tree (-D) has no size to grow") }
         // Locked while the VM runs, as run locks a tree or image: exclusive, as the guest writes
         // to it; shared under -x, where only the overlay is written.
         var lock: ImageLock?
