@@ -143,8 +143,7 @@ let package = Package(
         .target(
             name: "Runner",
             dependencies: [
-                "LinuxSystem", "Dissect", "ImageStore", "Machines", "CShims", "CSeccomp",
-                "LinuxSystem", "Dissect", "ImageStore", "CShims", "CSeccomp", "Network",
+                "LinuxSystem", "Dissect", "ImageStore", "Machines", "CShims", "CSeccomp", "Network",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             exclude: ["README.md"],

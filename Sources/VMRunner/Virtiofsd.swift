@@ -147,20 +147,8 @@ final class Virtiofsd: @unchecked Sendable {
     /// EOF on the child's error pipe: exec'd. Otherwise the step that failed.
     private static func awaitExec(errorFD: Int32) -> String? {
         defer { close(errorFD) }
-        var report = img_container_error()
-        let expected = MemoryLayout<img_container_error>.size
-        var got = 0
-        withUnsafeMutableBytes(of: &report) { raw in
-            while got < expected {
-                let n = read(errorFD, raw.baseAddress! + got, expected - got)
-                if n < 0 && errno == EINTR { continue }
-                if n <= 0 { break }
-                got += n
-            }
-        }
-        guard got > 0 else { return nil }
-        let step = withUnsafeBytes(of: report.step) { raw in String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self) }
-        return "\(step): \(String(cString: strerror(report.error_number)))"
+        guard let report = ChildErrorReport.read(from: errorFD) else { return nil }
+        return "\(report.step): \(String(cString: strerror(report.errorNumber)))"
     }
 
     private func hasExited() -> Bool {

@@ -1,5 +1,6 @@
 import CShims
 import Glibc
+import LinuxSystem
 
 /// The start-up protocol of the two clone()d children (container.c's container child and
 /// enter.c's `imagectl shell` helper): their error pipe reaches EOF when the payload was exec'd,
@@ -8,24 +9,10 @@ enum ChildStart {
     /// Reads the child's error pipe; on a report, reaps the child and throws the step it names.
     /// `who` says whose report was cut short ("child", "helper").
     static func awaitExec(errorFD: Int32, pid: pid_t, who: String) throws {
-        var report = img_container_error()
-        let expected = MemoryLayout<img_container_error>.size
-        var got = 0
-        withUnsafeMutableBytes(of: &report) { raw in
-            while got < expected {
-                let n = read(errorFD, raw.baseAddress! + got, expected - got)
-                if n < 0 && errno == EINTR { continue }
-                if n <= 0 { break }
-                got += n
-            }
-        }
-        guard got > 0 else { return }
+        guard let report = ChildErrorReport.read(from: errorFD) else { return }
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        let step = withUnsafeBytes(of: report.step) { raw in
-            String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-        }
-        throw RunnerError.startFailed(step: got == expected ? step : "the \(who)'s report was cut short", errno: report.error_number)
+        throw RunnerError.startFailed(step: report.complete ? report.step : "the \(who)'s report was cut short", errno: report.errorNumber)
     }
 
     /// waitpid(2) until `pid` ends, as an exit code or a terminating signal.
