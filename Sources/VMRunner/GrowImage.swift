@@ -59,7 +59,7 @@ public enum GrowImage {
         }
         guard !image.isBlockDevice else { throw .imageNotUsable(path: path, reason: "is a block device; \(option) grows image files only") }
         if VMOptions.detectFormat(path: path) == .qcow2 {
-            throw .imageNotUsable(path: path, reason: "is qcow2; \(option) grows raw images only (imagectl cannot move a qcow2 image's GPT: use qemu-img resize, or boot it with -x)")
+            throw .imageNotUsable(path: path, reason: "is qcow2; \(option) grows raw images only (imagectl cannot move a qcow2 image's GPT: use qemu-img resize, or import it, which makes it raw)")
         }
         let current = image.size
         let target = size.bytes(from: current)
