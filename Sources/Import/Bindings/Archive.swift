@@ -51,6 +51,20 @@ final class ArchiveReader {
     private var opened = false
 
     /// `configure` enables formats and filters on the fresh handle before it is opened.
+    /// A reader of tar archives (any compression libarchive detects), as import-tar, the OCI
+    /// layers and import-raw's one-file tars read them; anything else is "not a tar archive".
+    static func tar(source: ByteSource) throws -> ArchiveReader {
+        do {
+            return try ArchiveReader(source: source) { handle in
+                archive_read_support_filter_all(handle)
+                archive_read_support_format_tar(handle)
+                archive_read_support_format_gnutar(handle)
+            }
+        } catch let error as ArchiveError {
+            throw ArchiveError(message: "not a tar archive: \(error.message)")
+        }
+    }
+
     init(source: ByteSource, configure: (OpaquePointer) -> Void) throws {
         guard let handle = archive_read_new() else { throw ArchiveError(message: "cannot allocate a libarchive reader") }
         self.handle = handle
@@ -167,16 +181,7 @@ final class TarExtraction {
                     check: (TarEntryHeader) throws -> (path: [UInt8], hardlink: [UInt8]?)?,
                     cancelled: () throws -> Void,
                     warning: (String) -> Void, extraFlags: Int32 = 0, allowEmpty: Bool = false) throws -> Int {
-        let reader: ArchiveReader
-        do {
-            reader = try ArchiveReader(source: source) { handle in
-                archive_read_support_filter_all(handle)
-                archive_read_support_format_tar(handle)
-                archive_read_support_format_gnutar(handle)
-            }
-        } catch let error as ArchiveError {
-            throw ArchiveError(message: "not a tar archive: \(error.message)")
-        }
+        let reader = try ArchiveReader.tar(source: source)
         guard let disk = archive_write_disk_new() else { throw ArchiveError(message: "cannot allocate a libarchive writer") }
         defer { archive_write_free(disk) }
         archive_write_disk_set_options(disk, diskFlags | extraFlags)
@@ -310,15 +315,7 @@ final class TarSingleFile: ByteSource {
 
     /// Reads headers up to the first regular file (the caller then reads its bytes).
     init(source: ByteSource) throws {
-        do {
-            reader = try ArchiveReader(source: source) { handle in
-                archive_read_support_filter_all(handle)
-                archive_read_support_format_tar(handle)
-                archive_read_support_format_gnutar(handle)
-            }
-        } catch let error as ArchiveError {
-            throw ArchiveError(message: "not a tar archive: \(error.message)")
-        }
+        reader = try ArchiveReader.tar(source: source)
         guard let first = try Self.nextEntry(reader, entriesSoFar: 0) else { throw Error.noFile }
         name = first
     }
