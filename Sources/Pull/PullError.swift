@@ -117,3 +117,15 @@ extension PullError {
         return [408, 429, 500, 502, 503, 504].contains(status)
     }
 }
+
+extension PullError {
+    /// The error a curl failure ends a request with at once, whatever retries are left: a TLS
+    /// verification failure, a body over `limit` (CURLE_FILESIZE_EXCEEDED, 63), or no connection.
+    /// nil for a failure the caller may retry or word itself.
+    static func final(_ failure: CurlTransfer.Failure, url: String, what: String, limit: UInt64) -> PullError? {
+        if failure.isTLSVerification { return .tlsVerification(url, detail: failure.message) }
+        if failure.code == 63 { return .tooLarge("\(what) \(url)", limit: limit) }
+        if failure.isConnectionFailure { return .connectionFailed(url, detail: failure.message) }
+        return nil
+    }
+}

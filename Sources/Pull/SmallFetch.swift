@@ -82,9 +82,7 @@ enum SmallFetch {
             }
             if let failure {
                 if failure.isFileNotFound { return false }
-                if failure.isTLSVerification { throw PullError.tlsVerification(url, detail: failure.message) }
-                if failure.code == 63 { throw PullError.tooLarge("\(what) \(url)", limit: limit) }
-                if failure.isConnectionFailure { throw PullError.connectionFailed(url, detail: failure.message) }
+                if let error = PullError.final(failure, url: url, what: what, limit: limit) { throw error }
                 if failure.isTransient && attempt < backoff.count {
                     Thread.sleep(forTimeInterval: backoff[attempt])
                     attempt += 1

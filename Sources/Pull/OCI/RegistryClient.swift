@@ -99,9 +99,7 @@ final class RegistryClient: @unchecked Sendable {
             if job.isCancelled { throw PullError.interrupted }
             if let responseError { throw responseError }
             if let failure {
-                if failure.isTLSVerification { throw PullError.tlsVerification(url, detail: failure.message) }
-                if failure.code == 63 { throw PullError.tooLarge("\(what) \(url)", limit: limit) }
-                if failure.isConnectionFailure { throw PullError.connectionFailed(url, detail: failure.message) }
+                if let error = PullError.final(failure, url: url, what: what, limit: limit) { throw error }
                 if failure.isTransient && attempt < backoff.count {
                     Thread.sleep(forTimeInterval: backoff[attempt])
                     attempt += 1
